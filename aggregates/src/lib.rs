@@ -1,0 +1,30 @@
+//! The seat-allocation domain of seatflow, pure and synchronous.
+//!
+//! A section is `rows x seats_per_row` seats held as a bitmap plus an available count
+//! ([`SectionState`]). Commands ([`Command`]) are decided against that state into events
+//! ([`Event`]) or a typed [`Rejection`]; events are applied to rebuild the state. Nothing here
+//! does I/O, reads a clock or spawns a task: the partition runner feeds the time in, stores what
+//! comes out and carries out the side effects. That keeps every rule testable without Kafka or
+//! a disk, and makes a replay of the events rebuild exactly the state that was decided.
+//!
+//! The partition-level entry point is [`decide`]: it adds the rule that a reservation id is
+//! decided once (a redelivered command is answered with the first outcome) on top of
+//! [`SectionState::decide`].
+
+mod decision;
+mod model;
+mod section;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+
+pub use decision::{Decision, decide, evolve};
+pub use model::{
+    Cancel, Command, Completed, Event, InitSection, Layout, LayoutError, MAX_ROWS,
+    MAX_SEATS_PER_ROW, MAX_SECTION_SEATS, Millis, Rejection, Reservation, ReservationId, Reserve,
+    Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
+};
+pub use section::SectionState;
+
+#[cfg(test)]
+mod tests;

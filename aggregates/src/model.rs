@@ -1,0 +1,335 @@
+//! The domain vocabulary: identifiers, commands, events, outcomes and rejections.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch. The domain never reads a clock: times come in commands.
+pub type Millis = i64;
+
+/// Largest number of rows a section may have.
+pub const MAX_ROWS: u16 = 1_000;
+/// Largest number of seats in one row.
+pub const MAX_SEATS_PER_ROW: u16 = 1_000;
+/// Largest number of seats in one section; bounds the state record (a 12.5 KB bitmap at most).
+pub const MAX_SECTION_SEATS: u32 = 100_000;
+
+/// A reservation's identity, made by the gateway (UUID v7) and carried by every command about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(pub Uuid);
+
+impl ReservationId {
+    /// A new time-ordered id.
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The unit of ordering and ownership: one section of one event. All commands of a section are
+/// decided by one worker, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SectionKey {
+    pub event_id: String,
+    pub section: String,
+}
+
+impl SectionKey {
+    pub fn new(event_id: impl Into<String>, section: impl Into<String>) -> Self {
+        Self {
+            event_id: event_id.into(),
+            section: section.into(),
+        }
+    }
+
+    /// The bytes a section is partitioned and stored by: `eventId/section`.
+    pub fn routing_key(&self) -> String {
+        format!("{}/{}", self.event_id, self.section)
+    }
+}
+
+impl fmt::Display for SectionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.event_id, self.section)
+    }
+}
+
+/// One seat, 1-based: row 1 is the row nearest the stage, seat 1 the first seat of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Seat {
+    pub row: u16,
+    pub seat: u16,
+}
+
+impl Seat {
+    pub fn new(row: u16, seat: u16) -> Self {
+        Self { row, seat }
+    }
+}
+
+impl fmt::Display for Seat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {} seat {}", self.row, self.seat)
+    }
+}
+
+/// The shape of a section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    pub rows: u16,
+    pub seats_per_row: u16,
+}
+
+/// Why a layout is not acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("rows must be between 1 and {MAX_ROWS}")]
+    Rows,
+    #[error("seatsPerRow must be between 1 and {MAX_SEATS_PER_ROW}")]
+    SeatsPerRow,
+    #[error("a section holds at most {MAX_SECTION_SEATS} seats")]
+    TooLarge,
+}
+
+impl Layout {
+    /// A layout within the domain's bounds.
+    pub fn new(rows: u16, seats_per_row: u16) -> Result<Self, LayoutError> {
+        if rows == 0 || rows > MAX_ROWS {
+            return Err(LayoutError::Rows);
+        }
+        if seats_per_row == 0 || seats_per_row > MAX_SEATS_PER_ROW {
+            return Err(LayoutError::SeatsPerRow);
+        }
+        let layout = Self {
+            rows,
+            seats_per_row,
+        };
+        if layout.capacity() > MAX_SECTION_SEATS {
+            return Err(LayoutError::TooLarge);
+        }
+        Ok(layout)
+    }
+
+    pub fn capacity(&self) -> u32 {
+        u32::from(self.rows) * u32::from(self.seats_per_row)
+    }
+
+    pub fn contains(&self, seat: Seat) -> bool {
+        (1..=self.rows).contains(&seat.row) && (1..=self.seats_per_row).contains(&seat.seat)
+    }
+}
+
+/// What a reservation asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeatRequest {
+    /// N seats next to each other in one row, the best row that has them.
+    Adjacent(u16),
+    /// Exactly these seats, all or nothing.
+    Picked(Vec<Seat>),
+}
+
+impl SeatRequest {
+    pub fn seat_count(&self) -> u16 {
+        match self {
+            Self::Adjacent(n) => *n,
+            Self::Picked(seats) => u16::try_from(seats.len()).unwrap_or(u16::MAX),
+        }
+    }
+}
+
+/// Create a section of an event. Idempotent: the same section with the same layout again is a
+/// no-op; with another layout it is refused (never a reset of sold seats).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitSection {
+    pub key: SectionKey,
+    pub event_name: String,
+    /// Where the section is listed in its event (0-based).
+    pub position: u32,
+    pub layout: Layout,
+    pub requested_at: Millis,
+}
+
+/// Ask for seats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserve {
+    pub reservation_id: ReservationId,
+    pub key: SectionKey,
+    pub user_id: String,
+    pub request: SeatRequest,
+    pub requested_at: Millis,
+}
+
+/// Give the seats of a confirmed reservation back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancel {
+    pub reservation_id: ReservationId,
+    pub key: SectionKey,
+    pub user_id: String,
+    pub requested_at: Millis,
+}
+
+/// Everything a seat worker decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    InitSection(InitSection),
+    Reserve(Reserve),
+    Cancel(Cancel),
+}
+
+impl Command {
+    pub fn key(&self) -> &SectionKey {
+        match self {
+            Self::InitSection(c) => &c.key,
+            Self::Reserve(c) => &c.key,
+            Self::Cancel(c) => &c.key,
+        }
+    }
+
+    pub fn reservation_id(&self) -> Option<ReservationId> {
+        match self {
+            Self::InitSection(_) => None,
+            Self::Reserve(c) => Some(c.reservation_id),
+            Self::Cancel(c) => Some(c.reservation_id),
+        }
+    }
+}
+
+/// Where a reservation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Rejected => "REJECTED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// Why a command was not carried out. Typed so that callers map each to one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the section is sold out")]
+    SoldOut,
+    #[error("only {available} seats are left in the section")]
+    NotEnoughSeats { available: u32 },
+    #[error("no row has {requested} free seats next to each other")]
+    NoAdjacentSeats { requested: u16 },
+    #[error("{seat} is already taken")]
+    SeatTaken { seat: Seat },
+    #[error("{seat} is not in the section")]
+    SeatOutOfRange { seat: Seat },
+    #[error("{seat} is asked for twice")]
+    DuplicateSeat { seat: Seat },
+    #[error("{requested} is not a valid number of seats")]
+    InvalidSeatCount { requested: u16 },
+    #[error("the section does not exist")]
+    UnknownSection,
+    #[error("the reservation does not exist")]
+    UnknownReservation,
+    #[error("the reservation belongs to another user")]
+    NotOwner,
+    #[error("a {} reservation cannot be cancelled", status.as_str())]
+    NotCancellable { status: Status },
+    #[error("the section already exists with another layout")]
+    SectionExists,
+}
+
+impl Rejection {
+    /// A stable machine-readable code (used in API errors and the wire format).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::NotEnoughSeats { .. } => "not_enough_seats",
+            Self::NoAdjacentSeats { .. } => "no_adjacent_seats",
+            Self::SeatTaken { .. } => "seat_taken",
+            Self::SeatOutOfRange { .. } => "seat_out_of_range",
+            Self::DuplicateSeat { .. } => "duplicate_seat",
+            Self::InvalidSeatCount { .. } => "invalid_seat_count",
+            Self::UnknownSection => "unknown_section",
+            Self::UnknownReservation => "unknown_reservation",
+            Self::NotOwner => "not_owner",
+            Self::NotCancellable { .. } => "not_cancellable",
+            Self::SectionExists => "section_exists",
+        }
+    }
+}
+
+/// The decided state of one reservation: what the user sees and what the audit keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub key: SectionKey,
+    pub user_id: String,
+    pub status: Status,
+    /// How many seats were asked for.
+    pub requested_seats: u16,
+    /// The seats held (CONFIRMED) or given back (CANCELLED); empty when REJECTED.
+    pub seats: Vec<Seat>,
+    pub reason: Option<Rejection>,
+    pub requested_at: Millis,
+    pub decided_at: Millis,
+    pub cancelled_at: Option<Millis>,
+}
+
+/// A section came into existence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionInitialized {
+    pub key: SectionKey,
+    pub event_name: String,
+    /// Where the section is listed in its event (0-based).
+    pub position: u32,
+    pub layout: Layout,
+    pub at: Millis,
+}
+
+/// A reservation was confirmed, rejected or cancelled; `available` is the section's count after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub reservation: Reservation,
+    pub available: u32,
+}
+
+/// The facts the seat workers record, in order, per section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    SectionInitialized(SectionInitialized),
+    ReservationCompleted(Completed),
+}
+
+impl Event {
+    pub fn key(&self) -> &SectionKey {
+        match self {
+            Self::SectionInitialized(e) => &e.key,
+            Self::ReservationCompleted(e) => &e.reservation.key,
+        }
+    }
+
+    /// The section's available count once this event is applied.
+    pub fn available_after(&self) -> u32 {
+        match self {
+            Self::SectionInitialized(e) => e.layout.capacity(),
+            Self::ReservationCompleted(e) => e.available,
+        }
+    }
+}
+
+/// The slim status of a section (the seed's SectionStatusEvent): its available count only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionStatus {
+    pub key: SectionKey,
+    pub available: u32,
+}

@@ -1,0 +1,337 @@
+//! The state of one section: a bitmap of held seats and the available count.
+//!
+//! Rows are stored word-aligned (`words_per_row` u64 words each) so that a row scan never
+//! straddles two rows, and the padding bits after the last seat of a row are kept set ("held")
+//! so that a free-seat search can never run past the end of a row.
+
+use crate::model::{Event, Layout, Rejection, Seat, SeatRequest, Status};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionState {
+    layout: Layout,
+    words_per_row: usize,
+    /// Bit set = seat held (or padding).
+    held: Vec<u64>,
+    /// Free seats per row, to skip full rows without scanning them.
+    free_in_row: Vec<u16>,
+    available: u32,
+}
+
+impl SectionState {
+    /// An empty section (every seat free).
+    pub fn new(layout: Layout) -> Self {
+        let seats = usize::from(layout.seats_per_row);
+        let words_per_row = seats.div_ceil(64);
+        let mut held = vec![0u64; words_per_row * usize::from(layout.rows)];
+        let padding = words_per_row * 64 - seats;
+        if padding > 0 {
+            let mask = !0u64 << (64 - padding);
+            for row in 0..usize::from(layout.rows) {
+                held[row * words_per_row + words_per_row - 1] |= mask;
+            }
+        }
+        Self {
+            layout,
+            words_per_row,
+            held,
+            free_in_row: vec![layout.seats_per_row; usize::from(layout.rows)],
+            available: layout.capacity(),
+        }
+    }
+
+    /// A section with these seats held (used to restore a stored state).
+    pub fn with_held(layout: Layout, held_seats: impl IntoIterator<Item = Seat>) -> Self {
+        let mut state = Self::new(layout);
+        for seat in held_seats {
+            if layout.contains(seat) && !state.is_held(seat) {
+                state.set(seat, true);
+            }
+        }
+        state
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn available(&self) -> u32 {
+        self.available
+    }
+
+    pub fn held_count(&self) -> u32 {
+        self.layout.capacity() - self.available
+    }
+
+    /// Whether a seat (inside the layout) is held.
+    pub fn is_held(&self, seat: Seat) -> bool {
+        let (word, bit) = self.position(seat);
+        self.held[word] & (1u64 << bit) != 0
+    }
+
+    /// Every held seat, row by row.
+    pub fn held_seats(&self) -> impl Iterator<Item = Seat> + '_ {
+        (1..=self.layout.rows).flat_map(move |row| {
+            (1..=self.layout.seats_per_row)
+                .map(move |seat| Seat::new(row, seat))
+                .filter(|seat| self.is_held(*seat))
+        })
+    }
+
+    /// Choose the seats for a request without changing anything.
+    pub fn allocate(&self, request: &SeatRequest) -> Result<Vec<Seat>, Rejection> {
+        match request {
+            SeatRequest::Adjacent(count) => self.allocate_adjacent(*count),
+            SeatRequest::Picked(seats) => self.allocate_picked(seats),
+        }
+    }
+
+    fn allocate_adjacent(&self, count: u16) -> Result<Vec<Seat>, Rejection> {
+        if count == 0 || count > self.layout.seats_per_row {
+            return Err(Rejection::InvalidSeatCount { requested: count });
+        }
+        if self.available == 0 {
+            return Err(Rejection::SoldOut);
+        }
+        if self.available < u32::from(count) {
+            return Err(Rejection::NotEnoughSeats {
+                available: self.available,
+            });
+        }
+        for row in 0..usize::from(self.layout.rows) {
+            if self.free_in_row[row] < count {
+                continue;
+            }
+            if let Some(start) = self.free_run_in_row(row, usize::from(count)) {
+                let row_number = row as u16 + 1;
+                return Ok((0..count)
+                    .map(|i| Seat::new(row_number, start as u16 + 1 + i))
+                    .collect());
+            }
+        }
+        Err(Rejection::NoAdjacentSeats { requested: count })
+    }
+
+    fn allocate_picked(&self, seats: &[Seat]) -> Result<Vec<Seat>, Rejection> {
+        if seats.is_empty() || seats.len() > usize::from(self.layout.seats_per_row) {
+            return Err(Rejection::InvalidSeatCount {
+                requested: u16::try_from(seats.len()).unwrap_or(u16::MAX),
+            });
+        }
+        for (i, seat) in seats.iter().enumerate() {
+            if !self.layout.contains(*seat) {
+                return Err(Rejection::SeatOutOfRange { seat: *seat });
+            }
+            if seats[..i].contains(seat) {
+                return Err(Rejection::DuplicateSeat { seat: *seat });
+            }
+        }
+        if self.available == 0 {
+            return Err(Rejection::SoldOut);
+        }
+        if let Some(taken) = seats.iter().find(|seat| self.is_held(**seat)) {
+            return Err(Rejection::SeatTaken { seat: *taken });
+        }
+        let mut chosen = seats.to_vec();
+        chosen.sort_unstable();
+        Ok(chosen)
+    }
+
+    /// Apply a decided event. Events of other sections and rejections change nothing.
+    pub fn apply(&mut self, event: &Event) {
+        let Event::ReservationCompleted(completed) = event else {
+            return;
+        };
+        let held = match completed.reservation.status {
+            Status::Confirmed => true,
+            Status::Cancelled => false,
+            Status::Rejected | Status::Pending => return,
+        };
+        for seat in &completed.reservation.seats {
+            if self.layout.contains(*seat) && self.is_held(*seat) != held {
+                self.set(*seat, held);
+            }
+        }
+    }
+
+    /// Start of the first run of `count` free seats in a 0-based row, as a 0-based seat index.
+    fn free_run_in_row(&self, row: usize, count: usize) -> Option<usize> {
+        let seats = usize::from(self.layout.seats_per_row);
+        let mut from = 0;
+        while from + count <= seats {
+            let start = self.next_bit(row, from, false)?;
+            if start + count > seats {
+                return None;
+            }
+            let end = self.next_bit(row, start, true).unwrap_or(seats);
+            if end - start >= count {
+                return Some(start);
+            }
+            from = end;
+        }
+        None
+    }
+
+    /// The first 0-based seat index at or after `from` in `row` whose held bit equals `held`.
+    fn next_bit(&self, row: usize, from: usize, held: bool) -> Option<usize> {
+        let base = row * self.words_per_row;
+        let mut word_index = from / 64;
+        let mut mask = !0u64 << (from % 64);
+        while word_index < self.words_per_row {
+            let word = self.held[base + word_index];
+            let bits = if held { word } else { !word } & mask;
+            if bits != 0 {
+                return Some(word_index * 64 + bits.trailing_zeros() as usize);
+            }
+            word_index += 1;
+            mask = !0;
+        }
+        None
+    }
+
+    fn position(&self, seat: Seat) -> (usize, u32) {
+        let row = usize::from(seat.row - 1);
+        let index = usize::from(seat.seat - 1);
+        (row * self.words_per_row + index / 64, (index % 64) as u32)
+    }
+
+    fn set(&mut self, seat: Seat, held: bool) {
+        let (word, bit) = self.position(seat);
+        let row = usize::from(seat.row - 1);
+        if held {
+            self.held[word] |= 1u64 << bit;
+            self.free_in_row[row] -= 1;
+            self.available -= 1;
+        } else {
+            self.held[word] &= !(1u64 << bit);
+            self.free_in_row[row] += 1;
+            self.available += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(rows: u16, seats: u16) -> Layout {
+        Layout::new(rows, seats).expect("valid layout")
+    }
+
+    #[test]
+    fn adjacent_seats_come_from_the_best_row_first() {
+        let state = SectionState::new(layout(3, 5));
+        let seats = state.allocate(&SeatRequest::Adjacent(3)).expect("seats");
+        assert_eq!(
+            seats,
+            vec![Seat::new(1, 1), Seat::new(1, 2), Seat::new(1, 3)]
+        );
+    }
+
+    #[test]
+    fn adjacent_seats_never_cross_a_row_end() {
+        // Row 1 has seats 4-5 free (2 seats), row 2 is empty: 3 adjacent must come from row 2.
+        let state = SectionState::with_held(
+            layout(2, 5),
+            [Seat::new(1, 1), Seat::new(1, 2), Seat::new(1, 3)],
+        );
+        let seats = state.allocate(&SeatRequest::Adjacent(3)).expect("seats");
+        assert_eq!(
+            seats,
+            vec![Seat::new(2, 1), Seat::new(2, 2), Seat::new(2, 3)]
+        );
+    }
+
+    #[test]
+    fn a_gap_inside_a_row_is_used_when_it_is_wide_enough() {
+        let state = SectionState::with_held(
+            layout(1, 10),
+            [Seat::new(1, 1), Seat::new(1, 4), Seat::new(1, 8)],
+        );
+        // Free runs: 2-3 (2), 5-7 (3), 9-10 (2).
+        assert_eq!(
+            state.allocate(&SeatRequest::Adjacent(3)),
+            Ok(vec![Seat::new(1, 5), Seat::new(1, 6), Seat::new(1, 7)])
+        );
+        assert_eq!(
+            state.allocate(&SeatRequest::Adjacent(4)),
+            Err(Rejection::NoAdjacentSeats { requested: 4 })
+        );
+    }
+
+    #[test]
+    fn runs_are_found_across_word_boundaries_in_long_rows() {
+        // 130 seats per row: three words. Hold everything except 62..=66 (1-based).
+        let held = (1..=130)
+            .filter(|s| !(62..=66).contains(s))
+            .map(|s| Seat::new(1, s));
+        let state = SectionState::with_held(layout(1, 130), held);
+        assert_eq!(state.available(), 5);
+        let seats = state.allocate(&SeatRequest::Adjacent(5)).expect("seats");
+        assert_eq!(seats.first(), Some(&Seat::new(1, 62)));
+        assert_eq!(seats.last(), Some(&Seat::new(1, 66)));
+    }
+
+    #[test]
+    fn the_last_seat_of_a_full_word_row_is_reachable() {
+        let held = (1..=63).map(|s| Seat::new(1, s));
+        let state = SectionState::with_held(layout(1, 64), held);
+        assert_eq!(
+            state.allocate(&SeatRequest::Adjacent(1)),
+            Ok(vec![Seat::new(1, 64)])
+        );
+    }
+
+    #[test]
+    fn rejections_say_why() {
+        let full = SectionState::with_held(layout(1, 2), [Seat::new(1, 1), Seat::new(1, 2)]);
+        assert_eq!(
+            full.allocate(&SeatRequest::Adjacent(1)),
+            Err(Rejection::SoldOut)
+        );
+        let one_left = SectionState::with_held(layout(1, 2), [Seat::new(1, 1)]);
+        assert_eq!(
+            one_left.allocate(&SeatRequest::Adjacent(2)),
+            Err(Rejection::NotEnoughSeats { available: 1 })
+        );
+        let empty = SectionState::new(layout(2, 2));
+        assert_eq!(
+            empty.allocate(&SeatRequest::Adjacent(3)),
+            Err(Rejection::InvalidSeatCount { requested: 3 })
+        );
+        assert_eq!(
+            empty.allocate(&SeatRequest::Picked(vec![Seat::new(3, 1)])),
+            Err(Rejection::SeatOutOfRange {
+                seat: Seat::new(3, 1)
+            })
+        );
+        assert_eq!(
+            empty.allocate(&SeatRequest::Picked(vec![Seat::new(1, 1), Seat::new(1, 1)])),
+            Err(Rejection::DuplicateSeat {
+                seat: Seat::new(1, 1)
+            })
+        );
+    }
+
+    #[test]
+    fn picked_seats_are_all_or_nothing() {
+        let state = SectionState::with_held(layout(2, 4), [Seat::new(2, 3)]);
+        assert_eq!(
+            state.allocate(&SeatRequest::Picked(vec![Seat::new(1, 1), Seat::new(2, 3)])),
+            Err(Rejection::SeatTaken {
+                seat: Seat::new(2, 3)
+            })
+        );
+        assert_eq!(
+            state.allocate(&SeatRequest::Picked(vec![Seat::new(2, 4), Seat::new(1, 1)])),
+            Ok(vec![Seat::new(1, 1), Seat::new(2, 4)])
+        );
+    }
+
+    #[test]
+    fn held_seats_round_trip_through_with_held() {
+        let state = SectionState::with_held(layout(3, 70), [Seat::new(2, 65), Seat::new(3, 1)]);
+        let rebuilt = SectionState::with_held(state.layout(), state.held_seats());
+        assert_eq!(rebuilt, state);
+        assert_eq!(state.held_count(), 2);
+    }
+}

@@ -1,0 +1,316 @@
+//! Given/when/then tests of the decision rules and property tests of the invariants.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use crate::test_util::{MemoryPartition, NOW, given, init, key, reserve};
+use crate::{
+    Cancel, Command, Completed, Decision, Event, Layout, Rejection, Reservation, ReservationId,
+    Seat, SeatRequest, SectionInitialized, SectionState, Status,
+};
+
+fn initialized(section: &str, rows: u16, seats: u16) -> Event {
+    Event::SectionInitialized(SectionInitialized {
+        key: key(section),
+        event_name: "Test event".into(),
+        position: 0,
+        layout: Layout::new(rows, seats).expect("layout"),
+        at: NOW,
+    })
+}
+
+fn outcome(decision: &Decision) -> &Reservation {
+    match decision {
+        Decision::Append(events) => match events.last() {
+            Some(Event::ReservationCompleted(completed)) => &completed.reservation,
+            other => panic!("expected a reservation outcome, got {other:?}"),
+        },
+        Decision::AlreadyDecided(reservation) => reservation,
+        Decision::Refused(rejection) => panic!("refused: {rejection}"),
+    }
+}
+
+fn cancel_of(reservation: &Reservation, user: &str) -> Command {
+    Command::Cancel(Cancel {
+        reservation_id: reservation.id,
+        key: reservation.key.clone(),
+        user_id: user.into(),
+        requested_at: NOW,
+    })
+}
+
+#[test]
+fn initialising_a_new_section_records_it() {
+    given([])
+        .when(init("A", 2, 3))
+        .then(Decision::Append(vec![initialized("A", 2, 3)]));
+}
+
+#[test]
+fn initialising_again_with_the_same_layout_is_a_no_op() {
+    given([initialized("A", 2, 3)])
+        .when(init("A", 2, 3))
+        .then(Decision::Append(vec![]));
+}
+
+#[test]
+fn initialising_again_with_another_layout_is_refused_not_a_reset() {
+    given([initialized("A", 2, 3)])
+        .when(init("A", 5, 5))
+        .then(Decision::Refused(Rejection::SectionExists));
+}
+
+#[test]
+fn reserving_in_an_unknown_section_is_rejected_and_recorded() {
+    let decision = given([])
+        .when(reserve("A", "u1", SeatRequest::Adjacent(1)))
+        .decision;
+    let reservation = outcome(&decision);
+    assert_eq!(reservation.status, Status::Rejected);
+    assert_eq!(reservation.reason, Some(Rejection::UnknownSection));
+}
+
+#[test]
+fn a_confirmed_reservation_holds_its_seats_and_lowers_the_count() {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 2, 4), NOW);
+    let decision = partition.handle(&reserve("A", "u1", SeatRequest::Adjacent(3)), NOW);
+    let Decision::Append(events) = &decision else {
+        panic!("expected events, got {decision:?}");
+    };
+    let Some(Event::ReservationCompleted(Completed {
+        reservation,
+        available,
+    })) = events.first()
+    else {
+        panic!("expected a completion");
+    };
+    assert_eq!(reservation.status, Status::Confirmed);
+    assert_eq!(
+        reservation.seats,
+        (1..=3).map(|s| Seat::new(1, s)).collect::<Vec<_>>()
+    );
+    assert_eq!(*available, 5);
+    assert_eq!(partition.sections[&key("A")].available(), 5);
+}
+
+#[test]
+fn a_redelivered_reservation_is_answered_with_its_first_outcome() {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 1, 2), NOW);
+    let command = reserve("A", "u1", SeatRequest::Adjacent(2));
+    let first = outcome(&partition.handle(&command, NOW)).clone();
+    // Free the seats through another path would not matter: the id is decided.
+    let again = partition.handle(&command, NOW + 5);
+    assert_eq!(again, Decision::AlreadyDecided(first));
+    assert_eq!(partition.log.len(), 2, "nothing new is recorded");
+}
+
+#[test]
+fn a_rejected_reservation_stays_rejected_when_redelivered_after_seats_free_up() {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 1, 1), NOW);
+    let holder =
+        outcome(&partition.handle(&reserve("A", "u1", SeatRequest::Adjacent(1)), NOW)).clone();
+    let late = reserve("A", "u2", SeatRequest::Adjacent(1));
+    assert_eq!(
+        outcome(&partition.handle(&late, NOW)).reason,
+        Some(Rejection::SoldOut)
+    );
+    partition.handle(&cancel_of(&holder, "u1"), NOW);
+    let again = partition.handle(&late, NOW);
+    assert_eq!(outcome(&again).status, Status::Rejected);
+}
+
+#[test]
+fn cancelling_frees_the_seats_and_is_idempotent() {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 1, 3), NOW);
+    let held =
+        outcome(&partition.handle(&reserve("A", "u1", SeatRequest::Adjacent(3)), NOW)).clone();
+    let cancelled = outcome(&partition.handle(&cancel_of(&held, "u1"), NOW + 1)).clone();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(cancelled.seats, held.seats);
+    assert_eq!(cancelled.cancelled_at, Some(NOW + 1));
+    assert_eq!(partition.sections[&key("A")].available(), 3);
+    assert_eq!(
+        partition.handle(&cancel_of(&held, "u1"), NOW + 2),
+        Decision::AlreadyDecided(cancelled)
+    );
+    assert_eq!(partition.sections[&key("A")].available(), 3);
+}
+
+#[test]
+fn only_the_owner_may_cancel_and_only_a_confirmed_reservation() {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 1, 1), NOW);
+    let held =
+        outcome(&partition.handle(&reserve("A", "u1", SeatRequest::Adjacent(1)), NOW)).clone();
+    assert_eq!(
+        partition.handle(&cancel_of(&held, "intruder"), NOW),
+        Decision::Refused(Rejection::NotOwner)
+    );
+    let rejected =
+        outcome(&partition.handle(&reserve("A", "u2", SeatRequest::Adjacent(1)), NOW)).clone();
+    assert_eq!(
+        partition.handle(&cancel_of(&rejected, "u2"), NOW),
+        Decision::Refused(Rejection::NotCancellable {
+            status: Status::Rejected
+        })
+    );
+    let unknown = Reservation {
+        id: ReservationId::new_v7(),
+        ..held
+    };
+    assert_eq!(
+        partition.handle(&cancel_of(&unknown, "u1"), NOW),
+        Decision::Refused(Rejection::UnknownReservation)
+    );
+}
+
+/// A random workload on one partition of two small sections.
+#[derive(Clone, Debug)]
+enum Step {
+    Adjacent {
+        section: usize,
+        user: u8,
+        count: u16,
+    },
+    Picked {
+        section: usize,
+        user: u8,
+        seats: Vec<(u16, u16)>,
+    },
+    Cancel {
+        nth_confirmed: usize,
+    },
+    Redeliver {
+        nth_command: usize,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..2usize, 0..5u8, 1..6u16)
+            .prop_map(|(section, user, count)| Step::Adjacent { section, user, count }),
+        2 => (0..2usize, 0..5u8, prop::collection::vec((1..5u16, 1..8u16), 1..4))
+            .prop_map(|(section, user, seats)| Step::Picked { section, user, seats }),
+        1 => any::<usize>().prop_map(|nth_confirmed| Step::Cancel { nth_confirmed }),
+        1 => any::<usize>().prop_map(|nth_command| Step::Redeliver { nth_command }),
+    ]
+}
+
+const SECTIONS: [&str; 2] = ["A", "B"];
+
+fn run(steps: &[Step]) -> MemoryPartition {
+    let mut partition = MemoryPartition::default();
+    partition.handle(&init("A", 4, 7), NOW);
+    partition.handle(&init("B", 3, 5), NOW);
+    let mut commands: Vec<Command> = Vec::new();
+    for step in steps {
+        let command = match step {
+            Step::Adjacent {
+                section,
+                user,
+                count,
+            } => reserve(
+                SECTIONS[*section],
+                &format!("u{user}"),
+                SeatRequest::Adjacent(*count),
+            ),
+            Step::Picked {
+                section,
+                user,
+                seats,
+            } => reserve(
+                SECTIONS[*section],
+                &format!("u{user}"),
+                SeatRequest::Picked(seats.iter().map(|(r, s)| Seat::new(*r, *s)).collect()),
+            ),
+            Step::Cancel { nth_confirmed } => {
+                let confirmed: Vec<&Reservation> = partition
+                    .reservations
+                    .values()
+                    .filter(|r| r.status == Status::Confirmed)
+                    .collect();
+                if confirmed.is_empty() {
+                    continue;
+                }
+                let chosen = confirmed[nth_confirmed % confirmed.len()];
+                cancel_of(chosen, &chosen.user_id.clone())
+            }
+            Step::Redeliver { nth_command } => {
+                if commands.is_empty() {
+                    continue;
+                }
+                commands[nth_command % commands.len()].clone()
+            }
+        };
+        partition.handle(&command, NOW);
+        commands.push(command);
+    }
+    partition
+}
+
+proptest! {
+    #[test]
+    fn no_seat_is_ever_held_by_two_reservations(steps in prop::collection::vec(step(), 0..120)) {
+        let partition = run(&steps);
+        let mut holder: HashMap<(String, Seat), ReservationId> = HashMap::new();
+        for reservation in partition.reservations.values() {
+            if reservation.status != Status::Confirmed {
+                continue;
+            }
+            for seat in &reservation.seats {
+                let previous = holder.insert((reservation.key.section.clone(), *seat), reservation.id);
+                prop_assert!(previous.is_none(), "{seat} held twice");
+            }
+        }
+        for (section_key, state) in &partition.sections {
+            for seat in state.held_seats() {
+                prop_assert!(holder.contains_key(&(section_key.section.clone(), seat)),
+                    "{seat} is held in the bitmap but by no confirmed reservation");
+            }
+        }
+    }
+
+    #[test]
+    fn available_is_capacity_minus_held(steps in prop::collection::vec(step(), 0..120)) {
+        let partition = run(&steps);
+        for (section_key, state) in &partition.sections {
+            let held: u32 = partition
+                .reservations
+                .values()
+                .filter(|r| r.status == Status::Confirmed && &r.key == section_key)
+                .map(|r| r.seats.len() as u32)
+                .sum();
+            prop_assert_eq!(state.available(), state.layout().capacity() - held);
+            prop_assert_eq!(state.held_count(), state.held_seats().count() as u32);
+        }
+    }
+
+    #[test]
+    fn replaying_the_events_rebuilds_the_same_state(steps in prop::collection::vec(step(), 0..120)) {
+        let partition = run(&steps);
+        let replayed = MemoryPartition::replay(partition.log.iter());
+        prop_assert_eq!(&replayed.sections, &partition.sections);
+        prop_assert_eq!(&replayed.reservations, &partition.reservations);
+        for state in partition.sections.values() {
+            prop_assert_eq!(
+                &SectionState::with_held(state.layout(), state.held_seats()),
+                state
+            );
+        }
+    }
+
+    #[test]
+    fn every_event_reports_the_count_its_section_has_after_it(steps in prop::collection::vec(step(), 0..80)) {
+        let partition = run(&steps);
+        let mut rebuilt = MemoryPartition::default();
+        for event in &partition.log {
+            rebuilt.apply(event);
+            prop_assert_eq!(rebuilt.sections[event.key()].available(), event.available_after());
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Single-object framing and the schema registry built into the binary.
+
+use std::collections::HashMap;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{Schema, rabin::Rabin};
+
+/// The two marker bytes of Avro single-object encoding.
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// A record type with an Avro schema and a conversion to and from Avro values.
+pub trait Contract: Sized {
+    /// The schema's name, also the file name under `schemas/`.
+    const NAME: &'static str;
+
+    /// Every committed version of the schema, oldest first; the last one is the current one.
+    fn versions() -> &'static Versions;
+
+    fn to_value(&self) -> Value;
+
+    fn from_value(value: Value) -> Result<Self, DecodeError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{0} does not match its schema: {1}")]
+    Schema(&'static str, String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an Avro single-object record (missing C3 01 marker)")]
+    NotSingleObject,
+    #[error("{contract}: unknown schema fingerprint {fingerprint:016x}")]
+    UnknownSchema {
+        contract: &'static str,
+        fingerprint: u64,
+    },
+    #[error("{0}: corrupt datum: {1}")]
+    Datum(&'static str, String),
+    #[error("{contract}: field {field}: {problem}")]
+    Field {
+        contract: &'static str,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// The parsed versions of one schema, with a writer for the current one and a reader per version.
+pub struct Versions {
+    name: &'static str,
+    current: &'static Schema,
+    current_fingerprint: [u8; 8],
+    writer: GenericDatumWriter<'static>,
+    readers: HashMap<[u8; 8], GenericDatumReader<'static>>,
+}
+
+impl std::fmt::Debug for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Versions")
+            .field("name", &self.name)
+            .field("versions", &self.readers.len())
+            .finish()
+    }
+}
+
+impl Versions {
+    /// Parse the committed versions (oldest first, the current last). Panics on a broken
+    /// schema: schemas are compiled into the binary and checked by the tests.
+    pub fn parse(name: &'static str, sources: &[&'static str]) -> Self {
+        let schemas: Vec<&'static Schema> = sources
+            .iter()
+            .map(|source| {
+                let schema = Schema::parse_str(source)
+                    .unwrap_or_else(|e| panic!("schema {name} does not parse: {e}"));
+                &*Box::leak(Box::new(schema))
+            })
+            .collect();
+        let current = *schemas.last().expect("at least one schema version");
+        let mut readers = HashMap::new();
+        for writer_schema in &schemas {
+            let reader = GenericDatumReader::builder(writer_schema)
+                .reader_schema(current)
+                .build()
+                .unwrap_or_else(|e| panic!("schema {name}: {e}"));
+            readers.insert(fingerprint_bytes(writer_schema), reader);
+        }
+        let writer = GenericDatumWriter::builder(current)
+            .build()
+            .unwrap_or_else(|e| panic!("schema {name}: {e}"));
+        Self {
+            name,
+            current,
+            current_fingerprint: fingerprint_bytes(current),
+            writer,
+            readers,
+        }
+    }
+
+    pub fn current(&self) -> &'static Schema {
+        self.current
+    }
+}
+
+fn fingerprint_bytes(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    out
+}
+
+/// The CRC-64-AVRO fingerprint of a contract's current schema.
+pub fn fingerprint<T: Contract>() -> u64 {
+    u64::from_le_bytes(T::versions().current_fingerprint)
+}
+
+/// Encode a record with its current schema, single-object framed.
+pub fn encode<T: Contract>(record: &T) -> Result<Vec<u8>, EncodeError> {
+    let versions = T::versions();
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&versions.current_fingerprint);
+    versions
+        .writer
+        .write_value(&mut out, record.to_value())
+        .map_err(|e| EncodeError::Schema(T::NAME, e.to_string()))?;
+    Ok(out)
+}
+
+/// Decode a single-object framed record written with any committed version of its schema.
+pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+        return Err(DecodeError::NotSingleObject);
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    let versions = T::versions();
+    let reader = versions
+        .readers
+        .get(&fp)
+        .ok_or(DecodeError::UnknownSchema {
+            contract: T::NAME,
+            fingerprint: u64::from_le_bytes(fp),
+        })?;
+    let mut datum = &bytes[HEADER_LEN..];
+    let value = reader
+        .read_value(&mut datum)
+        .map_err(|e| DecodeError::Datum(T::NAME, e.to_string()))?;
+    T::from_value(value)
+}
+
+/// Declare the versions of a contract from its files under `schemas/`.
+macro_rules! versions {
+    ($name:literal, [$($version:literal),*]) => {{
+        static VERSIONS: ::std::sync::LazyLock<$crate::codec::Versions> =
+            ::std::sync::LazyLock::new(|| {
+            $crate::codec::Versions::parse(
+                $name,
+                &[
+                    $(include_str!(concat!("../schemas/history/", $name, ".", $version, ".avsc")),)*
+                    include_str!(concat!("../schemas/", $name, ".avsc")),
+                ],
+            )
+        });
+        &VERSIONS
+    }};
+}
+pub(crate) use versions;

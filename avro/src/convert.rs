@@ -1,0 +1,649 @@
+//! Conversions between domain types and Avro values, one contract per schema file.
+
+use apache_avro::types::Value;
+use seatflow_aggregates::{
+    Cancel, Command, Completed, Event, InitSection, Layout, Rejection, Reservation, ReservationId,
+    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionState, SectionStatus,
+    Status,
+};
+
+use crate::codec::{Contract, DecodeError, Versions, versions};
+
+impl Contract for Command {
+    const NAME: &'static str = "ReservationCommand";
+
+    fn versions() -> &'static Versions {
+        versions!("ReservationCommand", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        let key = self.key();
+        let (requested_at, branch, command) = match self {
+            Command::InitSection(init) => (
+                init.requested_at,
+                0,
+                record(vec![
+                    ("eventName", string(&init.event_name)),
+                    ("position", count_value(init.position)),
+                    ("rows", Value::Int(i32::from(init.layout.rows))),
+                    (
+                        "seatsPerRow",
+                        Value::Int(i32::from(init.layout.seats_per_row)),
+                    ),
+                ]),
+            ),
+            Command::Reserve(reserve) => {
+                let (count, seats) = match &reserve.request {
+                    SeatRequest::Adjacent(count) => (*count, Vec::new()),
+                    SeatRequest::Picked(seats) => (reserve.request.seat_count(), seats.clone()),
+                };
+                (
+                    reserve.requested_at,
+                    1,
+                    record(vec![
+                        ("reservationId", string(&reserve.reservation_id.to_string())),
+                        ("userId", string(&reserve.user_id)),
+                        ("seatCount", Value::Int(i32::from(count))),
+                        ("seats", seats_value(&seats)),
+                    ]),
+                )
+            }
+            Command::Cancel(cancel) => (
+                cancel.requested_at,
+                2,
+                record(vec![
+                    ("reservationId", string(&cancel.reservation_id.to_string())),
+                    ("userId", string(&cancel.user_id)),
+                ]),
+            ),
+        };
+        record(vec![
+            ("eventId", string(&key.event_id)),
+            ("section", string(&key.section)),
+            ("requestedAt", Value::TimestampMillis(requested_at)),
+            ("command", Value::Union(branch, Box::new(command))),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        let key = SectionKey::new(fields.string("eventId")?, fields.string("section")?);
+        let requested_at = fields.long("requestedAt")?;
+        let (branch, command) = fields.union("command")?;
+        let mut command = Fields::of(Self::NAME, command)?;
+        Ok(match branch {
+            0 => {
+                let layout = Layout::new(command.u16("rows")?, command.u16("seatsPerRow")?)
+                    .map_err(|e| field_error(Self::NAME, "rows", e.to_string()))?;
+                Command::InitSection(InitSection {
+                    key,
+                    event_name: command.string("eventName")?,
+                    position: command.u32("position")?,
+                    layout,
+                    requested_at,
+                })
+            }
+            1 => {
+                let reservation_id = command.reservation_id("reservationId")?;
+                let user_id = command.string("userId")?;
+                let count = command.u16("seatCount")?;
+                let seats = command.seats("seats")?;
+                let request = if seats.is_empty() {
+                    SeatRequest::Adjacent(count)
+                } else {
+                    SeatRequest::Picked(seats)
+                };
+                Command::Reserve(Reserve {
+                    reservation_id,
+                    key,
+                    user_id,
+                    request,
+                    requested_at,
+                })
+            }
+            2 => Command::Cancel(Cancel {
+                reservation_id: command.reservation_id("reservationId")?,
+                key,
+                user_id: command.string("userId")?,
+                requested_at,
+            }),
+            other => {
+                return Err(field_error(
+                    Self::NAME,
+                    "command",
+                    format!("unknown branch {other}"),
+                ));
+            }
+        })
+    }
+}
+
+impl Contract for Completed {
+    const NAME: &'static str = "ReservationCompleted";
+
+    fn versions() -> &'static Versions {
+        versions!("ReservationCompleted", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        completed_value(self)
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        completed_from(Self::NAME, value)
+    }
+}
+
+impl Contract for Event {
+    const NAME: &'static str = "SeatEvent";
+
+    fn versions() -> &'static Versions {
+        versions!("SeatEvent", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        let (branch, event) = match self {
+            Event::SectionInitialized(init) => (
+                0,
+                record(vec![
+                    ("eventId", string(&init.key.event_id)),
+                    ("section", string(&init.key.section)),
+                    ("eventName", string(&init.event_name)),
+                    ("position", count_value(init.position)),
+                    ("rows", Value::Int(i32::from(init.layout.rows))),
+                    (
+                        "seatsPerRow",
+                        Value::Int(i32::from(init.layout.seats_per_row)),
+                    ),
+                    ("at", Value::TimestampMillis(init.at)),
+                ]),
+            ),
+            Event::ReservationCompleted(completed) => (1, completed_value(completed)),
+        };
+        record(vec![("event", Value::Union(branch, Box::new(event)))])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        let (branch, event) = fields.union("event")?;
+        match branch {
+            0 => {
+                let mut init = Fields::of(Self::NAME, event)?;
+                let key = SectionKey::new(init.string("eventId")?, init.string("section")?);
+                let event_name = init.string("eventName")?;
+                let position = init.u32("position")?;
+                let layout = Layout::new(init.u16("rows")?, init.u16("seatsPerRow")?)
+                    .map_err(|e| field_error(Self::NAME, "rows", e.to_string()))?;
+                Ok(Event::SectionInitialized(SectionInitialized {
+                    key,
+                    event_name,
+                    position,
+                    layout,
+                    at: init.long("at")?,
+                }))
+            }
+            1 => Ok(Event::ReservationCompleted(completed_from(
+                Self::NAME,
+                event,
+            )?)),
+            other => Err(field_error(
+                Self::NAME,
+                "event",
+                format!("unknown branch {other}"),
+            )),
+        }
+    }
+}
+
+impl Contract for SectionStatus {
+    const NAME: &'static str = "SectionStatusEvent";
+
+    fn versions() -> &'static Versions {
+        versions!("SectionStatusEvent", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        record(vec![
+            ("eventId", string(&self.key.event_id)),
+            ("section", string(&self.key.section)),
+            ("availableCount", count_value(self.available)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        Ok(SectionStatus {
+            key: SectionKey::new(fields.string("eventId")?, fields.string("section")?),
+            available: fields.u32("availableCount")?,
+        })
+    }
+}
+
+/// A section's state as stored by a seat worker, with the key it is stored under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSection {
+    pub key: SectionKey,
+    pub state: SectionState,
+}
+
+impl Contract for StoredSection {
+    const NAME: &'static str = "SectionState";
+
+    fn versions() -> &'static Versions {
+        versions!("SectionState", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        let layout = self.state.layout();
+        let mut bitmap = vec![0u8; (layout.capacity() as usize).div_ceil(8)];
+        for seat in self.state.held_seats() {
+            let index = usize::from(seat.row - 1) * usize::from(layout.seats_per_row)
+                + usize::from(seat.seat - 1);
+            bitmap[index / 8] |= 1 << (index % 8);
+        }
+        record(vec![
+            ("eventId", string(&self.key.event_id)),
+            ("section", string(&self.key.section)),
+            ("rows", Value::Int(i32::from(layout.rows))),
+            ("seatsPerRow", Value::Int(i32::from(layout.seats_per_row))),
+            ("availableCount", count_value(self.state.available())),
+            ("held", Value::Bytes(bitmap)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        let key = SectionKey::new(fields.string("eventId")?, fields.string("section")?);
+        let layout = Layout::new(fields.u16("rows")?, fields.u16("seatsPerRow")?)
+            .map_err(|e| field_error(Self::NAME, "rows", e.to_string()))?;
+        let available = fields.u32("availableCount")?;
+        let bitmap = match fields.take("held")? {
+            Value::Bytes(bytes) => bytes,
+            other => return Err(type_error(Self::NAME, "held", "bytes", &other)),
+        };
+        if bitmap.len() != (layout.capacity() as usize).div_ceil(8) {
+            return Err(field_error(
+                Self::NAME,
+                "held",
+                format!("{} bytes for {} seats", bitmap.len(), layout.capacity()),
+            ));
+        }
+        let seats_per_row = usize::from(layout.seats_per_row);
+        let held = (0..layout.capacity() as usize)
+            .filter(|index| bitmap[index / 8] & (1 << (index % 8)) != 0)
+            .map(|index| {
+                Seat::new(
+                    (index / seats_per_row) as u16 + 1,
+                    (index % seats_per_row) as u16 + 1,
+                )
+            });
+        let state = SectionState::with_held(layout, held);
+        if state.available() != available {
+            return Err(field_error(
+                Self::NAME,
+                "availableCount",
+                format!(
+                    "{available} does not match the bitmap ({} free)",
+                    state.available()
+                ),
+            ));
+        }
+        Ok(StoredSection { key, state })
+    }
+}
+
+fn completed_value(completed: &Completed) -> Value {
+    let r = &completed.reservation;
+    record(vec![
+        ("reservationId", string(&r.id.to_string())),
+        ("eventId", string(&r.key.event_id)),
+        ("section", string(&r.key.section)),
+        ("userId", string(&r.user_id)),
+        ("status", status_value(r.status)),
+        ("requestedSeats", Value::Int(i32::from(r.requested_seats))),
+        ("seats", seats_value(&r.seats)),
+        (
+            "reason",
+            match &r.reason {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(rejection) => Value::Union(1, Box::new(rejection_value(rejection))),
+            },
+        ),
+        ("requestedAt", Value::TimestampMillis(r.requested_at)),
+        ("decidedAt", Value::TimestampMillis(r.decided_at)),
+        (
+            "cancelledAt",
+            match r.cancelled_at {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(at) => Value::Union(1, Box::new(Value::TimestampMillis(at))),
+            },
+        ),
+        ("availableCount", count_value(completed.available)),
+    ])
+}
+
+fn completed_from(contract: &'static str, value: Value) -> Result<Completed, DecodeError> {
+    let mut fields = Fields::of(contract, value)?;
+    let id = fields.reservation_id("reservationId")?;
+    let key = SectionKey::new(fields.string("eventId")?, fields.string("section")?);
+    let user_id = fields.string("userId")?;
+    let status = fields.status("status")?;
+    let requested_seats = fields.u16("requestedSeats")?;
+    let seats = fields.seats("seats")?;
+    let reason = match fields.optional("reason")? {
+        None => None,
+        Some(reason) => Some(rejection_from(contract, reason)?),
+    };
+    let requested_at = fields.long("requestedAt")?;
+    let decided_at = fields.long("decidedAt")?;
+    let cancelled_at = match fields.optional("cancelledAt")? {
+        None => None,
+        Some(value) => Some(as_long(contract, "cancelledAt", value)?),
+    };
+    let available = fields.u32("availableCount")?;
+    Ok(Completed {
+        reservation: Reservation {
+            id,
+            key,
+            user_id,
+            status,
+            requested_seats,
+            seats,
+            reason,
+            requested_at,
+            decided_at,
+            cancelled_at,
+        },
+        available,
+    })
+}
+
+/// The symbols of `RejectionCode`, in schema order.
+const REJECTION_CODES: [&str; 12] = [
+    "SOLD_OUT",
+    "NOT_ENOUGH_SEATS",
+    "NO_ADJACENT_SEATS",
+    "SEAT_TAKEN",
+    "SEAT_OUT_OF_RANGE",
+    "DUPLICATE_SEAT",
+    "INVALID_SEAT_COUNT",
+    "UNKNOWN_SECTION",
+    "UNKNOWN_RESERVATION",
+    "NOT_OWNER",
+    "NOT_CANCELLABLE",
+    "SECTION_EXISTS",
+];
+
+fn rejection_value(rejection: &Rejection) -> Value {
+    let (code, seat, count, status): (usize, Option<Seat>, Option<u32>, Option<Status>) =
+        match *rejection {
+            Rejection::SoldOut => (0, None, None, None),
+            Rejection::NotEnoughSeats { available } => (1, None, Some(available), None),
+            Rejection::NoAdjacentSeats { requested } => (2, None, Some(requested.into()), None),
+            Rejection::SeatTaken { seat } => (3, Some(seat), None, None),
+            Rejection::SeatOutOfRange { seat } => (4, Some(seat), None, None),
+            Rejection::DuplicateSeat { seat } => (5, Some(seat), None, None),
+            Rejection::InvalidSeatCount { requested } => (6, None, Some(requested.into()), None),
+            Rejection::UnknownSection => (7, None, None, None),
+            Rejection::UnknownReservation => (8, None, None, None),
+            Rejection::NotOwner => (9, None, None, None),
+            Rejection::NotCancellable { status } => (10, None, None, Some(status)),
+            Rejection::SectionExists => (11, None, None, None),
+        };
+    record(vec![
+        (
+            "code",
+            Value::Enum(code as u32, REJECTION_CODES[code].to_string()),
+        ),
+        (
+            "seat",
+            match seat {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(seat) => Value::Union(1, Box::new(seat_value(seat))),
+            },
+        ),
+        (
+            "count",
+            match count {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(count) => Value::Union(1, Box::new(count_value(count))),
+            },
+        ),
+        (
+            "status",
+            match status {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(status) => Value::Union(1, Box::new(status_value(status))),
+            },
+        ),
+    ])
+}
+
+fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, DecodeError> {
+    let mut fields = Fields::of(contract, value)?;
+    let code = match fields.take("code")? {
+        Value::Enum(_, symbol) => symbol,
+        other => return Err(type_error(contract, "code", "enum", &other)),
+    };
+    let seat = match fields.optional("seat")? {
+        None => None,
+        Some(value) => Some(seat_from(contract, value)?),
+    };
+    let count = match fields.optional("count")? {
+        None => None,
+        Some(Value::Int(count)) => Some(count),
+        Some(other) => return Err(type_error(contract, "count", "int", &other)),
+    };
+    let status = match fields.optional("status")? {
+        None => None,
+        Some(value) => Some(status_from(contract, value)?),
+    };
+    let need_seat = || seat.ok_or_else(|| field_error(contract, "seat", "missing".into()));
+    let need_count = || {
+        count
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or_else(|| field_error(contract, "count", "missing or negative".into()))
+    };
+    let small = |c: u32| u16::try_from(c).unwrap_or(u16::MAX);
+    Ok(match code.as_str() {
+        "SOLD_OUT" => Rejection::SoldOut,
+        "NOT_ENOUGH_SEATS" => Rejection::NotEnoughSeats {
+            available: need_count()?,
+        },
+        "NO_ADJACENT_SEATS" => Rejection::NoAdjacentSeats {
+            requested: small(need_count()?),
+        },
+        "SEAT_TAKEN" => Rejection::SeatTaken { seat: need_seat()? },
+        "SEAT_OUT_OF_RANGE" => Rejection::SeatOutOfRange { seat: need_seat()? },
+        "DUPLICATE_SEAT" => Rejection::DuplicateSeat { seat: need_seat()? },
+        "INVALID_SEAT_COUNT" => Rejection::InvalidSeatCount {
+            requested: small(need_count()?),
+        },
+        "UNKNOWN_SECTION" => Rejection::UnknownSection,
+        "UNKNOWN_RESERVATION" => Rejection::UnknownReservation,
+        "NOT_OWNER" => Rejection::NotOwner,
+        "NOT_CANCELLABLE" => Rejection::NotCancellable {
+            status: status.ok_or_else(|| field_error(contract, "status", "missing".into()))?,
+        },
+        "SECTION_EXISTS" => Rejection::SectionExists,
+        other => {
+            return Err(field_error(
+                contract,
+                "code",
+                format!("unknown code {other}"),
+            ));
+        }
+    })
+}
+
+const STATUSES: [(Status, &str); 4] = [
+    (Status::Pending, "PENDING"),
+    (Status::Confirmed, "CONFIRMED"),
+    (Status::Rejected, "REJECTED"),
+    (Status::Cancelled, "CANCELLED"),
+];
+
+fn status_value(status: Status) -> Value {
+    let index = STATUSES.iter().position(|(s, _)| *s == status).unwrap_or(0);
+    Value::Enum(index as u32, STATUSES[index].1.to_string())
+}
+
+fn status_from(contract: &'static str, value: Value) -> Result<Status, DecodeError> {
+    match value {
+        Value::Enum(_, symbol) => STATUSES
+            .iter()
+            .find(|(_, name)| *name == symbol)
+            .map(|(status, _)| *status)
+            .ok_or_else(|| field_error(contract, "status", format!("unknown status {symbol}"))),
+        other => Err(type_error(contract, "status", "enum", &other)),
+    }
+}
+
+fn seat_value(seat: Seat) -> Value {
+    record(vec![
+        ("row", Value::Int(i32::from(seat.row))),
+        ("seat", Value::Int(i32::from(seat.seat))),
+    ])
+}
+
+fn seats_value(seats: &[Seat]) -> Value {
+    Value::Array(seats.iter().map(|seat| seat_value(*seat)).collect())
+}
+
+fn seat_from(contract: &'static str, value: Value) -> Result<Seat, DecodeError> {
+    let mut fields = Fields::of(contract, value)?;
+    Ok(Seat::new(fields.u16("row")?, fields.u16("seat")?))
+}
+
+fn count_value(count: u32) -> Value {
+    Value::Int(i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+fn record(fields: Vec<(&'static str, Value)>) -> Value {
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+    )
+}
+
+fn field_error(contract: &'static str, field: &'static str, problem: String) -> DecodeError {
+    DecodeError::Field {
+        contract,
+        field,
+        problem,
+    }
+}
+
+fn type_error(
+    contract: &'static str,
+    field: &'static str,
+    expected: &str,
+    got: &Value,
+) -> DecodeError {
+    field_error(contract, field, format!("expected {expected}, got {got:?}"))
+}
+
+fn as_long(contract: &'static str, field: &'static str, value: Value) -> Result<i64, DecodeError> {
+    match value {
+        Value::Long(v) | Value::TimestampMillis(v) => Ok(v),
+        Value::Int(v) => Ok(i64::from(v)),
+        other => Err(type_error(contract, field, "long", &other)),
+    }
+}
+
+/// The fields of a decoded record, taken out by name.
+struct Fields {
+    contract: &'static str,
+    fields: Vec<(String, Value)>,
+}
+
+impl Fields {
+    fn of(contract: &'static str, value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::Record(fields) => Ok(Self { contract, fields }),
+            other => Err(type_error(contract, "(record)", "record", &other)),
+        }
+    }
+
+    fn take(&mut self, field: &'static str) -> Result<Value, DecodeError> {
+        let index = self
+            .fields
+            .iter()
+            .position(|(name, _)| name == field)
+            .ok_or_else(|| field_error(self.contract, field, "missing".into()))?;
+        Ok(std::mem::replace(&mut self.fields[index].1, Value::Null))
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        match self.take(field)? {
+            Value::String(s) => Ok(s),
+            other => Err(type_error(self.contract, field, "string", &other)),
+        }
+    }
+
+    fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
+        let value = self.take(field)?;
+        as_long(self.contract, field, value)
+    }
+
+    fn int(&mut self, field: &'static str) -> Result<i32, DecodeError> {
+        match self.take(field)? {
+            Value::Int(v) => Ok(v),
+            other => Err(type_error(self.contract, field, "int", &other)),
+        }
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        let v = self.int(field)?;
+        u16::try_from(v).map_err(|_| field_error(self.contract, field, format!("{v} out of range")))
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let v = self.int(field)?;
+        u32::try_from(v).map_err(|_| field_error(self.contract, field, format!("{v} is negative")))
+    }
+
+    fn union(&mut self, field: &'static str) -> Result<(u32, Value), DecodeError> {
+        match self.take(field)? {
+            Value::Union(branch, value) => Ok((branch, *value)),
+            other => Err(type_error(self.contract, field, "union", &other)),
+        }
+    }
+
+    fn optional(&mut self, field: &'static str) -> Result<Option<Value>, DecodeError> {
+        match self.take(field)? {
+            Value::Union(_, value) if *value == Value::Null => Ok(None),
+            Value::Union(_, value) => Ok(Some(*value)),
+            Value::Null => Ok(None),
+            other => Ok(Some(other)),
+        }
+    }
+
+    fn reservation_id(&mut self, field: &'static str) -> Result<ReservationId, DecodeError> {
+        let text = self.string(field)?;
+        uuid::Uuid::parse_str(&text)
+            .map(ReservationId)
+            .map_err(|e| field_error(self.contract, field, format!("{text:?}: {e}")))
+    }
+
+    fn status(&mut self, field: &'static str) -> Result<Status, DecodeError> {
+        let value = self.take(field)?;
+        status_from(self.contract, value)
+    }
+
+    fn seats(&mut self, field: &'static str) -> Result<Vec<Seat>, DecodeError> {
+        match self.take(field)? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| seat_from(self.contract, item))
+                .collect(),
+            other => Err(type_error(self.contract, field, "array", &other)),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The wire and storage format of seatflow: Avro schemas (`schemas/*.avsc`) and the conversion
+//! between domain types and Avro values.
+//!
+//! The `.avsc` files are the single source of the format. Every record is written with the
+//! current schema and framed with Avro single-object encoding (`C3 01` + the schema's 8-byte
+//! CRC-64-AVRO fingerprint + the datum), so a reader always knows which schema wrote it. A reader
+//! knows every committed version of a schema (`schemas/history/`) and resolves old data to the
+//! current schema: that is where schema evolution lives, and the tests prove that each schema
+//! still reads data written with its previous committed version.
+
+mod codec;
+mod convert;
+
+pub use codec::{Contract, DecodeError, EncodeError, decode, encode, fingerprint};
+pub use convert::StoredSection;

@@ -1,0 +1,417 @@
+//! The Avro contracts: round trips, framing, schema evolution against committed versions.
+
+use std::path::PathBuf;
+
+use apache_avro::Schema;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use proptest::prelude::*;
+use seatflow_aggregates::{
+    Cancel, Command, Completed, Event, InitSection, Layout, Rejection, Reservation, ReservationId,
+    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionState, SectionStatus,
+    Status,
+};
+use seatflow_avro::{Contract, DecodeError, StoredSection, decode, encode};
+
+fn key() -> impl Strategy<Value = SectionKey> {
+    ("[a-z0-9-]{1,12}", "[A-Z][a-z0-9]{0,6}").prop_map(|(e, s)| SectionKey::new(e, s))
+}
+
+fn seat() -> impl Strategy<Value = Seat> {
+    (1..200u16, 1..200u16).prop_map(|(row, seat)| Seat::new(row, seat))
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    prop_oneof![
+        Just(Status::Pending),
+        Just(Status::Confirmed),
+        Just(Status::Rejected),
+        Just(Status::Cancelled)
+    ]
+}
+
+fn rejection() -> impl Strategy<Value = Rejection> {
+    prop_oneof![
+        Just(Rejection::SoldOut),
+        (0..10_000u32).prop_map(|available| Rejection::NotEnoughSeats { available }),
+        (1..100u16).prop_map(|requested| Rejection::NoAdjacentSeats { requested }),
+        seat().prop_map(|seat| Rejection::SeatTaken { seat }),
+        seat().prop_map(|seat| Rejection::SeatOutOfRange { seat }),
+        seat().prop_map(|seat| Rejection::DuplicateSeat { seat }),
+        (0..100u16).prop_map(|requested| Rejection::InvalidSeatCount { requested }),
+        Just(Rejection::UnknownSection),
+        Just(Rejection::UnknownReservation),
+        Just(Rejection::NotOwner),
+        status().prop_map(|status| Rejection::NotCancellable { status }),
+        Just(Rejection::SectionExists),
+    ]
+}
+
+fn reservation_id() -> impl Strategy<Value = ReservationId> {
+    any::<u128>().prop_map(|n| ReservationId(uuid::Uuid::from_u128(n)))
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    (1..100u16, 1..100u16).prop_map(|(r, s)| Layout::new(r, s).expect("layout"))
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        (key(), ".{0,20}", 0..1000u32, layout(), any::<i64>()).prop_map(
+            |(key, name, position, layout, at)| {
+                Command::InitSection(InitSection {
+                    key,
+                    event_name: name,
+                    position,
+                    layout,
+                    requested_at: at,
+                })
+            }
+        ),
+        (
+            reservation_id(),
+            key(),
+            ".{1,10}",
+            prop_oneof![
+                (1..9u16).prop_map(SeatRequest::Adjacent),
+                prop::collection::vec(seat(), 1..5).prop_map(SeatRequest::Picked)
+            ],
+            any::<i64>()
+        )
+            .prop_map(|(reservation_id, key, user_id, request, requested_at)| {
+                Command::Reserve(Reserve {
+                    reservation_id,
+                    key,
+                    user_id,
+                    request,
+                    requested_at,
+                })
+            }),
+        (reservation_id(), key(), ".{1,10}", any::<i64>()).prop_map(
+            |(reservation_id, key, user_id, requested_at)| Command::Cancel(Cancel {
+                reservation_id,
+                key,
+                user_id,
+                requested_at
+            })
+        ),
+    ]
+}
+
+fn completed() -> impl Strategy<Value = Completed> {
+    (
+        (reservation_id(), key(), ".{1,10}", status(), 0..9u16),
+        prop::collection::vec(seat(), 0..5),
+        prop::option::of(rejection()),
+        (any::<i64>(), any::<i64>(), prop::option::of(any::<i64>())),
+        0..100_000u32,
+    )
+        .prop_map(
+            |(
+                (id, key, user_id, status, requested_seats),
+                seats,
+                reason,
+                (requested_at, decided_at, cancelled_at),
+                available,
+            )| Completed {
+                reservation: Reservation {
+                    id,
+                    key,
+                    user_id,
+                    status,
+                    requested_seats,
+                    seats,
+                    reason,
+                    requested_at,
+                    decided_at,
+                    cancelled_at,
+                },
+                available,
+            },
+        )
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (key(), ".{0,20}", 0..1000u32, layout(), any::<i64>()).prop_map(
+            |(key, event_name, position, layout, at)| {
+                Event::SectionInitialized(SectionInitialized {
+                    key,
+                    event_name,
+                    position,
+                    layout,
+                    at,
+                })
+            }
+        ),
+        completed().prop_map(Event::ReservationCompleted),
+    ]
+}
+
+fn stored_section() -> impl Strategy<Value = StoredSection> {
+    (
+        key(),
+        layout(),
+        prop::collection::vec((0..100u16, 0..100u16), 0..200),
+    )
+        .prop_map(|(key, layout, picks)| {
+            let held = picks
+                .into_iter()
+                .map(|(r, s)| Seat::new(r % layout.rows + 1, s % layout.seats_per_row + 1));
+            StoredSection {
+                key,
+                state: SectionState::with_held(layout, held),
+            }
+        })
+}
+
+fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(record: &T) -> Result<(), TestCaseError> {
+    let bytes = encode(record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&bytes[..2], &[0xC3u8, 0x01][..]);
+    let back: T = decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&back, record);
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn commands_round_trip(record in command()) { round_trip(&record)?; }
+
+    #[test]
+    fn completions_round_trip(record in completed()) { round_trip(&record)?; }
+
+    #[test]
+    fn log_events_round_trip(record in event()) { round_trip(&record)?; }
+
+    #[test]
+    fn section_states_round_trip(record in stored_section()) { round_trip(&record)?; }
+
+    #[test]
+    fn section_statuses_round_trip(key in key(), available in 0..100_000u32) {
+        round_trip(&SectionStatus { key, available })?;
+    }
+
+    #[test]
+    fn garbage_never_panics_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = decode::<Event>(&bytes);
+        let mut framed = vec![0xC3, 0x01];
+        framed.extend_from_slice(&encode(&SectionStatus {
+            key: SectionKey::new("e", "s"),
+            available: 1,
+        }).expect("encode")[2..10]);
+        framed.extend_from_slice(&bytes);
+        let _ = decode::<SectionStatus>(&framed);
+    }
+}
+
+#[test]
+fn the_slim_status_record_is_tens_of_bytes_not_kilobytes() {
+    let bytes = encode(&SectionStatus {
+        key: SectionKey::new("0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b", "A12"),
+        available: 4_321,
+    })
+    .expect("encode");
+    assert!(bytes.len() < 64, "{} bytes", bytes.len());
+}
+
+#[test]
+fn a_record_of_one_contract_is_refused_by_another() {
+    let bytes = encode(&SectionStatus {
+        key: SectionKey::new("e", "s"),
+        available: 3,
+    })
+    .expect("encode");
+    assert!(matches!(
+        decode::<Event>(&bytes),
+        Err(DecodeError::UnknownSchema { .. })
+    ));
+    assert!(matches!(
+        decode::<Event>(b"{\"json\": true}"),
+        Err(DecodeError::NotSingleObject)
+    ));
+}
+
+// ---- schema evolution -----------------------------------------------------------------------
+
+const CONTRACTS: [&str; 5] = [
+    "ReservationCommand",
+    "ReservationCompleted",
+    "SeatEvent",
+    "SectionStatusEvent",
+    "SectionState",
+];
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse(path: PathBuf) -> Schema {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    Schema::parse_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+/// The committed versions of a schema, oldest first.
+fn history(name: &str) -> Vec<(String, Schema)> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(crate_dir().join("schemas/history"))
+        .expect("history folder")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let file = path.file_name()?.to_str()?.to_owned();
+            let version = file
+                .strip_prefix(&format!("{name}.v"))?
+                .strip_suffix(".avsc")?
+                .parse()
+                .ok()?;
+            Some((version, path))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .into_iter()
+        .map(|(v, path)| (format!("v{v}"), parse(path)))
+        .collect()
+}
+
+#[test]
+fn every_schema_reads_data_written_with_every_committed_version() {
+    for name in CONTRACTS {
+        let current = parse(crate_dir().join(format!("schemas/{name}.avsc")));
+        let versions = history(name);
+        assert!(!versions.is_empty(), "{name} has no committed version");
+        for (version, old) in &versions {
+            SchemaCompatibility::can_read(old, &current).unwrap_or_else(|e| {
+                panic!("{name}.avsc cannot read data written with {version}: {e}")
+            });
+        }
+        // The newest committed version must be the current schema: a changed schema is
+        // committed as a new version (and the reader keeps the old one).
+        let (last_version, last) = versions.last().expect("a version");
+        assert_eq!(
+            last.canonical_form(),
+            current.canonical_form(),
+            "{name}.avsc differs from {last_version}: add it as schemas/history/{name}.v{}.avsc",
+            versions.len() + 1
+        );
+    }
+}
+
+/// Records written by each committed version of each schema, kept as bytes in tests/data.
+fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
+    let id = ReservationId(uuid::Uuid::from_u128(
+        0x0193_a1b2_7c4d_7e8f_9a0b_1c2d_3e4f_5a6b,
+    ));
+    let key = SectionKey::new("evt-golden", "A");
+    let confirmed = Completed {
+        reservation: Reservation {
+            id,
+            key: key.clone(),
+            user_id: "alice".into(),
+            status: Status::Cancelled,
+            requested_seats: 2,
+            seats: vec![Seat::new(1, 3), Seat::new(1, 4)],
+            reason: Some(Rejection::SeatTaken {
+                seat: Seat::new(2, 2),
+            }),
+            requested_at: 1_764_000_000_000,
+            decided_at: 1_764_000_000_005,
+            cancelled_at: Some(1_764_000_100_000),
+        },
+        available: 397,
+    };
+    let command = Command::Reserve(Reserve {
+        reservation_id: id,
+        key: key.clone(),
+        user_id: "alice".into(),
+        request: SeatRequest::Picked(vec![Seat::new(1, 3), Seat::new(1, 4)]),
+        requested_at: 1_764_000_000_000,
+    });
+    let state = StoredSection {
+        key: key.clone(),
+        state: SectionState::with_held(
+            Layout::new(20, 20).expect("layout"),
+            [Seat::new(1, 3), Seat::new(1, 4), Seat::new(20, 20)],
+        ),
+    };
+    vec![
+        ("ReservationCommand", encode(&command).expect("encode")),
+        ("ReservationCompleted", encode(&confirmed).expect("encode")),
+        (
+            "SeatEvent",
+            encode(&Event::ReservationCompleted(confirmed.clone())).expect("encode"),
+        ),
+        (
+            "SectionStatusEvent",
+            encode(&SectionStatus {
+                key,
+                available: 397,
+            })
+            .expect("encode"),
+        ),
+        ("SectionState", encode(&state).expect("encode")),
+    ]
+}
+
+fn decodes(name: &str, bytes: &[u8]) -> Result<(), DecodeError> {
+    match name {
+        "ReservationCommand" => decode::<Command>(bytes).map(drop),
+        "ReservationCompleted" => decode::<Completed>(bytes).map(drop),
+        "SeatEvent" => decode::<Event>(bytes).map(drop),
+        "SectionStatusEvent" => decode::<SectionStatus>(bytes).map(drop),
+        "SectionState" => decode::<StoredSection>(bytes).map(drop),
+        other => panic!("unknown contract {other}"),
+    }
+}
+
+#[test]
+fn data_written_with_committed_versions_still_decodes() {
+    let data = crate_dir().join("tests/data");
+    if std::env::var_os("SEATFLOW_WRITE_GOLDEN").is_some() {
+        // Run once per new schema version to commit what that version writes.
+        let version = |name: &str| history(name).len();
+        for (name, bytes) in golden_records() {
+            let path = data.join(format!("{name}.v{}.bin", version(name)));
+            if !path.exists() {
+                std::fs::write(&path, bytes).expect("write golden file");
+            }
+        }
+    }
+    for name in CONTRACTS {
+        for (version, _) in history(name) {
+            let path = data.join(format!("{name}.{version}.bin"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{path:?}: {e} (run with SEATFLOW_WRITE_GOLDEN=1 once to create it)")
+            });
+            decodes(name, &bytes).unwrap_or_else(|e| panic!("{path:?} no longer decodes: {e}"));
+        }
+    }
+}
+
+#[test]
+fn the_current_version_writes_exactly_the_committed_bytes_of_its_version() {
+    // Same schema, same record -> same bytes: the encoding of a committed version never drifts.
+    for (name, bytes) in golden_records() {
+        let version = history(name).len();
+        let path = crate_dir().join(format!("tests/data/{name}.v{version}.bin"));
+        if let Ok(committed) = std::fs::read(&path) {
+            assert_eq!(bytes, committed, "{name} encodes differently from {path:?}");
+        }
+    }
+}
+
+#[test]
+fn named_types_shared_between_files_are_defined_identically() {
+    // Each .avsc file is self-contained; the types they share must not drift apart.
+    let completed = parse(crate_dir().join("schemas/ReservationCompleted.avsc"));
+    let seat_event = parse(crate_dir().join("schemas/SeatEvent.avsc"));
+    let Schema::Record(event) = &seat_event else {
+        panic!("SeatEvent is a record");
+    };
+    let Schema::Union(branches) = &event.fields[0].schema else {
+        panic!("SeatEvent.event is a union");
+    };
+    let inner = branches
+        .variants()
+        .iter()
+        .find(|s| matches!(s, Schema::Record(r) if r.name.name() == "ReservationCompleted"))
+        .expect("ReservationCompleted branch");
+    assert_eq!(inner.canonical_form(), completed.canonical_form());
+}

@@ -1,0 +1,422 @@
+//! The command side: everything between an accepted HTTP request and the seat worker.
+//!
+//! A reservation request is validated (seat count, known section, picked seats inside it),
+//! answered from the de-duplication table when it is a retry, rejected at once by the
+//! pre-filter when the section's cached available count is below the request (it never becomes
+//! a command), and otherwise handed to the worker owning its section. The caller gets the
+//! outcome once the decision is on disk.
+
+mod dedup;
+mod status;
+mod waiters;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use seatflow_aggregates::{
+    Cancel, Command, InitSection, Layout, LayoutError, Millis, Rejection, Reservation,
+    ReservationId, Reserve, Seat, SeatRequest, SectionKey, Status,
+};
+use seatflow_processor::{Outcome, Processor, ProcessorError};
+use tracing::instrument;
+
+pub use dedup::{Claim, Dedup};
+pub use status::StatusCache;
+pub use waiters::Waiters;
+
+/// Where the command side looks up what sections exist (the catalogue read model).
+pub trait SectionDirectory: Send + Sync + 'static {
+    fn layout(&self, key: &SectionKey) -> Option<Layout>;
+    fn event_exists(&self, event_id: &str) -> bool;
+    fn reservation(&self, id: ReservationId) -> Option<Reservation>;
+}
+
+/// Limits applied to requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most seats one reservation may ask for.
+    pub max_seats_per_reservation: u16,
+    /// How long a retry of the same user, event and section returns the first reservation.
+    pub dedup_window: Duration,
+    /// Most sections one event may have.
+    pub max_sections_per_event: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_seats_per_reservation: 8,
+            dedup_window: Duration::from_secs(3600),
+            max_sections_per_event: 1_000,
+        }
+    }
+}
+
+/// Why a request was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The request is well-formed but a value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("event {0} does not exist")]
+    UnknownEvent(String),
+    #[error("section {0} does not exist")]
+    UnknownSection(SectionKey),
+    #[error("reservation {0} does not exist")]
+    UnknownReservation(ReservationId),
+    /// Refused before becoming a command: the cached count is below the request.
+    #[error("{0}")]
+    PreFiltered(Rejection),
+    /// Decided by the seat worker and refused with nothing recorded.
+    #[error("{0}")]
+    Refused(Rejection),
+    /// The seat processor could not decide (store failure, shutdown): retry later.
+    #[error("{0}")]
+    Unavailable(#[from] ProcessorError),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> CommandError {
+    CommandError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A reservation request as the gateway parsed it.
+#[derive(Clone, Debug)]
+pub struct ReserveRequest {
+    pub event_id: String,
+    pub section: String,
+    pub user_id: String,
+    pub seat_count: Option<u16>,
+    pub seats: Option<Vec<Seat>>,
+}
+
+/// A section of an event to create.
+#[derive(Clone, Debug)]
+pub struct NewSection {
+    pub section: String,
+    pub rows: u32,
+    pub seats_per_row: u32,
+}
+
+/// The answer to a reservation request.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub reservation_id: ReservationId,
+    /// The decided outcome when known at acceptance (always, on the embedded runtime).
+    pub outcome: Option<Reservation>,
+    /// The request was a retry answered with the first reservation.
+    pub deduplicated: bool,
+}
+
+/// The command side, shared by every HTTP handler.
+#[derive(Clone)]
+pub struct CommandService {
+    processor: Processor,
+    directory: Arc<dyn SectionDirectory>,
+    status: Arc<StatusCache>,
+    dedup: Arc<Dedup>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for CommandService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandService")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl CommandService {
+    pub fn new(
+        processor: Processor,
+        directory: Arc<dyn SectionDirectory>,
+        status: Arc<StatusCache>,
+        dedup: Arc<Dedup>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            processor,
+            directory,
+            status,
+            dedup,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Reserve seats: validate, de-duplicate, pre-filter, decide.
+    #[instrument(skip(self, request), fields(event = %request.event_id, section = %request.section))]
+    pub async fn reserve(&self, request: ReserveRequest) -> Result<Accepted, CommandError> {
+        let seat_request = self.validate_reserve(&request)?;
+        let key = SectionKey::new(request.event_id, request.section);
+        let dedup_key = Dedup::key(&request.user_id, &key);
+
+        if let Some(existing) = self.dedup.get(&dedup_key)
+            && let Some(first) = self.live_reservation(existing)
+        {
+            return Ok(first);
+        }
+
+        let wanted = u32::from(seat_request.seat_count());
+        match self.status.available(&key) {
+            Some(0) => return Err(CommandError::PreFiltered(Rejection::SoldOut)),
+            Some(available) if available < wanted => {
+                return Err(CommandError::PreFiltered(Rejection::NotEnoughSeats {
+                    available,
+                }));
+            }
+            _ => {}
+        }
+
+        let reservation_id = ReservationId::new_v7();
+        match self.dedup.claim(&dedup_key, reservation_id) {
+            Claim::Claimed => {}
+            Claim::Existing(existing) => {
+                if let Some(first) = self.live_reservation(existing) {
+                    return Ok(first);
+                }
+                self.dedup.replace(&dedup_key, existing, reservation_id);
+            }
+        }
+
+        let command = Command::Reserve(Reserve {
+            reservation_id,
+            key,
+            user_id: request.user_id,
+            request: seat_request,
+            requested_at: now_millis(),
+        });
+        let outcome = match self.processor.submit(command).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.dedup.forget(&dedup_key, reservation_id);
+                return Err(e.into());
+            }
+        };
+        match outcome {
+            Outcome::Reservation(reservation) => {
+                if reservation.status != Status::Confirmed {
+                    // Only a held reservation blocks a new attempt.
+                    self.dedup.forget(&dedup_key, reservation_id);
+                }
+                Ok(Accepted {
+                    reservation_id,
+                    outcome: Some(reservation),
+                    deduplicated: false,
+                })
+            }
+            Outcome::Refused(rejection) => {
+                self.dedup.forget(&dedup_key, reservation_id);
+                Err(CommandError::Refused(rejection))
+            }
+            Outcome::SectionReady => Err(CommandError::Unavailable(ProcessorError::Store(
+                "unexpected outcome for a reservation".into(),
+            ))),
+        }
+    }
+
+    /// The first reservation of a retry, if it still holds seats (or is undecided).
+    fn live_reservation(&self, id: ReservationId) -> Option<Accepted> {
+        match self.directory.reservation(id) {
+            Some(first) if first.status == Status::Confirmed || first.status == Status::Pending => {
+                Some(Accepted {
+                    reservation_id: id,
+                    outcome: Some(first),
+                    deduplicated: true,
+                })
+            }
+            Some(_) => None,
+            // Claimed by a request still in flight: the retry waits for the same reservation.
+            None => Some(Accepted {
+                reservation_id: id,
+                outcome: None,
+                deduplicated: true,
+            }),
+        }
+    }
+
+    fn validate_reserve(&self, request: &ReserveRequest) -> Result<SeatRequest, CommandError> {
+        validate_id("userId", &request.user_id)?;
+        validate_id("eventId", &request.event_id)?;
+        validate_id("section", &request.section)?;
+        let max = self.limits.max_seats_per_reservation;
+        let seat_request = match (&request.seat_count, &request.seats) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("seats", "give either seatCount or seats, not both"));
+            }
+            (None, None) => return Err(invalid("seatCount", "give seatCount or seats")),
+            (Some(count), None) => {
+                if *count == 0 || *count > max {
+                    return Err(invalid("seatCount", format!("must be between 1 and {max}")));
+                }
+                SeatRequest::Adjacent(*count)
+            }
+            (None, Some(seats)) => {
+                if seats.is_empty() || seats.len() > usize::from(max) {
+                    return Err(invalid(
+                        "seats",
+                        format!("must list between 1 and {max} seats"),
+                    ));
+                }
+                SeatRequest::Picked(seats.clone())
+            }
+        };
+        if !self.directory.event_exists(&request.event_id) {
+            return Err(CommandError::UnknownEvent(request.event_id.clone()));
+        }
+        let key = SectionKey::new(request.event_id.as_str(), request.section.as_str());
+        let Some(layout) = self.directory.layout(&key) else {
+            return Err(CommandError::UnknownSection(key));
+        };
+        if let SeatRequest::Picked(seats) = &seat_request {
+            for (i, seat) in seats.iter().enumerate() {
+                if !layout.contains(*seat) {
+                    return Err(invalid(
+                        "seats",
+                        format!(
+                            "{seat} is outside the section ({} rows x {} seats)",
+                            layout.rows, layout.seats_per_row
+                        ),
+                    ));
+                }
+                if seats[..i].contains(seat) {
+                    return Err(invalid("seats", format!("{seat} is listed twice")));
+                }
+            }
+        } else if u32::from(seat_request.seat_count()) > u32::from(layout.seats_per_row) {
+            return Err(invalid(
+                "seatCount",
+                format!("a row of this section has {} seats", layout.seats_per_row),
+            ));
+        }
+        Ok(seat_request)
+    }
+
+    /// Cancel a confirmed reservation of `user_id`.
+    #[instrument(skip(self), fields(reservation = %id))]
+    pub async fn cancel(
+        &self,
+        id: ReservationId,
+        user_id: &str,
+    ) -> Result<Reservation, CommandError> {
+        validate_id("X-User-Id", user_id)?;
+        let reservation = self
+            .directory
+            .reservation(id)
+            .ok_or(CommandError::UnknownReservation(id))?;
+        let key = reservation.key.clone();
+        let command = Command::Cancel(Cancel {
+            reservation_id: id,
+            key: key.clone(),
+            user_id: user_id.to_owned(),
+            requested_at: now_millis(),
+        });
+        match self.processor.submit(command).await? {
+            Outcome::Reservation(cancelled) => {
+                self.dedup
+                    .forget(&Dedup::key(&cancelled.user_id, &key), cancelled.id);
+                Ok(cancelled)
+            }
+            Outcome::Refused(Rejection::UnknownReservation) => {
+                Err(CommandError::UnknownReservation(id))
+            }
+            Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
+            Outcome::SectionReady => Err(CommandError::Unavailable(ProcessorError::Store(
+                "unexpected outcome for a cancellation".into(),
+            ))),
+        }
+    }
+
+    /// Create an event with its sections; returns its id once every section exists.
+    #[instrument(skip(self, sections), fields(sections = sections.len()))]
+    pub async fn create_event(
+        &self,
+        name: &str,
+        sections: &[NewSection],
+    ) -> Result<String, CommandError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters"));
+        }
+        if sections.is_empty() || sections.len() > self.limits.max_sections_per_event {
+            return Err(invalid(
+                "sections",
+                format!(
+                    "must list between 1 and {} sections",
+                    self.limits.max_sections_per_event
+                ),
+            ));
+        }
+        let mut layouts = Vec::with_capacity(sections.len());
+        for (i, section) in sections.iter().enumerate() {
+            validate_id("sections[].section", &section.section)?;
+            if sections[..i].iter().any(|s| s.section == section.section) {
+                return Err(invalid(
+                    "sections[].section",
+                    format!("{:?} is listed twice", section.section),
+                ));
+            }
+            let rows = u16::try_from(section.rows).unwrap_or(u16::MAX);
+            let seats = u16::try_from(section.seats_per_row).unwrap_or(u16::MAX);
+            let layout = Layout::new(rows, seats).map_err(|e| match e {
+                LayoutError::Rows => invalid("sections[].rows", e.to_string()),
+                LayoutError::SeatsPerRow => invalid("sections[].seatsPerRow", e.to_string()),
+                LayoutError::TooLarge => invalid("sections[]", e.to_string()),
+            })?;
+            layouts.push(layout);
+        }
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let requested_at = now_millis();
+        let mut submissions = tokio::task::JoinSet::new();
+        for (position, (section, layout)) in sections.iter().zip(layouts).enumerate() {
+            let processor = self.processor.clone();
+            let command = Command::InitSection(InitSection {
+                key: SectionKey::new(event_id.as_str(), section.section.as_str()),
+                event_name: name.to_owned(),
+                position: position as u32,
+                layout,
+                requested_at,
+            });
+            submissions.spawn(async move { processor.submit(command).await });
+        }
+        while let Some(joined) = submissions.join_next().await {
+            let outcome = joined.map_err(|e| ProcessorError::Store(e.to_string()))?;
+            match outcome? {
+                Outcome::SectionReady => {}
+                Outcome::Refused(rejection) => return Err(CommandError::Refused(rejection)),
+                Outcome::Reservation(_) => {
+                    return Err(CommandError::Unavailable(ProcessorError::Store(
+                        "unexpected outcome for a section".into(),
+                    )));
+                }
+            }
+        }
+        Ok(event_id)
+    }
+}
+
+/// Identifiers: 1 to 128 characters, no control characters.
+fn validate_id(field: &'static str, value: &str) -> Result<(), CommandError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(invalid(field, "must be 1 to 128 characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}

@@ -1,0 +1,142 @@
+//! The seat processor of the embedded default: partition-local workers that decide every
+//! command of the sections they own, over a RocksDB store that holds section states, the outcome
+//! of every reservation id, the decided-event log and the applied positions.
+//!
+//! Commands of one section always go to the same worker (Kafka's murmur2 partitioner over
+//! `eventId/section`), and each worker is one OS thread that owns its partition's state: decisions
+//! are in order per section with no lock on the hot path. See `worker` for the commit protocol.
+
+mod keys;
+mod routing;
+mod store;
+mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use seatflow_aggregates::Command;
+use tokio::sync::{mpsc, oneshot};
+
+pub use routing::{murmur2, partition_of};
+pub use store::{CommitBatch, LogRecord, Store, StoreError};
+pub use worker::{CommitSink, Outcome, ProcessorError};
+
+use worker::{Submission, Worker};
+
+/// Settings of the embedded seat processor.
+#[derive(Clone, Debug)]
+pub struct ProcessorConfig {
+    /// Number of partitions, and so of worker threads.
+    pub partitions: u32,
+    /// Largest number of commands decided and written in one batch.
+    pub max_batch: usize,
+    /// Commands that may wait in one worker's queue before submitters wait (backpressure).
+    pub queue_depth: usize,
+    /// fsync every batch before answering.
+    pub sync_writes: bool,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            partitions: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2),
+            max_batch: 1024,
+            queue_depth: 16 * 1024,
+            sync_writes: true,
+        }
+    }
+}
+
+/// Handle to the running workers. Cloning is cheap; the workers stop when every handle is gone.
+#[derive(Clone, Debug)]
+pub struct Processor {
+    queues: Arc<[mpsc::Sender<Submission>]>,
+}
+
+/// The worker threads, to join at shutdown.
+#[derive(Debug)]
+pub struct Workers {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Wait for every worker to finish its last batch (after every [`Processor`] is dropped).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Processor {
+    /// Start one worker per partition over the store.
+    pub fn start(
+        store: Store,
+        config: &ProcessorConfig,
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<(Self, Workers), StoreError> {
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for partition in 0..config.partitions {
+            let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+            let worker = Worker::new(partition, store.clone(), sink.clone(), config.max_batch)?;
+            let thread = std::thread::Builder::new()
+                .name(format!("seat-worker-{partition}"))
+                .spawn(move || worker.run(rx))
+                .map_err(StoreError::Io)?;
+            queues.push(tx);
+            threads.push(thread);
+        }
+        Ok((
+            Self {
+                queues: queues.into(),
+            },
+            Workers { threads },
+        ))
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.queues.len() as u32
+    }
+
+    /// Hand a command to the worker owning its section and wait until it is decided and on disk.
+    pub async fn submit(&self, command: Command) -> Result<Outcome, ProcessorError> {
+        let partition = partition_of(command.key(), self.partitions());
+        let (reply, answer) = oneshot::channel();
+        self.queues[partition as usize]
+            .send(Submission { command, reply })
+            .await
+            .map_err(|_| ProcessorError::Stopped)?;
+        answer.await.map_err(|_| ProcessorError::Stopped)?
+    }
+}
+
+/// Open the store under `data_dir`.
+pub fn open_store(data_dir: &Path, config: &ProcessorConfig) -> Result<Store, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
+    Store::open(
+        &data_dir.join("seats"),
+        config.partitions,
+        config.sync_writes,
+    )
+}
+
+/// Read every partition's log from the start, in order per partition, into `visit`.
+/// Returns the number of records read.
+pub fn replay_log(
+    store: &Store,
+    partitions: u32,
+    mut visit: impl FnMut(&LogRecord),
+) -> Result<u64, StoreError> {
+    let mut count = 0;
+    for partition in 0..partitions {
+        for record in store.read_log(partition, 1) {
+            visit(&record?);
+            count += 1;
+        }
+    }
+    Ok(count)
+}

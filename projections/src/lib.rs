@@ -1,0 +1,234 @@
+//! Read models built from the decided-event log: the event catalogue with each section's seat
+//! map and available count, reservations by id, and each user's reservations.
+//!
+//! This is the in-memory projection of the embedded default. It is fed the log in order (per
+//! partition) and is rebuilt from the start of the log at every start, so it holds nothing the
+//! log does not. Applying the same record twice (a replay overlapping the live feed) is harmless:
+//! records at or below a partition's last applied position are skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use seatflow_aggregates::{
+    Event, Layout, Millis, Reservation, ReservationId, SectionKey, SectionState,
+};
+
+/// One section as readers see it.
+#[derive(Clone, Debug)]
+pub struct SectionView {
+    pub section: String,
+    pub layout: Layout,
+    pub state: SectionState,
+}
+
+/// One event with its sections, in creation order.
+#[derive(Clone, Debug)]
+pub struct EventView {
+    pub event_id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub sections: Vec<SectionView>,
+}
+
+/// The in-memory read model.
+#[derive(Debug)]
+pub struct ReadModel {
+    /// Event ids in creation order, for listing.
+    event_order: RwLock<Vec<String>>,
+    events: DashMap<String, EventMeta>,
+    sections: DashMap<SectionKey, SectionView>,
+    reservations: DashMap<ReservationId, Reservation>,
+    by_user: DashMap<String, Vec<ReservationId>>,
+    applied: Vec<AtomicU64>,
+}
+
+#[derive(Clone, Debug)]
+struct EventMeta {
+    name: String,
+    created_at: Millis,
+    /// (position, section), sorted.
+    sections: Vec<(u32, String)>,
+}
+
+impl ReadModel {
+    /// An empty read model for a log of `partitions` partitions.
+    pub fn new(partitions: u32) -> Self {
+        Self {
+            event_order: RwLock::new(Vec::new()),
+            events: DashMap::new(),
+            sections: DashMap::new(),
+            reservations: DashMap::new(),
+            by_user: DashMap::new(),
+            applied: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Apply one log record. Records of a partition must arrive in sequence order.
+    pub fn apply(&self, partition: u32, seq: u64, event: &Event) {
+        if let Some(applied) = self.applied.get(partition as usize) {
+            if seq <= applied.load(Ordering::Acquire) {
+                return;
+            }
+            applied.store(seq, Ordering::Release);
+        }
+        match event {
+            Event::SectionInitialized(init) => {
+                self.sections
+                    .entry(init.key.clone())
+                    .or_insert_with(|| SectionView {
+                        section: init.key.section.clone(),
+                        layout: init.layout,
+                        state: SectionState::new(init.layout),
+                    });
+                let mut created = false;
+                let listed = (init.position, init.key.section.clone());
+                self.events
+                    .entry(init.key.event_id.clone())
+                    .and_modify(|meta| {
+                        // Sections of one event are initialised on several partitions at once:
+                        // keep them in the order the event was created with.
+                        if let Err(at) = meta.sections.binary_search(&listed) {
+                            meta.sections.insert(at, listed.clone());
+                        }
+                    })
+                    .or_insert_with(|| {
+                        created = true;
+                        EventMeta {
+                            name: init.event_name.clone(),
+                            created_at: init.at,
+                            sections: vec![listed.clone()],
+                        }
+                    });
+                if created {
+                    self.event_order.write().push(init.key.event_id.clone());
+                }
+            }
+            Event::ReservationCompleted(completed) => {
+                let reservation = &completed.reservation;
+                if let Some(mut view) = self.sections.get_mut(&reservation.key) {
+                    view.state.apply(event);
+                }
+                let first_time = self
+                    .reservations
+                    .insert(reservation.id, reservation.clone())
+                    .is_none();
+                if first_time {
+                    self.by_user
+                        .entry(reservation.user_id.clone())
+                        .or_default()
+                        .push(reservation.id);
+                }
+            }
+        }
+    }
+
+    /// The last applied log position of a partition.
+    pub fn applied(&self, partition: u32) -> u64 {
+        self.applied
+            .get(partition as usize)
+            .map(|a| a.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    pub fn reservation(&self, id: ReservationId) -> Option<Reservation> {
+        self.reservations.get(&id).map(|r| r.clone())
+    }
+
+    /// A user's reservations, newest first, `limit` of them after skipping `offset`.
+    pub fn user_reservations(
+        &self,
+        user_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<Reservation> {
+        let Some(ids) = self.by_user.get(user_id).map(|ids| ids.clone()) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| self.reservation(*id))
+            .collect()
+    }
+
+    pub fn section(&self, key: &SectionKey) -> Option<SectionView> {
+        self.sections.get(key).map(|v| v.clone())
+    }
+
+    pub fn layout(&self, key: &SectionKey) -> Option<Layout> {
+        self.sections.get(key).map(|v| v.layout)
+    }
+
+    pub fn available(&self, key: &SectionKey) -> Option<u32> {
+        self.sections.get(key).map(|v| v.state.available())
+    }
+
+    pub fn has_event(&self, event_id: &str) -> bool {
+        self.events.contains_key(event_id)
+    }
+
+    pub fn event(&self, event_id: &str) -> Option<EventView> {
+        let meta = self.events.get(event_id)?.clone();
+        let sections = meta
+            .sections
+            .iter()
+            .filter_map(|(_, section)| self.section(&SectionKey::new(event_id, section.as_str())))
+            .collect();
+        Some(EventView {
+            event_id: event_id.to_owned(),
+            name: meta.name,
+            created_at: meta.created_at,
+            sections,
+        })
+    }
+
+    /// Events in creation order, `limit` of them after skipping `offset`.
+    pub fn events(&self, offset: usize, limit: usize) -> Vec<EventView> {
+        let ids: Vec<String> = self
+            .event_order
+            .read()
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect();
+        ids.iter().filter_map(|id| self.event(id)).collect()
+    }
+
+    pub fn reservation_count(&self) -> usize {
+        self.reservations.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seatflow_aggregates::test_util::{MemoryPartition, NOW, init, reserve};
+    use seatflow_aggregates::{SeatRequest, Status};
+
+    #[test]
+    fn the_read_model_follows_the_log_and_ignores_repeats() {
+        let mut partition = MemoryPartition::default();
+        partition.handle(&init("A", 2, 2), NOW);
+        for user in ["u1", "u2", "u3"] {
+            partition.handle(&reserve("A", user, SeatRequest::Adjacent(2)), NOW);
+        }
+        let model = ReadModel::new(1);
+        for (i, event) in partition.log.iter().enumerate() {
+            model.apply(0, i as u64 + 1, event);
+            model.apply(0, i as u64 + 1, event); // a repeat changes nothing
+        }
+        let key = seatflow_aggregates::test_util::key("A");
+        assert_eq!(model.available(&key), Some(0));
+        assert_eq!(model.reservation_count(), 3);
+        let u3 = model.user_reservations("u3", 0, 10);
+        assert_eq!(u3.len(), 1);
+        assert_eq!(u3[0].status, Status::Rejected);
+        let event = model.event("evt-1").expect("event");
+        assert_eq!(event.sections.len(), 1);
+        assert_eq!(event.sections[0].state.held_count(), 4);
+        assert_eq!(model.applied(0), 4);
+    }
+}

@@ -1,0 +1,553 @@
+//! `seatflow bench`: a flash-sale spike against a running seatflow.
+//!
+//! Creates an event of `sections` sections of `rows x seats_per_row` seats, fires `requests`
+//! reservations (random section, 1 to `max_seats` adjacent seats, a distinct user each) over
+//! `connections` keep-alive HTTP/1.1 connections, each waiting for its outcome (`?wait=`), then
+//! verifies the sale: no seat confirmed twice, seats sold == capacity when demand exceeds supply,
+//! and the server's own counts agree. With `--baseline` the same load first goes to
+//! `POST /bench/echo`, a trivial endpoint of the same server, so the report shows this machine's
+//! HTTP ceiling beside the reservation figure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+/// What to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Base URL of the seatflow to load.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "SEATFLOW_URL")]
+    pub url: String,
+    /// Reservations to send.
+    #[arg(long, default_value_t = 100_000)]
+    pub requests: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 100)]
+    pub connections: u32,
+    /// Sections in the event.
+    #[arg(long, default_value_t = 100)]
+    pub sections: u32,
+    /// Rows per section.
+    #[arg(long, default_value_t = 20)]
+    pub rows: u32,
+    /// Seats per row.
+    #[arg(long, default_value_t = 20)]
+    pub seats_per_row: u32,
+    /// Each request asks for 1 to this many adjacent seats.
+    #[arg(long, default_value_t = 4)]
+    pub max_seats: u32,
+    /// How long each request waits for its outcome, ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub wait_ms: u64,
+    /// Also run the same load against the trivial `/bench/echo` endpoint first.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub requests: u64,
+    pub connections: u32,
+    pub elapsed_secs: f64,
+    pub throughput_per_sec: f64,
+    pub confirmed: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub duplicate_seats: u64,
+    pub seats_sold: u64,
+    pub capacity: u64,
+    pub sold_out: bool,
+    pub server_available: Option<u64>,
+    pub latency_ms: Latency,
+    pub rejection_reasons: HashMap<String, u64>,
+    pub error_samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Report {
+    /// Whether the sale was correct: no duplicate seat, no error, counts agree.
+    pub fn verified(&self) -> bool {
+        self.duplicate_seats == 0
+            && self.errors == 0
+            && self
+                .server_available
+                .is_none_or(|available| available + self.seats_sold == self.capacity)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Outcome {
+    status: String,
+    #[serde(default)]
+    seats: Vec<SeatOut>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeatOut {
+    row: u32,
+    seat: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorOut {
+    error: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventOut {
+    event_id: String,
+    sections: Vec<SectionOut>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SectionOut {
+    available: u64,
+}
+
+/// What one connection task saw.
+#[derive(Default)]
+struct Tally {
+    confirmed: u64,
+    rejected: u64,
+    errors: u64,
+    timeouts: u64,
+    seats: Vec<(u32, u32, u32)>,
+    reasons: HashMap<String, u64>,
+    error_samples: Vec<String>,
+    latency: Option<Histogram<u64>>,
+}
+
+struct Target {
+    host: String,
+    authority: String,
+}
+
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("--url must start with http://")?;
+    let authority = rest.trim_end_matches('/').to_owned();
+    if authority.is_empty() || authority.contains('/') {
+        bail!("--url must be http://host:port");
+    }
+    let host = if authority.contains(':') {
+        authority.clone()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok(Target { host, authority })
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(target: &Target) -> anyhow::Result<Sender> {
+    let stream = TcpStream::connect(&target.host)
+        .await
+        .with_context(|| format!("cannot connect to {}", target.host))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn send(
+    sender: &mut Sender,
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", &target.authority);
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+async fn wait_ready(target: &Target) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut sender) = connect(target).await
+            && let Ok((200, _)) = send(&mut sender, target, "GET", "/health/ready", None).await
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not become ready within 60 s", target.authority);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<String> {
+    let sections: Vec<serde_json::Value> = (0..args.sections)
+        .map(|i| {
+            serde_json::json!({
+                "section": format!("S{i:03}"),
+                "rows": args.rows,
+                "seatsPerRow": args.seats_per_row,
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "name": "seatflow bench on-sale",
+        "sections": sections,
+    }))?;
+    let mut sender = connect(target).await?;
+    let (status, bytes) = send(&mut sender, target, "POST", "/api/events", Some(body)).await?;
+    if status != 201 {
+        bail!(
+            "creating the event answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    let event: EventOut = serde_json::from_slice(&bytes)?;
+    Ok(event.event_id)
+}
+
+/// Run the load against `path` and tally the answers.
+async fn fire(
+    target: Arc<Target>,
+    args: &BenchArgs,
+    event_id: Arc<String>,
+    path: Arc<String>,
+    label: &str,
+) -> anyhow::Result<(Vec<Tally>, f64)> {
+    let issued = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::with_capacity(args.connections as usize);
+    for _ in 0..args.connections {
+        senders.push(connect(&target).await?);
+    }
+    let started = Instant::now();
+    let progress = {
+        let done = done.clone();
+        let total = args.requests;
+        let label = label.to_owned();
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = done.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{label}] {now}/{total} answered ({:.0}/s, {:.1} s)",
+                    (now - last) as f64,
+                    started.elapsed().as_secs_f64()
+                );
+                last = now;
+                if now >= total {
+                    break;
+                }
+            }
+        })
+    };
+    let mut tasks = Vec::with_capacity(senders.len());
+    for mut sender in senders {
+        let target = target.clone();
+        let issued = issued.clone();
+        let done = done.clone();
+        let event_id = event_id.clone();
+        let path = path.clone();
+        let (requests, sections, max_seats) = (args.requests, args.sections, args.max_seats);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally {
+                latency: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+                ..Tally::default()
+            };
+            let mut rng = rand::rngs::SmallRng::from_os_rng();
+            loop {
+                let i = issued.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let section = rng.random_range(0..sections);
+                let count = rng.random_range(1..=max_seats);
+                let body = format!(
+                    r#"{{"eventId":"{event_id}","section":"S{section:03}","userId":"bench-user-{i}","seatCount":{count}}}"#
+                );
+                let sent = Instant::now();
+                let answer = send(&mut sender, &target, "POST", &path, Some(body.into_bytes())).await;
+                let micros = sent.elapsed().as_micros() as u64;
+                if let Some(histogram) = tally.latency.as_mut() {
+                    let _ = histogram.record(micros.max(1));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                match answer {
+                    Err(e) => {
+                        tally.errors += 1;
+                        if tally.error_samples.len() < 3 {
+                            tally.error_samples.push(e.to_string());
+                        }
+                        // The connection may be gone: open a new one.
+                        match connect(&target).await {
+                            Ok(fresh) => sender = fresh,
+                            Err(_) => break,
+                        }
+                    }
+                    Ok((status, bytes)) => tally.record(status, &bytes, section),
+                }
+            }
+            tally
+        }));
+    }
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tallies.push(task.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.abort();
+    Ok((tallies, elapsed))
+}
+
+impl Tally {
+    fn record(&mut self, status: u16, bytes: &[u8], section: u32) {
+        match status {
+            200 => match serde_json::from_slice::<Outcome>(bytes) {
+                Ok(outcome) if outcome.status == "CONFIRMED" => {
+                    self.confirmed += 1;
+                    self.seats
+                        .extend(outcome.seats.iter().map(|s| (section, s.row, s.seat)));
+                }
+                Ok(outcome) if outcome.status == "REJECTED" => {
+                    self.rejected += 1;
+                    *self
+                        .reasons
+                        .entry(outcome.reason.unwrap_or_default())
+                        .or_default() += 1;
+                }
+                Ok(outcome) if outcome.status == "PENDING" => self.timeouts += 1,
+                Ok(outcome) => self.error(format!("unexpected status {}", outcome.status)),
+                Err(e) => self.error(format!("bad outcome body: {e}")),
+            },
+            202 => {
+                // Either still pending after the wait, or the echo baseline's answer.
+                self.timeouts += 1;
+            }
+            409 => {
+                self.rejected += 1;
+                let code = serde_json::from_slice::<ErrorOut>(bytes)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| "conflict".into());
+                *self.reasons.entry(code).or_default() += 1;
+            }
+            other => self.error(format!(
+                "HTTP {other}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )),
+        }
+    }
+
+    fn error(&mut self, sample: String) {
+        self.errors += 1;
+        if self.error_samples.len() < 3 {
+            self.error_samples.push(sample);
+        }
+    }
+}
+
+fn summarize(
+    label: &str,
+    args: &BenchArgs,
+    tallies: Vec<Tally>,
+    elapsed: f64,
+    server_available: Option<u64>,
+) -> Report {
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut seats = Vec::new();
+    let mut report = Report {
+        target: label.to_owned(),
+        requests: args.requests,
+        connections: args.connections,
+        elapsed_secs: elapsed,
+        throughput_per_sec: args.requests as f64 / elapsed.max(1e-9),
+        confirmed: 0,
+        rejected: 0,
+        errors: 0,
+        timeouts: 0,
+        duplicate_seats: 0,
+        seats_sold: 0,
+        capacity: u64::from(args.sections) * u64::from(args.rows) * u64::from(args.seats_per_row),
+        sold_out: false,
+        server_available,
+        latency_ms: Latency {
+            p50: 0.0,
+            p95: 0.0,
+            p99: 0.0,
+            max: 0.0,
+        },
+        rejection_reasons: HashMap::new(),
+        error_samples: Vec::new(),
+    };
+    for tally in tallies {
+        report.confirmed += tally.confirmed;
+        report.rejected += tally.rejected;
+        report.errors += tally.errors;
+        report.timeouts += tally.timeouts;
+        seats.extend(tally.seats);
+        for (reason, n) in tally.reasons {
+            *report.rejection_reasons.entry(reason).or_default() += n;
+        }
+        for sample in tally.error_samples {
+            if report.error_samples.len() < 5 {
+                report.error_samples.push(sample);
+            }
+        }
+        if let Some(h) = tally.latency {
+            let _ = latency.add(h);
+        }
+    }
+    let total = seats.len() as u64;
+    seats.sort_unstable();
+    seats.dedup();
+    report.seats_sold = seats.len() as u64;
+    report.duplicate_seats = total - report.seats_sold;
+    report.sold_out = report.seats_sold == report.capacity;
+    let ms = |v: u64| v as f64 / 1000.0;
+    report.latency_ms = Latency {
+        p50: ms(latency.value_at_quantile(0.50)),
+        p95: ms(latency.value_at_quantile(0.95)),
+        p99: ms(latency.value_at_quantile(0.99)),
+        max: ms(latency.max()),
+    };
+    report
+}
+
+/// Run the benchmark and print its report(s). Fails when a sale is not verified.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
+    if args.connections == 0 || args.requests == 0 || args.sections == 0 || args.max_seats == 0 {
+        bail!("--requests, --connections, --sections and --max-seats must be at least 1");
+    }
+    let target = Arc::new(parse_url(&args.url)?);
+    wait_ready(&target).await?;
+    let mut reports = Vec::new();
+
+    let event_id = Arc::new(create_event(&target, &args).await?);
+    if args.baseline {
+        let (tallies, elapsed) = fire(
+            target.clone(),
+            &args,
+            event_id.clone(),
+            Arc::new("/bench/echo".into()),
+            "baseline",
+        )
+        .await?;
+        let mut report = summarize("baseline /bench/echo", &args, tallies, elapsed, None);
+        // The echo answers every request as PENDING (202): those are answers, not timeouts.
+        report.timeouts = 0;
+        reports.push(report);
+    }
+    let path = Arc::new(format!("/api/reservations?wait={}", args.wait_ms));
+    let (tallies, elapsed) = fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
+    let mut sender = connect(&target).await?;
+    let (status, bytes) = send(
+        &mut sender,
+        &target,
+        "GET",
+        &format!("/api/events/{event_id}"),
+        None,
+    )
+    .await?;
+    let server_available = if status == 200 {
+        let event: EventOut = serde_json::from_slice(&bytes)?;
+        Some(event.sections.iter().map(|s| s.available).sum())
+    } else {
+        None
+    };
+    reports.push(summarize(
+        "reserve /api/reservations",
+        &args,
+        tallies,
+        elapsed,
+        server_available,
+    ));
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for report in &reports {
+            print_report(report);
+        }
+    }
+    let reservation = reports.last().context("a reservation report")?;
+    if !reservation.verified() {
+        bail!("the sale did not verify (duplicates, errors or counts that disagree)");
+    }
+    Ok(reports)
+}
+
+fn print_report(r: &Report) {
+    println!("== {} ==", r.target);
+    println!(
+        "  {} requests over {} connections in {:.2} s: {:.0} req/s",
+        r.requests, r.connections, r.elapsed_secs, r.throughput_per_sec
+    );
+    println!(
+        "  latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max
+    );
+    if r.target.starts_with("reserve") {
+        println!(
+            "  confirmed {}  rejected {}  errors {}  timeouts {}",
+            r.confirmed, r.rejected, r.errors, r.timeouts
+        );
+        let mut reasons: Vec<_> = r.rejection_reasons.iter().collect();
+        reasons.sort();
+        println!("  rejections: {reasons:?}");
+        println!(
+            "  seats sold {} of {} (sold out: {})  duplicate seats: {}  server says available: {}",
+            r.seats_sold,
+            r.capacity,
+            r.sold_out,
+            r.duplicate_seats,
+            r.server_available
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+        println!("  verified: {}", r.verified());
+    } else {
+        println!("  errors {}", r.errors);
+    }
+    for sample in &r.error_samples {
+        println!("  error sample: {sample}");
+    }
+}

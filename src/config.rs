@@ -1,0 +1,211 @@
+//! Configuration, layered: defaults -> TOML file (`--config`) -> `SEATFLOW_*` environment ->
+//! command line. Validated at start with a message naming the bad setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting's name; `SEATFLOW_<NAME>` sets it. Other `SEATFLOW_*` variables (the scripts'
+/// own) are not settings and are left alone.
+pub const SETTINGS: &[&str] = &[
+    "bind",
+    "data_dir",
+    "partitions",
+    "max_batch",
+    "queue_depth",
+    "sync_writes",
+    "max_seats_per_reservation",
+    "dedup_window_secs",
+    "log_format",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens (`SEATFLOW_BIND`).
+    pub bind: String,
+    /// Where the embedded store lives (`SEATFLOW_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Partitions, and so seat-worker threads (`SEATFLOW_PARTITIONS`); default: CPU cores.
+    /// Fixed for the life of a data directory.
+    pub partitions: u32,
+    /// Most commands a worker decides and writes in one batch (`SEATFLOW_MAX_BATCH`).
+    pub max_batch: usize,
+    /// Commands waiting per worker before submitters wait (`SEATFLOW_QUEUE_DEPTH`).
+    pub queue_depth: usize,
+    /// fsync each batch before answering (`SEATFLOW_SYNC_WRITES`). Off: a batch survives a
+    /// process crash but not a power loss.
+    pub sync_writes: bool,
+    /// Most seats in one reservation (`SEATFLOW_MAX_SEATS_PER_RESERVATION`).
+    pub max_seats_per_reservation: u16,
+    /// How long a retry returns the first reservation, seconds (`SEATFLOW_DEDUP_WINDOW_SECS`).
+    pub dedup_window_secs: u64,
+    /// `text` or `json` logs (`SEATFLOW_LOG_FORMAT`); levels from `RUST_LOG`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let processor = seatflow_processor::ProcessorConfig::default();
+        Self {
+            bind: "0.0.0.0:8080".into(),
+            data_dir: PathBuf::from("data"),
+            partitions: processor.partitions,
+            max_batch: processor.max_batch,
+            queue_depth: processor.queue_depth,
+            sync_writes: processor.sync_writes,
+            max_seats_per_reservation: 8,
+            dedup_window_secs: 3600,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Settings given on the command line (highest precedence).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+}
+
+impl Config {
+    /// Load the layers and validate.
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("SEATFLOW_").only(SETTINGS))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.bind_addr()?;
+        if !(1..=1024).contains(&self.partitions) {
+            bail!(
+                "partitions must be between 1 and 1024 (got {})",
+                self.partitions
+            );
+        }
+        if self.max_batch == 0 {
+            bail!("max_batch must be at least 1");
+        }
+        if self.queue_depth == 0 {
+            bail!("queue_depth must be at least 1");
+        }
+        if !(1..=64).contains(&self.max_seats_per_reservation) {
+            bail!(
+                "max_seats_per_reservation must be between 1 and 64 (got {})",
+                self.max_seats_per_reservation
+            );
+        }
+        if self.dedup_window_secs == 0 {
+            bail!("dedup_window_secs must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!(
+                "log_format must be text or json (got {:?})",
+                self.log_format
+            );
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.bind.parse().with_context(|| {
+            format!(
+                "bind must be an address like 0.0.0.0:8080 (got {:?})",
+                self.bind
+            )
+        })
+    }
+
+    pub fn processor(&self) -> seatflow_processor::ProcessorConfig {
+        seatflow_processor::ProcessorConfig {
+            partitions: self.partitions,
+            max_batch: self.max_batch,
+            queue_depth: self.queue_depth,
+            sync_writes: self.sync_writes,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let value = serde_json::to_value(Config::default()).expect("serializes");
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut settings = SETTINGS.to_vec();
+        settings.sort_unstable();
+        assert_eq!(fields, settings);
+    }
+
+    #[test]
+    fn command_line_beats_environment_beats_file_beats_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "seatflow.toml",
+                "partitions = 3\nbind = \"127.0.0.1:1\"\nmax_batch = 7\n",
+            )?;
+            jail.set_env("SEATFLOW_PARTITIONS", "5");
+            jail.set_env("SEATFLOW_BIND", "127.0.0.1:2");
+            let overrides = Overrides {
+                bind: Some("127.0.0.1:3".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(std::path::Path::new("seatflow.toml")), &overrides)
+                .expect("loads");
+            assert_eq!(config.max_batch, 7);
+            assert_eq!(config.partitions, 5);
+            assert_eq!(config.bind, "127.0.0.1:3");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEATFLOW_PARTITIONS", "0");
+            let error = Config::load(None, &Overrides::default()).expect_err("rejected");
+            assert!(error.to_string().contains("partitions"), "{error}");
+            jail.set_env("SEATFLOW_PARTITIONS", "2");
+            jail.create_file("typo.toml", "max_seats_per_reservations = 2\n")?;
+            let error = Config::load(
+                Some(std::path::Path::new("typo.toml")),
+                &Overrides::default(),
+            )
+            .expect_err("typo rejected");
+            assert!(
+                format!("{error:#}").contains("max_seats_per_reservations"),
+                "{error:#}"
+            );
+            Ok(())
+        });
+    }
+}

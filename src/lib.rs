@@ -1,0 +1,271 @@
+//! seatflow as a library: configuration, the wiring of the embedded default, and the load
+//! generator. `main` only parses the command line, sets up logging and runs what is asked.
+
+pub mod bench;
+pub mod config;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use seatflow_aggregates::Event;
+use seatflow_commands::{CommandService, Dedup, Limits, SectionDirectory, StatusCache, Waiters};
+use seatflow_gateway::{AppState, ErrorBody};
+use seatflow_processor::{CommitSink, LogRecord, Processor, Workers, open_store, replay_log};
+use seatflow_projections::ReadModel;
+use tracing::info;
+
+pub use config::{Config, Overrides};
+
+/// Everything a committed batch updates before callers are answered: the read model, the
+/// pre-filter cache and parked requests.
+struct EmbeddedSink {
+    read: Arc<ReadModel>,
+    status: Arc<StatusCache>,
+    waiters: Arc<Waiters>,
+}
+
+impl EmbeddedSink {
+    fn apply(&self, record: &LogRecord) {
+        self.read.apply(record.partition, record.seq, &record.event);
+        self.status
+            .update(record.event.key(), record.event.available_after());
+        if let Event::ReservationCompleted(completed) = &record.event {
+            self.waiters.resolve(&completed.reservation);
+        }
+    }
+}
+
+impl CommitSink for EmbeddedSink {
+    fn committed(&self, records: &[LogRecord]) {
+        for record in records {
+            self.apply(record);
+        }
+    }
+}
+
+/// The read model answers the command side's catalogue questions.
+struct Directory(Arc<ReadModel>);
+
+impl SectionDirectory for Directory {
+    fn layout(&self, key: &seatflow_aggregates::SectionKey) -> Option<seatflow_aggregates::Layout> {
+        self.0.layout(key)
+    }
+
+    fn event_exists(&self, event_id: &str) -> bool {
+        self.0.has_event(event_id)
+    }
+
+    fn reservation(
+        &self,
+        id: seatflow_aggregates::ReservationId,
+    ) -> Option<seatflow_aggregates::Reservation> {
+        self.0.reservation(id)
+    }
+}
+
+/// The running all-in-one process of the embedded default.
+pub struct App {
+    port: u16,
+    acceptor: poem::listener::TcpAcceptor,
+    state: AppState,
+    workers: Workers,
+    processor: Processor,
+    replay: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("port", &self.port).finish()
+    }
+}
+
+impl App {
+    /// Open the store, start the workers, bind the listener, and start rebuilding the read
+    /// models from the log; the API answers 503 until that is done (`/health/ready`).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let processor_config = config.processor();
+        let store = open_store(&config.data_dir, &processor_config)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let read = Arc::new(ReadModel::new(config.partitions));
+        let status = Arc::new(StatusCache::new());
+        let waiters = Arc::new(Waiters::new());
+        let sink = Arc::new(EmbeddedSink {
+            read: read.clone(),
+            status: status.clone(),
+            waiters: waiters.clone(),
+        });
+        let (processor, workers) = Processor::start(store.clone(), &processor_config, sink.clone())
+            .context("cannot start the seat workers")?;
+        let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
+        let commands = CommandService::new(
+            processor.clone(),
+            Arc::new(Directory(read.clone())),
+            status,
+            dedup.clone(),
+            Limits {
+                max_seats_per_reservation: config.max_seats_per_reservation,
+                dedup_window: Duration::from_secs(config.dedup_window_secs),
+                ..Limits::default()
+            },
+        );
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            commands,
+            read,
+            waiters,
+            ready: ready.clone(),
+        };
+
+        let addr = config.bind_addr()?;
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(0);
+
+        // Rebuild the read models while the listener already answers health probes. No command
+        // can reach a worker before `ready`, so the log is complete when it is read.
+        let partitions = config.partitions;
+        let replay = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let count = replay_log(&store, partitions, |record| sink.apply(record))?;
+            info!(
+                records = count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "read models rebuilt from the log"
+            );
+            ready.store(true, Ordering::Release);
+            Ok(())
+        });
+
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                dedup.sweep();
+            }
+        });
+
+        Ok(Self {
+            port,
+            acceptor,
+            state,
+            workers,
+            processor,
+            replay,
+        })
+    }
+
+    /// The port the API listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until SIGINT/SIGTERM, then finish in-flight requests and the workers' last batch.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serve until `stop` completes.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let ready = self.state.ready.clone();
+        let routes = seatflow_gateway::routes(self.state).around(move |endpoint, request| {
+            let ready = ready.clone();
+            async move { gate_until_ready(&ready, endpoint, request).await }
+        });
+        // A log that cannot be replayed must stop the process, not leave it unready forever.
+        let replay = self.replay;
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let failure = match replay.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => format!("cannot rebuild the read models from the log: {e:#}"),
+                Err(e) => format!("log replay panicked: {e}"),
+            };
+            let _ = failed_tx.send(failure);
+        });
+        let failure = Arc::new(parking_lot::Mutex::new(None));
+        let stop = {
+            let failure = failure.clone();
+            async move {
+                tokio::pin!(stop);
+                tokio::select! {
+                    _ = &mut stop => {}
+                    failed = failed_rx => match failed {
+                        Ok(message) => *failure.lock() = Some(message),
+                        // Replay succeeded: keep serving until asked to stop.
+                        Err(_) => stop.await,
+                    },
+                }
+            }
+        };
+        poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes, stop, Some(Duration::from_secs(10)))
+            .await
+            .context("HTTP server failed")?;
+        drop(self.processor);
+        tokio::task::spawn_blocking(move || self.workers.join())
+            .await
+            .context("joining workers")?;
+        if let Some(message) = failure.lock().take() {
+            anyhow::bail!(message);
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Before the read models are rebuilt, API calls would see an empty catalogue: answer 503.
+async fn gate_until_ready<E: Endpoint>(
+    ready: &AtomicBool,
+    endpoint: Arc<E>,
+    request: Request,
+) -> poem::Result<Response> {
+    if !ready.load(Ordering::Acquire) && request.uri().path().starts_with("/api/") {
+        return Ok((
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+            poem::web::Json(ErrorBody {
+                error: "starting".into(),
+                message: "the read models are being rebuilt from the log; retry shortly".into(),
+                field: None,
+            }),
+        )
+            .into_response());
+    }
+    Ok(endpoint.call(request).await?.into_response())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,86 @@
+//! The `seatflow` command: parse the command line, set up logging, run what is asked.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use seatflow::bench::{self, BenchArgs};
+use seatflow::{App, Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seatflow",
+    version,
+    about = "Flash-sale ticket reservation backend"
+)]
+struct Cli {
+    /// A TOML configuration file (see docs/operations.md for every setting).
+    #[arg(long, global = true, env = "SEATFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the HTTP API (default 0.0.0.0:8080).
+    #[arg(long, global = true)]
+    bind: Option<String>,
+    /// Directory of the embedded store (default ./data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Partitions / seat-worker threads (default: CPU cores; fixed per data directory).
+    #[arg(long, global = true)]
+    partitions: Option<u32>,
+    #[command(subcommand)]
+    command: Option<Role>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Every role in one process on the embedded store (the default).
+    All,
+    /// Load a running seatflow with a flash-sale spike and verify the sale.
+    Bench(BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    match cli.command {
+        Some(Role::Bench(args)) => {
+            init_logging("text");
+            runtime.block_on(bench::run(args)).map(drop)
+        }
+        None | Some(Role::All) => {
+            let overrides = Overrides {
+                bind: cli.bind,
+                data_dir: cli.data_dir,
+                partitions: cli.partitions,
+            };
+            let config = Config::load(cli.config.as_deref(), &overrides)?;
+            init_logging(&config.log_format);
+            tracing::info!(
+                bind = %config.bind,
+                data_dir = %config.data_dir.display(),
+                partitions = config.partitions,
+                sync_writes = config.sync_writes,
+                "starting seatflow (embedded: every role in one process)"
+            );
+            runtime.block_on(async move {
+                let app = App::build(config).await?;
+                tracing::info!(port = app.port(), "listening; Swagger UI at /docs");
+                app.run_until_stopped().await
+            })
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
