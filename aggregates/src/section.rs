@@ -50,6 +50,56 @@ impl SectionState {
         state
     }
 
+    /// The held seats as a packed bitmap: seat `i` (row-major, 0-based) is bit `i % 8` of byte
+    /// `i / 8`. The storage form of the state.
+    pub fn to_bitmap(&self) -> Vec<u8> {
+        let seats = usize::from(self.layout.seats_per_row);
+        let mut out = vec![0u8; (self.layout.capacity() as usize).div_ceil(8)];
+        for row in 0..usize::from(self.layout.rows) {
+            if self.free_in_row[row] == self.layout.seats_per_row {
+                continue;
+            }
+            let base = row * seats;
+            for word_index in 0..self.words_per_row {
+                let mut word = self.held[row * self.words_per_row + word_index];
+                if word_index == self.words_per_row - 1 && seats % 64 != 0 {
+                    word &= (1u64 << (seats % 64)) - 1; // drop the padding
+                }
+                while word != 0 {
+                    let bit = word.trailing_zeros() as usize;
+                    let index = base + word_index * 64 + bit;
+                    out[index / 8] |= 1 << (index % 8);
+                    word &= word - 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The state of a packed bitmap (see [`Self::to_bitmap`]); None if its length does not fit.
+    pub fn from_bitmap(layout: Layout, bitmap: &[u8]) -> Option<Self> {
+        if bitmap.len() != (layout.capacity() as usize).div_ceil(8) {
+            return None;
+        }
+        let mut state = Self::new(layout);
+        let seats = usize::from(layout.seats_per_row);
+        for (byte_index, byte) in bitmap.iter().enumerate() {
+            let mut bits = *byte;
+            while bits != 0 {
+                let index = byte_index * 8 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if index >= layout.capacity() as usize {
+                    return None;
+                }
+                state.set(
+                    Seat::new((index / seats) as u16 + 1, (index % seats) as u16 + 1),
+                    true,
+                );
+            }
+        }
+        Some(state)
+    }
+
     pub fn layout(&self) -> Layout {
         self.layout
     }
@@ -324,6 +374,42 @@ mod tests {
         assert_eq!(
             state.allocate(&SeatRequest::Picked(vec![Seat::new(2, 4), Seat::new(1, 1)])),
             Ok(vec![Seat::new(1, 1), Seat::new(2, 4)])
+        );
+    }
+
+    #[test]
+    fn the_bitmap_form_round_trips_and_matches_the_seats() {
+        for (rows, seats) in [(3, 70), (2, 64), (5, 7), (1, 1000)] {
+            let held: Vec<Seat> = (1..=rows)
+                .flat_map(|r| {
+                    (1..=seats)
+                        .filter(move |s| (r * 31 + s * 17) % 3 == 0)
+                        .map(move |s| Seat::new(r, s))
+                })
+                .collect();
+            let state = SectionState::with_held(layout(rows, seats), held.iter().copied());
+            let bitmap = state.to_bitmap();
+            for seat in &held {
+                let index =
+                    usize::from(seat.row - 1) * usize::from(seats) + usize::from(seat.seat - 1);
+                assert_ne!(bitmap[index / 8] & (1 << (index % 8)), 0, "{seat}");
+            }
+            let ones: u32 = bitmap.iter().map(|b| b.count_ones()).sum();
+            assert_eq!(ones, held.len() as u32);
+            assert_eq!(
+                SectionState::from_bitmap(state.layout(), &bitmap),
+                Some(state)
+            );
+        }
+        assert_eq!(
+            SectionState::from_bitmap(layout(1, 9), &[0]),
+            None,
+            "too short"
+        );
+        assert_eq!(
+            SectionState::from_bitmap(layout(1, 9), &[0, 0b10]),
+            None,
+            "bit past the end"
         );
     }
 

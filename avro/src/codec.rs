@@ -81,12 +81,19 @@ impl Versions {
             .collect();
         let current = *schemas.last().expect("at least one schema version");
         let mut readers = HashMap::new();
+        let current_fingerprint = fingerprint_bytes(current);
         for writer_schema in &schemas {
-            let reader = GenericDatumReader::builder(writer_schema)
-                .reader_schema(current)
-                .build()
-                .unwrap_or_else(|e| panic!("schema {name}: {e}"));
-            readers.insert(fingerprint_bytes(writer_schema), reader);
+            let fingerprint = fingerprint_bytes(writer_schema);
+            // Data written with the current schema needs no resolution (the costly part).
+            let reader = if fingerprint == current_fingerprint {
+                GenericDatumReader::builder(writer_schema).build()
+            } else {
+                GenericDatumReader::builder(writer_schema)
+                    .reader_schema(current)
+                    .build()
+            }
+            .unwrap_or_else(|e| panic!("schema {name}: {e}"));
+            readers.insert(fingerprint, reader);
         }
         let writer = GenericDatumWriter::builder(current)
             .build()
@@ -94,7 +101,7 @@ impl Versions {
         Self {
             name,
             current,
-            current_fingerprint: fingerprint_bytes(current),
+            current_fingerprint,
             writer,
             readers,
         }

@@ -235,12 +235,7 @@ impl Contract for StoredSection {
 
     fn to_value(&self) -> Value {
         let layout = self.state.layout();
-        let mut bitmap = vec![0u8; (layout.capacity() as usize).div_ceil(8)];
-        for seat in self.state.held_seats() {
-            let index = usize::from(seat.row - 1) * usize::from(layout.seats_per_row)
-                + usize::from(seat.seat - 1);
-            bitmap[index / 8] |= 1 << (index % 8);
-        }
+        let bitmap = self.state.to_bitmap();
         record(vec![
             ("eventId", string(&self.key.event_id)),
             ("section", string(&self.key.section)),
@@ -261,23 +256,17 @@ impl Contract for StoredSection {
             Value::Bytes(bytes) => bytes,
             other => return Err(type_error(Self::NAME, "held", "bytes", &other)),
         };
-        if bitmap.len() != (layout.capacity() as usize).div_ceil(8) {
-            return Err(field_error(
+        let state = SectionState::from_bitmap(layout, &bitmap).ok_or_else(|| {
+            field_error(
                 Self::NAME,
                 "held",
-                format!("{} bytes for {} seats", bitmap.len(), layout.capacity()),
-            ));
-        }
-        let seats_per_row = usize::from(layout.seats_per_row);
-        let held = (0..layout.capacity() as usize)
-            .filter(|index| bitmap[index / 8] & (1 << (index % 8)) != 0)
-            .map(|index| {
-                Seat::new(
-                    (index / seats_per_row) as u16 + 1,
-                    (index % seats_per_row) as u16 + 1,
-                )
-            });
-        let state = SectionState::with_held(layout, held);
+                format!(
+                    "{} bytes do not fit {} seats",
+                    bitmap.len(),
+                    layout.capacity()
+                ),
+            )
+        })?;
         if state.available() != available {
             return Err(field_error(
                 Self::NAME,

@@ -114,10 +114,12 @@ impl ReadModel {
                     .insert(reservation.id, reservation.clone())
                     .is_none();
                 if first_time {
-                    self.by_user
-                        .entry(reservation.user_id.clone())
-                        .or_default()
-                        .push(reservation.id);
+                    // Ids are UUID v7 (time-ordered at the gateway): kept sorted, a user's list
+                    // is newest-first whatever order the partitions' records arrive in.
+                    let mut ids = self.by_user.entry(reservation.user_id.clone()).or_default();
+                    if let Err(at) = ids.binary_search(&reservation.id) {
+                        ids.insert(at, reservation.id);
+                    }
                 }
             }
         }
@@ -135,7 +137,7 @@ impl ReadModel {
         self.reservations.get(&id).map(|r| r.clone())
     }
 
-    /// A user's reservations, newest first, `limit` of them after skipping `offset`.
+    /// A user's reservations, newest (by request time) first, `limit` of them after skipping `offset`.
     pub fn user_reservations(
         &self,
         user_id: &str,
