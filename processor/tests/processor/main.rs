@@ -1,0 +1,159 @@
+//! The seat processor over a real RocksDB store: batches, redelivery, reopening, the log.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use seatflow_aggregates::test_util::{init, key, reserve};
+use seatflow_aggregates::{Command, Event, Rejection, SeatRequest, Status};
+use seatflow_processor::{
+    CommitSink, LogRecord, Outcome, Processor, ProcessorConfig, open_store, partition_of,
+    replay_log,
+};
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<LogRecord>>);
+
+impl CommitSink for Collect {
+    fn committed(&self, records: &[LogRecord]) {
+        self.0.lock().extend_from_slice(records);
+    }
+}
+
+fn config() -> ProcessorConfig {
+    ProcessorConfig {
+        partitions: 2,
+        max_batch: 64,
+        queue_depth: 1024,
+        sync_writes: true,
+    }
+}
+
+async fn confirmed(processor: &Processor, command: Command) -> seatflow_aggregates::Reservation {
+    match processor.submit(command).await.expect("decided") {
+        Outcome::Reservation(r) => r,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_survive_reopening_and_a_redelivered_command_is_answered_the_same() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config();
+    let sink = Arc::new(Collect::default());
+    let command = reserve("A", "u1", SeatRequest::Adjacent(2));
+    let first = {
+        let store = open_store(dir.path(), &config).expect("open");
+        let (processor, workers) = Processor::start(store, &config, sink.clone()).expect("start");
+        assert_eq!(
+            processor.submit(init("A", 2, 3)).await.expect("init"),
+            Outcome::SectionReady
+        );
+        assert_eq!(
+            processor.submit(init("A", 2, 3)).await.expect("again"),
+            Outcome::SectionReady
+        );
+        assert_eq!(
+            processor.submit(init("A", 5, 5)).await.expect("conflict"),
+            Outcome::Refused(Rejection::SectionExists)
+        );
+        // Many concurrent requests on one section: decided in order, never a seat twice.
+        let mut handles = Vec::new();
+        for user in 0..10 {
+            let processor = processor.clone();
+            handles.push(tokio::spawn(async move {
+                processor
+                    .submit(reserve("A", &format!("c{user}"), SeatRequest::Adjacent(1)))
+                    .await
+            }));
+        }
+        let mut held = Vec::new();
+        for handle in handles {
+            if let Outcome::Reservation(r) = handle.await.expect("join").expect("decided") {
+                if r.status == Status::Confirmed {
+                    held.extend(r.seats);
+                }
+            }
+        }
+        held.sort();
+        held.dedup();
+        assert_eq!(held.len(), 6, "exactly the section's six seats were sold");
+        let first = match processor.submit(command.clone()).await.expect("decided") {
+            Outcome::Reservation(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.reason, Some(Rejection::SoldOut));
+        drop(processor);
+        workers.join();
+        first
+    };
+    let records_before = sink.0.lock().len();
+
+    // Reopened: the redelivered command is answered with its first outcome and records nothing.
+    let store = open_store(dir.path(), &config).expect("reopen");
+    let (processor, workers) =
+        Processor::start(store.clone(), &config, sink.clone()).expect("start");
+    match processor.submit(command).await.expect("decided") {
+        Outcome::Reservation(again) => assert_eq!(again, first),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sink.0.lock().len(), records_before);
+    // A new section on the other partition continues its log where it stopped.
+    let other = (0..100)
+        .map(|i| format!("S{i}"))
+        .find(|s| partition_of(&key(s), 2) != partition_of(&key("A"), 2))
+        .expect("a section on the other partition");
+    processor.submit(init(&other, 1, 1)).await.expect("init");
+    let late = confirmed(
+        &processor,
+        reserve(&other, "late", SeatRequest::Adjacent(1)),
+    )
+    .await;
+    assert_eq!(late.status, Status::Confirmed);
+    drop(processor);
+    workers.join();
+
+    // The log holds every decision once, in order per partition, numbered without gaps.
+    let replayed = Mutex::new(Vec::new());
+    let count =
+        replay_log(&store, 2, |record| replayed.lock().push(record.clone())).expect("replay");
+    let replayed = replayed.into_inner();
+    assert_eq!(count as usize, replayed.len());
+    assert_eq!(replayed.len(), sink.0.lock().len());
+    for partition in 0..2 {
+        let seqs: Vec<u64> = replayed
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "partition {partition}"
+        );
+        assert_eq!(
+            store.applied(partition).expect("applied"),
+            seqs.len() as u64
+        );
+    }
+    let inits = replayed
+        .iter()
+        .filter(|r| matches!(r.event, Event::SectionInitialized(_)))
+        .count();
+    assert_eq!(inits, 2, "a repeated or refused init records nothing");
+}
+
+#[test]
+fn a_store_refuses_another_partition_count() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = open_store(dir.path(), &config()).expect("open");
+    drop(store);
+    let error = open_store(
+        dir.path(),
+        &ProcessorConfig {
+            partitions: 3,
+            ..config()
+        },
+    )
+    .expect_err("refused");
+    assert!(error.to_string().contains("partitions"), "{error}");
+}
