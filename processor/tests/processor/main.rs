@@ -68,10 +68,10 @@ async fn decisions_survive_reopening_and_a_redelivered_command_is_answered_the_s
         }
         let mut held = Vec::new();
         for handle in handles {
-            if let Outcome::Reservation(r) = handle.await.expect("join").expect("decided") {
-                if r.status == Status::Confirmed {
-                    held.extend(r.seats);
-                }
+            if let Outcome::Reservation(r) = handle.await.expect("join").expect("decided")
+                && r.status == Status::Confirmed
+            {
+                held.extend(r.seats);
             }
         }
         held.sort();
