@@ -21,6 +21,11 @@ pub const SETTINGS: &[&str] = &[
     "max_seats_per_reservation",
     "dedup_window_secs",
     "log_format",
+    "kafka_brokers",
+    "kafka_topic_prefix",
+    "kafka_partitions",
+    "kafka_replication",
+    "kafka_min_insync_replicas",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +51,17 @@ pub struct Config {
     pub dedup_window_secs: u64,
     /// `text` or `json` logs (`SEATFLOW_LOG_FORMAT`); levels from `RUST_LOG`.
     pub log_format: String,
+    /// Kafka bootstrap servers, `host:port,...` (`SEATFLOW_KAFKA_BROKERS`). Unset: the
+    /// embedded default.
+    pub kafka_brokers: Option<String>,
+    /// Prepended to every topic name (`SEATFLOW_KAFKA_TOPIC_PREFIX`).
+    pub kafka_topic_prefix: String,
+    /// Partitions of seatflow's topics (`SEATFLOW_KAFKA_PARTITIONS`; the seed: 20).
+    pub kafka_partitions: i32,
+    /// Replicas per partition (`SEATFLOW_KAFKA_REPLICATION`; production 3).
+    pub kafka_replication: i32,
+    /// Replicas that must have a write (`SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS`; production 2).
+    pub kafka_min_insync_replicas: i32,
 }
 
 impl Default for Config {
@@ -61,6 +77,11 @@ impl Default for Config {
             max_seats_per_reservation: 8,
             dedup_window_secs: 3600,
             log_format: "text".into(),
+            kafka_brokers: None,
+            kafka_topic_prefix: String::new(),
+            kafka_partitions: 20,
+            kafka_replication: 3,
+            kafka_min_insync_replicas: 2,
         }
     }
 }
@@ -118,6 +139,32 @@ impl Config {
         if self.dedup_window_secs == 0 {
             bail!("dedup_window_secs must be at least 1");
         }
+        if !(1..=10_000).contains(&self.kafka_partitions) {
+            bail!(
+                "kafka_partitions must be between 1 and 10000 (got {})",
+                self.kafka_partitions
+            );
+        }
+        if self.kafka_replication < 1 {
+            bail!(
+                "kafka_replication must be at least 1 (got {})",
+                self.kafka_replication
+            );
+        }
+        if !(1..=self.kafka_replication).contains(&self.kafka_min_insync_replicas) {
+            bail!(
+                "kafka_min_insync_replicas must be between 1 and kafka_replication ({}) (got {})",
+                self.kafka_replication,
+                self.kafka_min_insync_replicas
+            );
+        }
+        if self
+            .kafka_brokers
+            .as_deref()
+            .is_some_and(|b| b.trim().is_empty())
+        {
+            bail!("kafka_brokers is set but empty");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "log_format must be text or json (got {:?})",
@@ -134,6 +181,15 @@ impl Config {
                 self.bind
             )
         })
+    }
+
+    pub fn topics(&self) -> seatflow_kafka::TopicsConfig {
+        seatflow_kafka::TopicsConfig {
+            prefix: self.kafka_topic_prefix.clone(),
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication,
+            min_insync_replicas: self.kafka_min_insync_replicas,
+        }
     }
 
     pub fn processor(&self) -> seatflow_processor::ProcessorConfig {

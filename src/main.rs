@@ -42,6 +42,18 @@ enum Role {
     All,
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
+    /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsAction {
+    /// Create every topic that is missing, with its partitions, replication, min ISR and
+    /// cleanup policy; check the partition count of those that exist. Idempotent.
+    Create,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,13 +68,15 @@ fn main() -> anyhow::Result<()> {
             init_logging("text");
             runtime.block_on(bench::run(args)).map(drop)
         }
+        Some(Role::Topics {
+            action: TopicsAction::Create,
+        }) => {
+            init_logging("text");
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            runtime.block_on(create_topics(&config))
+        }
         None | Some(Role::All) => {
-            let overrides = Overrides {
-                bind: cli.bind,
-                data_dir: cli.data_dir,
-                partitions: cli.partitions,
-            };
-            let config = Config::load(cli.config.as_deref(), &overrides)?;
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
             tracing::info!(
                 bind = %config.bind,
@@ -78,6 +92,39 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        bind: cli.bind.clone(),
+        data_dir: cli.data_dir.clone(),
+        partitions: cli.partitions,
+    }
+}
+
+async fn create_topics(config: &Config) -> anyhow::Result<()> {
+    let brokers = config
+        .kafka_brokers
+        .as_deref()
+        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+    let specs = config.topics().specs();
+    let statuses = seatflow_kafka::create_topics(brokers, &specs).await?;
+    for (spec, (_, status)) in specs.iter().zip(statuses) {
+        let status = match status {
+            seatflow_kafka::TopicStatus::Created => "created",
+            seatflow_kafka::TopicStatus::AlreadyExists => "exists",
+        };
+        println!(
+            "{status:8} {:40} partitions={} replication={} min.insync.replicas={} cleanup={:?}  ({})",
+            spec.name,
+            spec.partitions,
+            spec.replication,
+            spec.min_insync_replicas,
+            spec.cleanup,
+            spec.purpose
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(format: &str) {
