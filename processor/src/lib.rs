@@ -7,6 +7,7 @@
 //! are in order per section with no lock on the hot path. See `worker` for the commit protocol.
 
 mod keys;
+mod partition;
 mod routing;
 mod store;
 mod worker;
@@ -18,9 +19,10 @@ use std::thread::JoinHandle;
 use seatflow_aggregates::Command;
 use tokio::sync::{mpsc, oneshot};
 
+pub use partition::{Decided, PartitionState};
 pub use routing::{murmur2, partition_of};
 pub use store::{CommitBatch, LogRecord, Store, StoreError};
-pub use worker::{CommitSink, Outcome, ProcessorError};
+pub use worker::{CommitSink, Outcome, ProcessorError, now_millis};
 
 use worker::{Submission, Worker};
 

@@ -145,7 +145,8 @@ impl Store {
         }
     }
 
-    /// The last sequence number written to a partition's log (0 when empty).
+    /// The partition's applied position (0 when nothing was applied): the last log sequence
+    /// number (embedded) or the next input offset (Kafka).
     pub fn applied(&self, partition: u32) -> Result<u64, StoreError> {
         Ok(self
             .db
@@ -172,11 +173,13 @@ impl Store {
                     encode(completed)?,
                 );
             }
-            write.put_cf(
-                self.cf(LOG),
-                keys::log(record.partition, record.seq),
-                encode(&record.event)?,
-            );
+            if batch.append_to_log {
+                write.put_cf(
+                    self.cf(LOG),
+                    keys::log(record.partition, record.seq),
+                    encode(&record.event)?,
+                );
+            }
         }
         write.put_cf(
             self.cf(META),
@@ -227,6 +230,10 @@ pub struct CommitBatch {
     pub sections: Vec<(SectionKey, SectionState)>,
     /// The decided events, with their log positions.
     pub records: Vec<LogRecord>,
-    /// The partition's last log sequence number after this batch.
+    /// The partition's applied position after this batch: the last log sequence number
+    /// (embedded) or the next input offset (Kafka).
     pub applied: u64,
+    /// Keep the records in the local log (embedded: it is THE log). On Kafka the log is the
+    /// topic and only the state is written here.
+    pub append_to_log: bool,
 }

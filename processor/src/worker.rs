@@ -6,16 +6,13 @@
 //! (read models, status cache) and answer each waiting caller. A caller is never told about a
 //! decision that is not on disk. The worker owns its sections, so no lock is taken on this path.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use seatflow_aggregates::{
-    Command, Decision, Event, Millis, Rejection, Reservation, ReservationId, SectionKey,
-    SectionState, decide, evolve,
-};
+use seatflow_aggregates::{Command, Millis, Rejection, Reservation};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::error;
 
+use crate::partition::PartitionState;
 use crate::store::{CommitBatch, LogRecord, Store, StoreError};
 
 /// What a caller is told about its command.
@@ -55,10 +52,9 @@ pub(crate) struct Submission {
 }
 
 pub(crate) struct Worker {
-    partition: u32,
     store: Store,
+    state: PartitionState,
     sink: std::sync::Arc<dyn CommitSink>,
-    sections: HashMap<SectionKey, SectionState>,
     applied: u64,
     max_batch: usize,
 }
@@ -72,10 +68,9 @@ impl Worker {
     ) -> Result<Self, StoreError> {
         let applied = store.applied(partition)?;
         Ok(Self {
-            partition,
+            state: PartitionState::new(partition, store.clone()),
             store,
             sink,
-            sections: HashMap::new(),
             applied,
             max_batch,
         })
@@ -98,41 +93,45 @@ impl Worker {
 
     fn process(&mut self, batch: &mut Vec<Submission>) {
         let now = now_millis();
-        let mut pending = PendingBatch::default();
+        let mut records = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for submission in batch.iter() {
-            outcomes.push(self.decide_one(&submission.command, now, &mut pending));
+            let decided = self.state.decide(&submission.command, now);
+            outcomes.push(match decided {
+                Ok(decided) => {
+                    for event in decided.events {
+                        records.push(LogRecord {
+                            partition: self.state.partition(),
+                            seq: self.applied + records.len() as u64 + 1,
+                            event,
+                        });
+                    }
+                    Ok(decided.outcome)
+                }
+                Err(e) => Err(ProcessorError::from(e)),
+            });
         }
-        let committed = if pending.records.is_empty() {
+        let committed = if records.is_empty() {
             Ok(())
         } else {
             let commit = CommitBatch {
-                partition: self.partition,
-                sections: pending
-                    .touched
-                    .iter()
-                    .filter_map(|key| {
-                        self.sections
-                            .get(key)
-                            .map(|state| (key.clone(), state.clone()))
-                    })
-                    .collect(),
-                records: std::mem::take(&mut pending.records),
-                applied: self.applied + pending.appended,
+                partition: self.state.partition(),
+                sections: self.state.changed_sections(),
+                applied: self.applied + records.len() as u64,
+                records,
+                append_to_log: true,
             };
-            match self.store.commit(&commit) {
-                Ok(()) => {
-                    self.applied = commit.applied;
-                    self.sink.committed(&commit.records);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            self.store.commit(&commit).map(|()| {
+                self.applied = commit.applied;
+                self.sink.committed(&commit.records);
+            })
         };
-        if let Err(e) = &committed {
-            // The in-memory sections ran ahead of the disk: forget them, reload on next use.
-            error!(partition = self.partition, error = %e, "commit failed; batch refused");
-            self.sections.clear();
+        match &committed {
+            Ok(()) => self.state.committed(),
+            Err(e) => {
+                error!(partition = self.state.partition(), error = %e, "commit failed; batch refused");
+                self.state.abandon();
+            }
         }
         for (submission, outcome) in batch.drain(..).zip(outcomes) {
             let answer = match (&committed, outcome) {
@@ -144,84 +143,10 @@ impl Worker {
             let _ = submission.reply.send(answer);
         }
     }
-
-    fn decide_one(
-        &mut self,
-        command: &Command,
-        now: Millis,
-        pending: &mut PendingBatch,
-    ) -> Result<Outcome, ProcessorError> {
-        let key = command.key();
-        if !self.sections.contains_key(key)
-            && let Some(state) = self.store.section(key)?
-        {
-            self.sections.insert(key.clone(), state);
-        }
-        let prior = match command.reservation_id() {
-            None => None,
-            Some(id) => pending.prior(id, &self.store)?,
-        };
-        let decision = decide(self.sections.get(key), prior.as_ref(), command, now);
-        Ok(match decision {
-            Decision::Append(events) => {
-                if events.is_empty() {
-                    return Ok(Outcome::SectionReady);
-                }
-                let mut outcome = Outcome::SectionReady;
-                for event in events {
-                    let mut section = self.sections.remove(key);
-                    evolve(&mut section, &event);
-                    if let Some(section) = section {
-                        self.sections.insert(key.clone(), section);
-                    }
-                    if let Event::ReservationCompleted(completed) = &event {
-                        pending
-                            .decided
-                            .insert(completed.reservation.id, completed.reservation.clone());
-                        outcome = Outcome::Reservation(completed.reservation.clone());
-                    }
-                    pending.appended += 1;
-                    pending.records.push(LogRecord {
-                        partition: self.partition,
-                        seq: self.applied + pending.appended,
-                        event,
-                    });
-                }
-                if !pending.touched.contains(key) {
-                    pending.touched.push(key.clone());
-                }
-                outcome
-            }
-            Decision::AlreadyDecided(reservation) => Outcome::Reservation(reservation),
-            Decision::Refused(rejection) => {
-                if matches!(command, Command::InitSection(_)) {
-                    warn!(section = %key, %rejection, "section initialisation refused");
-                }
-                Outcome::Refused(rejection)
-            }
-        })
-    }
 }
 
-/// What the batch being decided has changed so far (not yet on disk).
-#[derive(Default)]
-struct PendingBatch {
-    records: Vec<LogRecord>,
-    appended: u64,
-    touched: Vec<SectionKey>,
-    decided: HashMap<ReservationId, Reservation>,
-}
-
-impl PendingBatch {
-    fn prior(&self, id: ReservationId, store: &Store) -> Result<Option<Reservation>, StoreError> {
-        match self.decided.get(&id) {
-            Some(reservation) => Ok(Some(reservation.clone())),
-            None => store.reservation(id),
-        }
-    }
-}
-
-fn now_millis() -> Millis {
+/// Milliseconds since the Unix epoch (the decision time the runners stamp).
+pub fn now_millis() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
