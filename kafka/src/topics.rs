@@ -63,6 +63,11 @@ pub struct TopicSpec {
 }
 
 impl TopicsConfig {
+    /// A topic (or consumer group) name with the configured prefix.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
     /// Every topic of seatflow, in creation order.
     pub fn specs(&self) -> Vec<TopicSpec> {
         let topic = |name: &str, cleanup, purpose| TopicSpec {

@@ -109,6 +109,19 @@ impl PartitionState {
             .collect()
     }
 
+    /// Every reservation outcome the batch decided.
+    pub fn changed_reservations(&self) -> Vec<Reservation> {
+        self.decided.values().cloned().collect()
+    }
+
+    /// The available count of a section as this partition knows it.
+    pub fn available(&mut self, key: &SectionKey) -> Result<Option<u32>, StoreError> {
+        if let Some(state) = self.sections.get(key) {
+            return Ok(Some(state.available()));
+        }
+        Ok(self.store.section(key)?.map(|state| state.available()))
+    }
+
     /// The batch is on disk: start the next one.
     pub fn committed(&mut self) {
         self.touched.clear();

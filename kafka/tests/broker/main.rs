@@ -1,11 +1,13 @@
 //! Against a real Apache Kafka broker, started by the test command (`ops/test` runs
 //! `ops/kafka/start single` and sets SEATFLOW_TEST_KAFKA_BROKERS).
 
+mod seat_processor;
+
 use seatflow_kafka::{
     Cleanup, TopicError, TopicStatus, TopicsConfig, create_topics, describe_topic,
 };
 
-fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("SEATFLOW_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
         panic!(
             "SEATFLOW_TEST_KAFKA_BROKERS is not set: run the tests with ops/test, which starts a \
@@ -14,7 +16,7 @@ fn brokers() -> String {
     })
 }
 
-fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("test-{}-", uuid::Uuid::now_v7().simple())
 }
 

@@ -1,0 +1,557 @@
+//! The seat processor on Kafka: consume `reservation-commands`, decide with the same
+//! [`PartitionState`] as the embedded runtime, and produce the outcomes
+//! (`reservation-completed`), the slim counts (`section-status`), the replies
+//! (`reservation-replies`, to the partition the command's gateway named) and the state changelog
+//! (`seat-state-changelog`) together with the consumer offsets in ONE Kafka transaction.
+//!
+//! One consumer and one transactional producer per process; each assigned partition is one
+//! task (its own [`PartitionState`]), so workers == partitions across the group. The loop never
+//! keeps a transaction open across a poll that could rebalance; records of partitions revoked
+//! while a batch was collected are dropped from it (their next owner gets them).
+//!
+//! Local state (RocksDB) is written only after the transaction committed, with the next input
+//! offset as the partition's applied position. When a task starts, that position is compared
+//! with the group's committed offset: equal means the disk is current (restart with its disk:
+//! resume at once); anything else (no disk, a crash between commit and write, a partition that
+//! was elsewhere meanwhile) rebuilds the partition's state from the changelog, whose records were
+//! committed in the same transactions as the offsets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use seatflow_aggregates::{Command, Completed, Event, SectionKey, SectionStatus};
+use seatflow_avro::{StoredSection, decode, encode};
+use seatflow_processor::{
+    CommitBatch, LogRecord, Outcome, PartitionState, ProcessorConfig, Store, StoreError,
+    now_millis, open_store,
+};
+use tracing::{info, warn};
+
+use crate::topics::TopicsConfig;
+
+/// Header naming the `reservation-replies` partition of the gateway that waits for the outcome.
+pub const REPLY_PARTITION_HEADER: &str = "seatflow-reply-partition";
+/// Header of a dead-letter record: why it could not be processed.
+pub const ERROR_HEADER: &str = "seatflow-error";
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of one seat-processor process.
+#[derive(Debug, Clone)]
+pub struct SeatProcessorConfig {
+    pub brokers: String,
+    pub topics: TopicsConfig,
+    /// Stable identity of this process (e.g. the StatefulSet pod name): its transactional id,
+    /// so a restarted process fences its previous incarnation.
+    pub instance_id: String,
+    pub data_dir: PathBuf,
+    pub max_batch: usize,
+    pub sync_writes: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeatProcessorError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("changelog record {key:?} of partition {partition} does not decode: {reason}")]
+    Changelog {
+        partition: i32,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Partitions revoked by a rebalance, for the loop to drop.
+#[derive(Default)]
+struct RebalanceContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock();
+            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            info!(partitions = ?*revoked, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            info!(partitions = ?assigned, "partitions assigned");
+        }
+    }
+}
+
+/// A consumed command record, copied out of the consumer's buffer.
+struct Input {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    reply_partition: Option<i32>,
+}
+
+struct Names {
+    brokers: String,
+    commands: String,
+    completed: String,
+    status: String,
+    changelog: String,
+    replies: String,
+    dead_letter: String,
+}
+
+/// Run until `stop` is set. Errors are fatal for the process (a fenced or broken producer, a
+/// store that cannot be written): the orchestrator restarts it and it resumes from Kafka.
+pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), SeatProcessorError> {
+    let names = Names {
+        brokers: config.brokers.clone(),
+        commands: config.topics.name("reservation-commands"),
+        completed: config.topics.name("reservation-completed"),
+        status: config.topics.name("section-status"),
+        changelog: config.topics.name("seat-state-changelog"),
+        replies: config.topics.name("reservation-replies"),
+        dead_letter: config.topics.name("dead-letter"),
+    };
+    let store = open_store(
+        &config.data_dir,
+        &ProcessorConfig {
+            partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
+            sync_writes: config.sync_writes,
+            ..ProcessorConfig::default()
+        },
+    )?;
+    let group = config.topics.name("seat-processor");
+    let consumer: BaseConsumer<RebalanceContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(RebalanceContext::default())?;
+    consumer.subscribe(&[&names.commands])?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set(
+            "transactional.id",
+            format!("{group}-{}", config.instance_id),
+        )
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    producer.init_transactions(TXN_TIMEOUT)?;
+    info!(group, instance = %config.instance_id, "seat processor running");
+
+    let mut tasks: HashMap<i32, PartitionState> = HashMap::new();
+    let max_batch = config.max_batch.max(1);
+    while !stop.load(Ordering::Acquire) {
+        // Collect a batch; no transaction is open while polling.
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < max_batch {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Err(e)) => {
+                    warn!(error = %e, "consumer error");
+                    break;
+                }
+                Some(Ok(message)) => {
+                    let reply_partition = message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == REPLY_PARTITION_HEADER)
+                            .and_then(|h| h.value)
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .and_then(|v| v.parse().ok())
+                    });
+                    batch.push(Input {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                        reply_partition,
+                    });
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        let revoked: Vec<i32> = std::mem::take(&mut *consumer.context().revoked.lock());
+        if !revoked.is_empty() {
+            for partition in &revoked {
+                tasks.remove(partition);
+            }
+            batch.retain(|input| !revoked.contains(&input.partition));
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        process_batch(&consumer, &producer, &store, &names, &mut tasks, batch)?;
+    }
+    info!("seat processor stopping");
+    Ok(())
+}
+
+fn process_batch(
+    consumer: &BaseConsumer<RebalanceContext>,
+    producer: &BaseProducer,
+    store: &Store,
+    names: &Names,
+    tasks: &mut HashMap<i32, PartitionState>,
+    batch: Vec<Input>,
+) -> Result<(), SeatProcessorError> {
+    for partition in batch.iter().map(|i| i.partition) {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = tasks.entry(partition) {
+            vacant.insert(start_task(consumer, store, names, partition)?);
+        }
+    }
+    let now = now_millis();
+    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut completed: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
+    producer.begin_transaction()?;
+    let outcome: Result<(), SeatProcessorError> = (|| {
+        for input in &batch {
+            first_offsets.entry(input.partition).or_insert(input.offset);
+            next_offsets.insert(input.partition, input.offset + 1);
+            let Some(task) = tasks.get_mut(&input.partition) else {
+                continue;
+            };
+            let command = match input.payload.as_deref().map(decode::<Command>) {
+                Some(Ok(command)) => command,
+                other => {
+                    let reason = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "empty record".to_owned(),
+                    };
+                    warn!(partition = input.partition, offset = input.offset, %reason, "command to dead-letter");
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: ERROR_HEADER,
+                        value: Some(reason.as_bytes()),
+                    });
+                    let mut record =
+                        BaseRecord::<[u8], [u8]>::to(&names.dead_letter).headers(headers);
+                    if let Some(key) = &input.key {
+                        record = record.key(key.as_slice());
+                    }
+                    if let Some(payload) = &input.payload {
+                        record = record.payload(payload.as_slice());
+                    }
+                    send(producer, record)?;
+                    continue;
+                }
+            };
+            let decided = task.decide(&command, now)?;
+            let key = command.key().routing_key();
+            for event in &decided.events {
+                let value = encode(event).map_err(encode_error)?;
+                send(
+                    producer,
+                    BaseRecord::to(&names.completed)
+                        .partition(input.partition)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice()),
+                )?;
+                let status = encode(&SectionStatus {
+                    key: event.key().clone(),
+                    available: event.available_after(),
+                })
+                .map_err(encode_error)?;
+                send(
+                    producer,
+                    BaseRecord::to(&names.status)
+                        .partition(input.partition)
+                        .key(key.as_bytes())
+                        .payload(status.as_slice()),
+                )?;
+                completed
+                    .entry(input.partition)
+                    .or_default()
+                    .push(LogRecord {
+                        partition: input.partition as u32,
+                        seq: 0,
+                        event: event.clone(),
+                    });
+            }
+            if let (Outcome::Reservation(reservation), Some(reply_partition)) =
+                (&decided.outcome, input.reply_partition)
+            {
+                let available = task.available(&reservation.key)?.unwrap_or(0);
+                let reply = encode(&Completed {
+                    reservation: reservation.clone(),
+                    available,
+                })
+                .map_err(encode_error)?;
+                let id = reservation.id.to_string();
+                send(
+                    producer,
+                    BaseRecord::to(&names.replies)
+                        .partition(reply_partition)
+                        .key(id.as_bytes())
+                        .payload(reply.as_slice()),
+                )?;
+            }
+        }
+        // The state changes of this batch, for a task that has to rebuild.
+        for (partition, task) in tasks.iter() {
+            if !next_offsets.contains_key(partition) {
+                continue;
+            }
+            for (key, state) in task.changed_sections() {
+                let value = encode(&StoredSection {
+                    key: key.clone(),
+                    state,
+                })
+                .map_err(encode_error)?;
+                let changelog_key = section_changelog_key(&key);
+                send(
+                    producer,
+                    BaseRecord::to(&names.changelog)
+                        .partition(*partition)
+                        .key(changelog_key.as_bytes())
+                        .payload(value.as_slice()),
+                )?;
+            }
+            for reservation in task.changed_reservations() {
+                let value = encode(&Completed {
+                    reservation: reservation.clone(),
+                    available: 0,
+                })
+                .map_err(encode_error)?;
+                let changelog_key = format!("r:{}", reservation.id);
+                send(
+                    producer,
+                    BaseRecord::to(&names.changelog)
+                        .partition(*partition)
+                        .key(changelog_key.as_bytes())
+                        .payload(value.as_slice()),
+                )?;
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in &next_offsets {
+            offsets.add_partition_offset(&names.commands, *partition, Offset::Offset(*next))?;
+        }
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| KafkaError::Canceled)?;
+        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        producer.commit_transaction(TXN_TIMEOUT)?;
+        Ok(())
+    })();
+
+    if let Err(error) = outcome {
+        // Nothing of the batch is visible: abort, forget the in-memory decisions and read the
+        // batch again from the committed offsets.
+        warn!(%error, "batch failed; aborting its transaction");
+        if let SeatProcessorError::Kafka(KafkaError::Transaction(e)) = &error
+            && e.is_fatal()
+        {
+            return Err(error);
+        }
+        producer.abort_transaction(TXN_TIMEOUT)?;
+        for (partition, first) in &first_offsets {
+            if let Some(task) = tasks.get_mut(partition) {
+                task.abandon();
+            }
+            consumer.seek(
+                &names.commands,
+                *partition,
+                Offset::Offset(*first),
+                TXN_TIMEOUT,
+            )?;
+        }
+        if matches!(error, SeatProcessorError::Store(_)) {
+            return Err(error);
+        }
+        return Ok(());
+    }
+
+    // Committed: now the local state, with the next input offset as the applied position.
+    for (partition, next) in next_offsets {
+        let Some(task) = tasks.get_mut(&partition) else {
+            continue;
+        };
+        let write = store.commit(&CommitBatch {
+            partition: partition as u32,
+            sections: task.changed_sections(),
+            records: completed.remove(&partition).unwrap_or_default(),
+            applied: next as u64,
+            append_to_log: false,
+        });
+        match write {
+            Ok(()) => task.committed(),
+            Err(e) => {
+                // Kafka has the batch; the disk does not. The task rebuilds from the changelog.
+                warn!(partition, error = %e, "local state write failed; partition will rebuild");
+                tasks.remove(&partition);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
+    SeatProcessorError::Store(StoreError::Encode(e))
+}
+
+fn section_changelog_key(key: &SectionKey) -> String {
+    format!("s:{}", key.routing_key())
+}
+
+/// Queue a record, waiting for room if the producer's queue is full.
+fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                back,
+            )) => {
+                producer.poll(Duration::from_millis(10));
+                record = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Make a partition's task: resume from the disk when it is current, else rebuild from the
+/// changelog.
+fn start_task(
+    consumer: &BaseConsumer<RebalanceContext>,
+    store: &Store,
+    names: &Names,
+    partition: i32,
+) -> Result<PartitionState, SeatProcessorError> {
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(&names.commands, partition);
+    let committed = consumer
+        .committed_offsets(wanted, TXN_TIMEOUT)?
+        .elements()
+        .first()
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let applied = store.applied(partition as u32)? as i64;
+    if applied == committed {
+        info!(
+            partition,
+            offset = committed,
+            "partition resumes from its disk"
+        );
+        return Ok(PartitionState::new(partition as u32, store.clone()));
+    }
+    let started = Instant::now();
+    let restored = restore_from_changelog(store, names, partition, committed)?;
+    info!(
+        partition,
+        records = restored,
+        applied,
+        committed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "partition rebuilt from the changelog"
+    );
+    Ok(PartitionState::new(partition as u32, store.clone()))
+}
+
+fn restore_from_changelog(
+    store: &Store,
+    names: &Names,
+    partition: i32,
+    committed: i64,
+) -> Result<u64, SeatProcessorError> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &names.brokers)
+        .set("group.id", format!("{}-restore", names.changelog))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let (low, high) = reader.fetch_watermarks(&names.changelog, partition, TXN_TIMEOUT)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&names.changelog, partition, Offset::Offset(low))?;
+    reader.assign(&assignment)?;
+    let mut sections: HashMap<String, (SectionKey, seatflow_aggregates::SectionState)> =
+        HashMap::new();
+    let mut reservations: HashMap<String, Completed> = HashMap::new();
+    let mut count = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let position = reader
+            .position()?
+            .elements()
+            .first()
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .unwrap_or(low);
+        if position >= high || high == low {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(KafkaError::Canceled.into());
+        }
+        let Some(message) = reader.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        let payload = message.payload().unwrap_or_default();
+        let bad = |reason: String| SeatProcessorError::Changelog {
+            partition,
+            key: key.clone(),
+            reason,
+        };
+        if key.starts_with("s:") {
+            let stored = decode::<StoredSection>(payload).map_err(|e| bad(e.to_string()))?;
+            sections.insert(key.clone(), (stored.key, stored.state));
+        } else if key.starts_with("r:") {
+            let completed = decode::<Completed>(payload).map_err(|e| bad(e.to_string()))?;
+            reservations.insert(key.clone(), completed);
+        } else {
+            return Err(bad("unknown key kind".into()));
+        }
+        count += 1;
+    }
+    store.commit(&CommitBatch {
+        partition: partition as u32,
+        sections: sections.into_values().collect(),
+        records: reservations
+            .into_values()
+            .map(|completed| LogRecord {
+                partition: partition as u32,
+                seq: 0,
+                event: Event::ReservationCompleted(completed),
+            })
+            .collect(),
+        applied: committed as u64,
+        append_to_log: false,
+    })?;
+    Ok(count)
+}
