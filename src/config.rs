@@ -26,6 +26,7 @@ pub const SETTINGS: &[&str] = &[
     "kafka_partitions",
     "kafka_replication",
     "kafka_min_insync_replicas",
+    "instance_id",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +63,10 @@ pub struct Config {
     pub kafka_replication: i32,
     /// Replicas that must have a write (`SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS`; production 2).
     pub kafka_min_insync_replicas: i32,
+    /// This process's stable identity (`SEATFLOW_INSTANCE_ID`; default: the host name), e.g. a
+    /// StatefulSet pod name: the seat processor's transactional id, so a restarted process
+    /// fences its previous incarnation.
+    pub instance_id: String,
 }
 
 impl Default for Config {
@@ -82,8 +87,17 @@ impl Default for Config {
             kafka_partitions: 20,
             kafka_replication: 3,
             kafka_min_insync_replicas: 2,
+            instance_id: default_instance_id(),
         }
     }
+}
+
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "seatflow-0".to_owned())
 }
 
 /// Settings given on the command line (highest precedence).

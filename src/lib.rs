@@ -246,7 +246,8 @@ async fn gate_until_ready<E: Endpoint>(
     Ok(endpoint.call(request).await?.into_response())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

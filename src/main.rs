@@ -40,6 +40,9 @@ struct Cli {
 enum Role {
     /// Every role in one process on the embedded store (the default).
     All,
+    /// The seat processor on Kafka: decides the commands of the partitions the group assigns
+    /// it, exactly once (needs `kafka_brokers`; state in `data_dir`).
+    SeatProcessor,
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
     /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
@@ -75,6 +78,11 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             runtime.block_on(create_topics(&config))
         }
+        Some(Role::SeatProcessor) => {
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            init_logging(&config.log_format);
+            runtime.block_on(run_seat_processor(config))
+        }
         None | Some(Role::All) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
@@ -100,6 +108,40 @@ fn overrides(cli: &Cli) -> Overrides {
         data_dir: cli.data_dir.clone(),
         partitions: cli.partitions,
     }
+}
+
+/// Run the Kafka seat processor on a blocking thread until SIGINT/SIGTERM.
+async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
+    let brokers = config
+        .kafka_brokers
+        .clone()
+        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+    let processor = seatflow_kafka::SeatProcessorConfig {
+        brokers,
+        topics: config.topics(),
+        instance_id: config.instance_id.clone(),
+        data_dir: config.data_dir.clone(),
+        max_batch: config.max_batch,
+        sync_writes: config.sync_writes,
+    };
+    tracing::info!(
+        instance = %processor.instance_id,
+        data_dir = %processor.data_dir.display(),
+        "starting the seat processor on Kafka"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || seatflow_kafka::run_seat_processor(&processor, stop))
+    };
+    tokio::pin!(worker);
+    tokio::select! {
+        finished = &mut worker => return Ok(finished.context("seat processor panicked")??),
+        _ = seatflow::shutdown_signal() => {}
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    worker.await.context("seat processor panicked")??;
+    Ok(())
 }
 
 async fn create_topics(config: &Config) -> anyhow::Result<()> {

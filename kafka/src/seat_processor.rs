@@ -144,6 +144,9 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
     let consumer: BaseConsumer<RebalanceContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &group)
+        // Static membership: a restarted instance (same id, e.g. the same StatefulSet pod) takes
+        // its partitions back at once, without a rebalance of the whole group.
+        .set("group.instance.id", &config.instance_id)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")

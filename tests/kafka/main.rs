@@ -1,0 +1,349 @@
+//! Seat processors as real processes on the real broker (started by `ops/test`): killed with
+//! SIGKILL mid-load, or sharing the partitions with another that leaves. Every command is decided
+//! exactly once, no seat is sold twice, the sale sells out exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use seatflow_aggregates::{
+    Command, Event, InitSection, Layout, ReservationId, Reserve, SeatRequest, SectionKey,
+    SectionStatus, Status,
+};
+use seatflow_avro::{decode, encode};
+use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
+
+const PARTITIONS: i32 = 4;
+const SECTIONS: [&str; 4] = ["A", "B", "C", "D"];
+const ROWS: u16 = 10;
+const SEATS_PER_ROW: u16 = 10;
+
+fn brokers() -> String {
+    std::env::var("SEATFLOW_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "SEATFLOW_TEST_KAFKA_BROKERS is not set: run the tests with ops/test (it starts Kafka)"
+        )
+    })
+}
+
+struct Sale {
+    topics: TopicsConfig,
+    event_id: String,
+    producer: BaseProducer,
+}
+
+impl Sale {
+    async fn new() -> Self {
+        let topics = TopicsConfig {
+            prefix: format!("it-{}-", uuid::Uuid::now_v7().simple()),
+            partitions: PARTITIONS,
+            replication: 1,
+            min_insync_replicas: 1,
+        };
+        create_topics(&brokers(), &topics.specs())
+            .await
+            .expect("topics");
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        let sale = Self {
+            topics,
+            event_id: format!("evt-{}", uuid::Uuid::now_v7().simple()),
+            producer,
+        };
+        let inits: Vec<Command> = SECTIONS
+            .iter()
+            .enumerate()
+            .map(|(position, section)| {
+                Command::InitSection(InitSection {
+                    key: SectionKey::new(sale.event_id.as_str(), *section),
+                    event_name: "kafka sale".into(),
+                    position: position as u32,
+                    layout: Layout::new(ROWS, SEATS_PER_ROW).expect("layout"),
+                    requested_at: 0,
+                })
+            })
+            .collect();
+        sale.send(&inits);
+        sale
+    }
+
+    fn reserves(&self, count: usize, seed: usize) -> Vec<Command> {
+        (0..count)
+            .map(|i| {
+                let n = seed + i;
+                Command::Reserve(Reserve {
+                    reservation_id: ReservationId::new_v7(),
+                    key: SectionKey::new(self.event_id.as_str(), SECTIONS[n % SECTIONS.len()]),
+                    user_id: format!("user-{n}"),
+                    request: SeatRequest::Adjacent(1 + (n % 3) as u16),
+                    requested_at: 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Send in small chunks over about `spread`, so that things can happen mid-load.
+    fn send_spread(&self, commands: &[Command], spread: Duration) {
+        let chunks = commands.len().div_ceil(10).max(1);
+        for chunk in commands.chunks(10) {
+            self.send(chunk);
+            std::thread::sleep(spread / chunks as u32);
+        }
+    }
+
+    fn send(&self, commands: &[Command]) {
+        let topic = self.topics.name("reservation-commands");
+        for command in commands {
+            let key = command.key().routing_key();
+            let value = encode(command).expect("encode");
+            let partition = seatflow_processor::partition_of(command.key(), PARTITIONS as u32);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: REPLY_PARTITION_HEADER,
+                value: Some("0".as_bytes()),
+            });
+            let mut record = BaseRecord::to(&topic)
+                .partition(partition as i32)
+                .key(key.as_bytes())
+                .payload(value.as_slice())
+                .headers(headers);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        record = back;
+                    }
+                }
+            }
+        }
+        self.producer
+            .flush(Duration::from_secs(30))
+            .expect("flushed");
+    }
+
+    fn processor(&self, data_dir: &Path, instance: &str) -> Child {
+        Process::new(env!("CARGO_BIN_EXE_seatflow"))
+            .arg("seat-processor")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("SEATFLOW_KAFKA_BROKERS", brokers())
+            .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &self.topics.prefix)
+            .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())
+            .env("SEATFLOW_KAFKA_REPLICATION", "1")
+            .env("SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS", "1")
+            .env("SEATFLOW_INSTANCE_ID", instance)
+            .env(
+                "RUST_LOG",
+                std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::inherit()) // logs; quiet unless SEATFLOW_TEST_PROCESSOR_LOG is set
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("seatflow seat-processor starts")
+    }
+
+    /// Read the committed outcomes until every reservation id has one (or time runs out), then
+    /// check the sale.
+    fn verify(&self, reservations: &[Command]) {
+        let wanted: HashSet<ReservationId> = reservations
+            .iter()
+            .filter_map(Command::reservation_id)
+            .collect();
+        let events: Vec<Event> =
+            read_all(&self.topics, "reservation-completed", |e: &Vec<Event>| {
+                let decided: HashSet<ReservationId> = e
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::ReservationCompleted(c) => Some(c.reservation.id),
+                        _ => None,
+                    })
+                    .collect();
+                decided.len() >= wanted.len()
+            });
+        let mut decided: HashMap<ReservationId, u32> = HashMap::new();
+        let mut held = HashSet::new();
+        let mut sold = 0;
+        for event in &events {
+            let Event::ReservationCompleted(completed) = event else {
+                continue;
+            };
+            *decided.entry(completed.reservation.id).or_default() += 1;
+            if completed.reservation.status == Status::Confirmed {
+                for seat in &completed.reservation.seats {
+                    assert!(
+                        held.insert((completed.reservation.key.section.clone(), *seat)),
+                        "{seat} of {} sold twice",
+                        completed.reservation.key
+                    );
+                    sold += 1;
+                }
+            }
+        }
+        for id in &wanted {
+            assert_eq!(
+                decided.get(id),
+                Some(&1),
+                "reservation {id} decided {:?} times",
+                decided.get(id)
+            );
+        }
+        let capacity = SECTIONS.len() * usize::from(ROWS) * usize::from(SEATS_PER_ROW);
+        assert_eq!(sold, capacity, "the sale sells out exactly");
+        let statuses: Vec<SectionStatus> = read_all(&self.topics, "section-status", |_| true);
+        let mut last: HashMap<SectionKey, u32> = HashMap::new();
+        for status in statuses {
+            last.insert(status.key, status.available);
+        }
+        assert!(last.values().all(|available| *available == 0), "{last:?}");
+    }
+}
+
+fn read_all<T: seatflow_avro::Contract>(
+    topics: &TopicsConfig,
+    topic: &str,
+    done: impl Fn(&Vec<T>) -> bool,
+) -> Vec<T> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("verify-{}", uuid::Uuid::now_v7()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let name = topics.name(topic);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(&name, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut quiet_since = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(message) => {
+                let message = message.expect("message");
+                records.push(decode::<T>(message.payload().expect("payload")).expect("decodes"));
+                quiet_since = Instant::now();
+            }
+            None => {
+                if done(&records) && quiet_since.elapsed() > Duration::from_secs(1) {
+                    return records;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {name} ({} records)",
+            records.len()
+        );
+    }
+}
+
+/// Wait until the seat-processor group is stable with `members` members.
+fn wait_for_group(topics: &TopicsConfig, members: usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("consumer");
+    let group = topics.name("seat-processor");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(list) = consumer.fetch_group_list(Some(&group), Duration::from_secs(5))
+            && list
+                .groups()
+                .iter()
+                .any(|g| g.state() == "Stable" && g.members().len() == members)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} never had {members} stable members"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until at least `count` outcomes are committed (the processor is mid-load).
+fn wait_for_outcomes(topics: &TopicsConfig, count: usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("watch-{}", uuid::Uuid::now_v7()))
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let name = topics.name("reservation-completed");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(&name, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < count {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(50)) {
+            seen += 1;
+        }
+        assert!(Instant::now() < deadline, "only {seen} outcomes appeared");
+    }
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    Process::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    child.wait().expect("reaped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_processor_killed_mid_load_decides_every_command_exactly_once() {
+    let sale = Sale::new().await;
+    let disk = tempfile::tempdir().expect("dir");
+    let mut processor = sale.processor(disk.path(), "p0");
+    wait_for_group(&sale.topics, 1);
+    let commands = sale.reserves(1200, 0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| sale.send_spread(&commands, Duration::from_millis(3000)));
+        wait_for_outcomes(&sale.topics, 200);
+        kill(&mut processor, "-KILL");
+        std::thread::sleep(Duration::from_millis(200));
+        processor = sale.processor(disk.path(), "p0");
+    });
+    sale.verify(&commands);
+    kill(&mut processor, "-TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_to_the_remaining_processor_when_one_leaves_mid_load() {
+    let sale = Sale::new().await;
+    let (disk0, disk1) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let mut first = sale.processor(disk0.path(), "p0");
+    let mut second = sale.processor(disk1.path(), "p1");
+    wait_for_group(&sale.topics, 2);
+    let commands = sale.reserves(1200, 7);
+    std::thread::scope(|scope| {
+        scope.spawn(|| sale.send_spread(&commands, Duration::from_millis(3000)));
+        wait_for_outcomes(&sale.topics, 200);
+        kill(&mut second, "-TERM");
+    });
+    sale.verify(&commands);
+    kill(&mut first, "-TERM");
+}
