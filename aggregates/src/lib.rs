@@ -20,9 +20,9 @@ pub mod test_util;
 
 pub use decision::{Decision, decide, evolve};
 pub use model::{
-    Cancel, Command, Completed, Event, InitSection, Layout, LayoutError, MAX_ROWS,
-    MAX_SEATS_PER_ROW, MAX_SECTION_SEATS, Millis, Rejection, Reservation, ReservationId, Reserve,
-    Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
+    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, LayoutError, MAX_ROWS,
+    MAX_SEATS_PER_ROW, MAX_SECTION_SEATS, Millis, Outcome, Rejection, Reservation, ReservationId,
+    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
 pub use section::SectionState;
 

@@ -333,3 +333,35 @@ pub struct SectionStatus {
     pub key: SectionKey,
     pub available: u32,
 }
+
+/// What the caller of a command is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The reservation's outcome (new, or the first one for a repeated id).
+    Reservation(Reservation),
+    /// The section exists with the asked layout (new or already).
+    SectionReady,
+    /// Nothing was recorded.
+    Refused(Rejection),
+}
+
+/// The seat processor's answer to one command, routed back to the gateway that waits for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandReply {
+    /// The reservation id, or `init:eventId/section` for a section initialisation.
+    pub correlation_id: String,
+    pub key: SectionKey,
+    /// The section's available count when the answer was made.
+    pub available: u32,
+    pub outcome: Outcome,
+}
+
+impl CommandReply {
+    /// The correlation id of a command.
+    pub fn correlation_of(command: &Command) -> String {
+        match command.reservation_id() {
+            Some(id) => id.to_string(),
+            None => format!("init:{}", command.key().routing_key()),
+        }
+    }
+}

@@ -2,9 +2,9 @@
 
 use apache_avro::types::Value;
 use seatflow_aggregates::{
-    Cancel, Command, Completed, Event, InitSection, Layout, Rejection, Reservation, ReservationId,
-    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionState, SectionStatus,
-    Status,
+    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, Outcome, Rejection,
+    Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized, SectionKey,
+    SectionState, SectionStatus, Status,
 };
 
 use crate::codec::{Contract, DecodeError, Versions, versions};
@@ -216,6 +216,87 @@ impl Contract for SectionStatus {
             key: SectionKey::new(fields.string("eventId")?, fields.string("section")?),
             available: fields.u32("availableCount")?,
         })
+    }
+}
+
+impl Contract for CommandReply {
+    const NAME: &'static str = "CommandReply";
+
+    fn versions() -> &'static Versions {
+        versions!("CommandReply", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        let (branch, outcome) = match &self.outcome {
+            Outcome::Reservation(reservation) => (
+                0,
+                completed_value(&Completed {
+                    reservation: reservation.clone(),
+                    available: self.available,
+                }),
+            ),
+            Outcome::SectionReady => (
+                1,
+                record(vec![
+                    ("eventId", string(&self.key.event_id)),
+                    ("section", string(&self.key.section)),
+                ]),
+            ),
+            Outcome::Refused(rejection) => (
+                2,
+                record(vec![
+                    ("eventId", string(&self.key.event_id)),
+                    ("section", string(&self.key.section)),
+                    ("reason", rejection_value(rejection)),
+                ]),
+            ),
+        };
+        record(vec![
+            ("correlationId", string(&self.correlation_id)),
+            ("outcome", Value::Union(branch, Box::new(outcome))),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        let correlation_id = fields.string("correlationId")?;
+        let (branch, outcome) = fields.union("outcome")?;
+        match branch {
+            0 => {
+                let completed = completed_from(Self::NAME, outcome)?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key: completed.reservation.key.clone(),
+                    available: completed.available,
+                    outcome: Outcome::Reservation(completed.reservation),
+                })
+            }
+            1 => {
+                let mut ready = Fields::of(Self::NAME, outcome)?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key: SectionKey::new(ready.string("eventId")?, ready.string("section")?),
+                    available: 0,
+                    outcome: Outcome::SectionReady,
+                })
+            }
+            2 => {
+                let mut refused = Fields::of(Self::NAME, outcome)?;
+                let key = SectionKey::new(refused.string("eventId")?, refused.string("section")?);
+                let reason = rejection_from(Self::NAME, refused.take("reason")?)?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key,
+                    available: 0,
+                    outcome: Outcome::Refused(reason),
+                })
+            }
+            other => Err(field_error(
+                Self::NAME,
+                "outcome",
+                format!("unknown branch {other}"),
+            )),
+        }
     }
 }
 

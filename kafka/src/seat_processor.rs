@@ -28,11 +28,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use seatflow_aggregates::{Command, Completed, Event, SectionKey, SectionStatus};
+use seatflow_aggregates::{Command, CommandReply, Completed, Event, SectionKey, SectionStatus};
 use seatflow_avro::{StoredSection, decode, encode};
 use seatflow_processor::{
-    CommitBatch, LogRecord, Outcome, PartitionState, ProcessorConfig, Store, StoreError,
-    now_millis, open_store,
+    CommitBatch, LogRecord, PartitionState, ProcessorConfig, Store, StoreError, now_millis,
+    open_store,
 };
 use tracing::{info, warn};
 
@@ -299,22 +299,20 @@ fn process_batch(
                         event: event.clone(),
                     });
             }
-            if let (Outcome::Reservation(reservation), Some(reply_partition)) =
-                (&decided.outcome, input.reply_partition)
-            {
-                let available = task.available(&reservation.key)?.unwrap_or(0);
-                let reply = encode(&Completed {
-                    reservation: reservation.clone(),
-                    available,
-                })
-                .map_err(encode_error)?;
-                let id = reservation.id.to_string();
+            if let Some(reply_partition) = input.reply_partition {
+                let reply = CommandReply {
+                    correlation_id: CommandReply::correlation_of(&command),
+                    key: command.key().clone(),
+                    available: task.available(command.key())?.unwrap_or(0),
+                    outcome: decided.outcome,
+                };
+                let value = encode(&reply).map_err(encode_error)?;
                 send(
                     producer,
                     BaseRecord::to(&names.replies)
                         .partition(reply_partition)
-                        .key(id.as_bytes())
-                        .payload(reply.as_slice()),
+                        .key(reply.correlation_id.as_bytes())
+                        .payload(value.as_slice()),
                 )?;
             }
         }

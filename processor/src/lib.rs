@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use partition::{Decided, PartitionState};
 pub use routing::{murmur2, partition_of};
+pub use seatflow_aggregates::Outcome;
 pub use store::{CommitBatch, LogRecord, Store, StoreError};
-pub use worker::{CommitSink, Outcome, ProcessorError, now_millis};
+pub use worker::{CommitSink, ProcessorError, now_millis};
 
 use worker::{Submission, Worker};
 

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 
 use seatflow_aggregates::{
-    Command, Decision, Event, Millis, Reservation, ReservationId, SectionKey, SectionState, decide,
-    evolve,
+    Command, Decision, Event, Millis, Outcome, Reservation, ReservationId, SectionKey,
+    SectionState, decide, evolve,
 };
 use tracing::warn;
 
 use crate::store::{Store, StoreError};
-use crate::worker::Outcome;
 
 /// One command decided: the answer for its caller and the facts to record (possibly none).
 #[derive(Debug, Clone, PartialEq, Eq)]

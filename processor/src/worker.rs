@@ -8,23 +8,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use seatflow_aggregates::{Command, Millis, Rejection, Reservation};
+use seatflow_aggregates::{Command, Millis, Outcome};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use crate::partition::PartitionState;
 use crate::store::{CommitBatch, LogRecord, Store, StoreError};
-
-/// What a caller is told about its command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The reservation's outcome (new, or the first one for a repeated id).
-    Reservation(Reservation),
-    /// The section exists with the asked layout (new or already).
-    SectionReady,
-    /// Nothing was recorded.
-    Refused(Rejection),
-}
 
 /// Why a command got no outcome.
 #[derive(Debug, Clone, thiserror::Error)]

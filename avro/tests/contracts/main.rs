@@ -6,9 +6,9 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use proptest::prelude::*;
 use seatflow_aggregates::{
-    Cancel, Command, Completed, Event, InitSection, Layout, Rejection, Reservation, ReservationId,
-    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionState, SectionStatus,
-    Status,
+    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, Outcome, Rejection,
+    Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized, SectionKey,
+    SectionState, SectionStatus, Status,
 };
 use seatflow_avro::{Contract, DecodeError, StoredSection, decode, encode};
 
@@ -147,6 +147,31 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+fn command_reply() -> impl Strategy<Value = CommandReply> {
+    prop_oneof![
+        (".{1,20}", completed()).prop_map(|(correlation_id, completed)| CommandReply {
+            correlation_id,
+            key: completed.reservation.key.clone(),
+            available: completed.available,
+            outcome: Outcome::Reservation(completed.reservation),
+        }),
+        (".{1,20}", key()).prop_map(|(correlation_id, key)| CommandReply {
+            correlation_id,
+            key,
+            available: 0,
+            outcome: Outcome::SectionReady,
+        }),
+        (".{1,20}", key(), rejection()).prop_map(|(correlation_id, key, rejection)| {
+            CommandReply {
+                correlation_id,
+                key,
+                available: 0,
+                outcome: Outcome::Refused(rejection),
+            }
+        }),
+    ]
+}
+
 fn stored_section() -> impl Strategy<Value = StoredSection> {
     (
         key(),
@@ -184,6 +209,9 @@ proptest! {
 
     #[test]
     fn section_states_round_trip(record in stored_section()) { round_trip(&record)?; }
+
+    #[test]
+    fn command_replies_round_trip(reply in command_reply()) { round_trip(&reply)?; }
 
     #[test]
     fn section_statuses_round_trip(key in key(), available in 0..100_000u32) {
@@ -232,7 +260,8 @@ fn a_record_of_one_contract_is_refused_by_another() {
 
 // ---- schema evolution -----------------------------------------------------------------------
 
-const CONTRACTS: [&str; 5] = [
+const CONTRACTS: [&str; 6] = [
+    "CommandReply",
     "ReservationCommand",
     "ReservationCompleted",
     "SeatEvent",
@@ -347,6 +376,16 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
             .expect("encode"),
         ),
         ("SectionState", encode(&state).expect("encode")),
+        (
+            "CommandReply",
+            encode(&CommandReply {
+                correlation_id: id.to_string(),
+                key: confirmed.reservation.key.clone(),
+                available: 397,
+                outcome: Outcome::Reservation(confirmed.reservation.clone()),
+            })
+            .expect("encode"),
+        ),
     ]
 }
 
@@ -357,6 +396,7 @@ fn decodes(name: &str, bytes: &[u8]) -> Result<(), DecodeError> {
         "SeatEvent" => decode::<Event>(bytes).map(drop),
         "SectionStatusEvent" => decode::<SectionStatus>(bytes).map(drop),
         "SectionState" => decode::<StoredSection>(bytes).map(drop),
+        "CommandReply" => decode::<CommandReply>(bytes).map(drop),
         other => panic!("unknown contract {other}"),
     }
 }
@@ -414,4 +454,16 @@ fn named_types_shared_between_files_are_defined_identically() {
         .find(|s| matches!(s, Schema::Record(r) if r.name.name() == "ReservationCompleted"))
         .expect("ReservationCompleted branch");
     assert_eq!(inner.canonical_form(), completed.canonical_form());
+
+    let reply = parse(crate_dir().join("schemas/CommandReply.avsc"));
+    let Schema::Record(reply) = &reply else {
+        panic!("CommandReply is a record");
+    };
+    let Schema::Union(branches) = &reply.fields[1].schema else {
+        panic!("CommandReply.outcome is a union");
+    };
+    assert_eq!(
+        branches.variants()[0].canonical_form(),
+        completed.canonical_form()
+    );
 }

@@ -13,7 +13,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use seatflow_aggregates::test_util::{init, reserve};
 use seatflow_aggregates::{
-    Cancel, Command, Completed, Event, Rejection, SeatRequest, SectionStatus, Status,
+    Cancel, Command, CommandReply, Completed, Event, Outcome, Rejection, SeatRequest,
+    SectionStatus, Status,
 };
 use seatflow_avro::{decode, encode};
 use seatflow_kafka::{
@@ -196,24 +197,29 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
     let replies = read_until(
         &topics,
         "reservation-replies",
-        |b| decode::<Completed>(b).expect("reply"),
-        |r| r.len() >= 9,
+        |b| decode::<CommandReply>(b).expect("reply"),
+        |r| r.len() >= 10,
     );
     assert_eq!(
         replies.len(),
-        9,
-        "every reservation command is answered, the redelivery too"
+        10,
+        "every command is answered, the redelivery too"
     );
+    let init_reply = replies
+        .iter()
+        .find(|r| r.correlation_id == format!("init:{}", commands[0].key().routing_key()))
+        .expect("the init is answered");
+    assert_eq!(init_reply.outcome, Outcome::SectionReady);
     let Command::Reserve(repeated) = &commands[3] else {
         panic!("a reserve")
     };
     let answers: Vec<_> = replies
         .iter()
-        .filter(|r| r.reservation.id == repeated.reservation_id)
+        .filter(|r| r.correlation_id == repeated.reservation_id.to_string())
         .collect();
     assert_eq!(answers.len(), 2);
     assert_eq!(
-        answers[0].reservation, answers[1].reservation,
+        answers[0].outcome, answers[1].outcome,
         "the redelivery gets the first outcome"
     );
 
@@ -224,10 +230,10 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
     let replies = read_until(
         &topics,
         "reservation-replies",
-        |b| decode::<Completed>(b).expect("reply"),
-        |r| r.len() >= 10,
+        |b| decode::<CommandReply>(b).expect("reply"),
+        |r| r.len() >= 11,
     );
-    assert_eq!(replies.len(), 10);
+    assert_eq!(replies.len(), 11);
     processor.stop();
     let events = read_until(
         &topics,
