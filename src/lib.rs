@@ -102,7 +102,7 @@ impl App {
             .context("cannot start the seat workers")?;
         let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
         let commands = CommandService::new(
-            processor.clone(),
+            Arc::new(processor.clone()),
             Arc::new(Directory(read.clone())),
             status,
             dedup.clone(),

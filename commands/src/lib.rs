@@ -18,6 +18,47 @@ use seatflow_aggregates::{
     ReservationId, Reserve, Seat, SeatRequest, SectionKey, Status,
 };
 use seatflow_processor::{Outcome, Processor, ProcessorError};
+
+/// Where commands go to be decided: the embedded workers, or Kafka.
+pub trait CommandBus: Send + Sync + 'static {
+    /// Hand a command over. `wait` is how long the caller will wait for the outcome; the
+    /// answer is `Decided` if the outcome is known in that time, `Accepted` if the command is
+    /// durable but not decided yet.
+    fn submit(
+        &self,
+        command: Command,
+        wait: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
+    >;
+}
+
+/// What a bus says about a submitted command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Decided(Outcome),
+    Accepted,
+}
+
+/// The embedded workers decide before they answer: always `Decided`.
+impl CommandBus for Processor {
+    fn submit(
+        &self,
+        command: Command,
+        _wait: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            Processor::submit(self, command)
+                .await
+                .map(Submitted::Decided)
+        })
+    }
+}
+
+/// How long event creation and cancellation wait for their outcome.
+pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::instrument;
 
 pub use dedup::{Claim, Dedup};
@@ -116,7 +157,7 @@ pub struct Accepted {
 /// The command side, shared by every HTTP handler.
 #[derive(Clone)]
 pub struct CommandService {
-    processor: Processor,
+    bus: Arc<dyn CommandBus>,
     directory: Arc<dyn SectionDirectory>,
     status: Arc<StatusCache>,
     dedup: Arc<Dedup>,
@@ -133,14 +174,14 @@ impl std::fmt::Debug for CommandService {
 
 impl CommandService {
     pub fn new(
-        processor: Processor,
+        bus: Arc<dyn CommandBus>,
         directory: Arc<dyn SectionDirectory>,
         status: Arc<StatusCache>,
         dedup: Arc<Dedup>,
         limits: Limits,
     ) -> Self {
         Self {
-            processor,
+            bus,
             directory,
             status,
             dedup,
@@ -154,7 +195,11 @@ impl CommandService {
 
     /// Reserve seats: validate, de-duplicate, pre-filter, decide.
     #[instrument(skip(self, request), fields(event = %request.event_id, section = %request.section))]
-    pub async fn reserve(&self, request: ReserveRequest) -> Result<Accepted, CommandError> {
+    pub async fn reserve(
+        &self,
+        request: ReserveRequest,
+        wait: Duration,
+    ) -> Result<Accepted, CommandError> {
         let seat_request = self.validate_reserve(&request)?;
         let key = SectionKey::new(request.event_id, request.section);
         let dedup_key = Dedup::key(&request.user_id, &key);
@@ -194,8 +239,15 @@ impl CommandService {
             request: seat_request,
             requested_at: now_millis(),
         });
-        let outcome = match self.processor.submit(command).await {
-            Ok(outcome) => outcome,
+        let outcome = match self.bus.submit(command, wait).await {
+            Ok(Submitted::Decided(outcome)) => outcome,
+            Ok(Submitted::Accepted) => {
+                return Ok(Accepted {
+                    reservation_id,
+                    outcome: None,
+                    deduplicated: false,
+                });
+            }
             Err(e) => {
                 self.dedup.forget(&dedup_key, reservation_id);
                 return Err(e.into());
@@ -319,7 +371,11 @@ impl CommandService {
             user_id: user_id.to_owned(),
             requested_at: now_millis(),
         });
-        match self.processor.submit(command).await? {
+        let outcome = match self.bus.submit(command, DECISION_TIMEOUT).await? {
+            Submitted::Decided(outcome) => outcome,
+            Submitted::Accepted => return Err(ProcessorError::Timeout.into()),
+        };
+        match outcome {
             Outcome::Reservation(cancelled) => {
                 self.dedup
                     .forget(&Dedup::key(&cancelled.user_id, &key), cancelled.id);
@@ -377,7 +433,7 @@ impl CommandService {
         let requested_at = now_millis();
         let mut submissions = tokio::task::JoinSet::new();
         for (position, (section, layout)) in sections.iter().zip(layouts).enumerate() {
-            let processor = self.processor.clone();
+            let bus = self.bus.clone();
             let command = Command::InitSection(InitSection {
                 key: SectionKey::new(event_id.as_str(), section.section.as_str()),
                 event_name: name.to_owned(),
@@ -385,11 +441,15 @@ impl CommandService {
                 layout,
                 requested_at,
             });
-            submissions.spawn(async move { processor.submit(command).await });
+            submissions.spawn(async move { bus.submit(command, DECISION_TIMEOUT).await });
         }
         while let Some(joined) = submissions.join_next().await {
-            let outcome = joined.map_err(|e| ProcessorError::Store(e.to_string()))?;
-            match outcome? {
+            let submitted = joined.map_err(|e| ProcessorError::Store(e.to_string()))?;
+            let outcome = match submitted? {
+                Submitted::Decided(outcome) => outcome,
+                Submitted::Accepted => return Err(ProcessorError::Timeout.into()),
+            };
+            match outcome {
                 Outcome::SectionReady => {}
                 Outcome::Refused(rejection) => return Err(CommandError::Refused(rejection)),
                 Outcome::Reservation(_) => {

@@ -455,7 +455,7 @@ impl Api {
             seat_count,
             seats,
         };
-        let accepted = self.state.commands.reserve(request.clone()).await?;
+        let accepted = self.state.commands.reserve(request.clone(), wait).await?;
         let outcome = match accepted.outcome {
             Some(outcome) => Some(outcome),
             None if !wait.is_zero() => self.await_decision(accepted.reservation_id, wait).await,

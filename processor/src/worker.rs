@@ -22,6 +22,10 @@ pub enum ProcessorError {
     Store(String),
     #[error("the seat processor is shutting down")]
     Stopped,
+    #[error("no decision arrived in time; the command is recorded and will be decided")]
+    Timeout,
+    #[error("the command could not be handed over: {0}")]
+    Transport(String),
 }
 
 impl From<StoreError> for ProcessorError {
