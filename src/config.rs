@@ -27,6 +27,7 @@ pub const SETTINGS: &[&str] = &[
     "kafka_replication",
     "kafka_min_insync_replicas",
     "instance_id",
+    "gateway_reply_partition",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +68,9 @@ pub struct Config {
     /// StatefulSet pod name: the seat processor's transactional id, so a restarted process
     /// fences its previous incarnation.
     pub instance_id: String,
+    /// The `reservation-replies` partition this gateway reads (`SEATFLOW_GATEWAY_REPLY_PARTITION`;
+    /// default: derived from `instance_id`). Gateways sharing one are correct, just busier.
+    pub gateway_reply_partition: Option<i32>,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             kafka_replication: 3,
             kafka_min_insync_replicas: 2,
             instance_id: default_instance_id(),
+            gateway_reply_partition: None,
         }
     }
 }
@@ -194,6 +199,14 @@ impl Config {
                 "bind must be an address like 0.0.0.0:8080 (got {:?})",
                 self.bind
             )
+        })
+    }
+
+    /// This gateway's reply partition.
+    pub fn reply_partition(&self) -> i32 {
+        self.gateway_reply_partition.unwrap_or_else(|| {
+            let hash = seatflow_processor::murmur2(self.instance_id.as_bytes()) & 0x7fff_ffff;
+            (hash % self.kafka_partitions.max(1) as u32) as i32
         })
     }
 

@@ -14,7 +14,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use seatflow_aggregates::Event;
 use seatflow_commands::{CommandService, Dedup, Limits, SectionDirectory, StatusCache, Waiters};
 use seatflow_gateway::{AppState, ErrorBody};
-use seatflow_processor::{CommitSink, LogRecord, Processor, Workers, open_store, replay_log};
+use seatflow_processor::{CommitSink, LogRecord, Processor, open_store, replay_log};
 use seatflow_projections::ReadModel;
 use tracing::info;
 
@@ -67,14 +67,67 @@ impl SectionDirectory for Directory {
     }
 }
 
-/// The running all-in-one process of the embedded default.
+/// The running HTTP side: the all-in-one embedded process, or a gateway on Kafka.
 pub struct App {
     port: u16,
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
-    workers: Workers,
-    processor: Processor,
+    /// Runs after the server stopped (finish the workers' last batch, stop consumers).
+    cleanup: Box<dyn FnOnce() + Send>,
+    /// The start-up work that must succeed (the log replay), if any.
     replay: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// What the Kafka read side feeds: the read model, the pre-filter cache, parked requests.
+struct KafkaFeed {
+    read: Arc<ReadModel>,
+    status: Arc<StatusCache>,
+    waiters: Arc<Waiters>,
+}
+
+impl seatflow_kafka::ReadFeed for KafkaFeed {
+    fn status(&self, status: &seatflow_aggregates::SectionStatus) {
+        self.status.update(&status.key, status.available);
+    }
+
+    fn event(&self, partition: u32, offset: i64, event: &Event) {
+        self.read.apply(partition, offset as u64 + 1, event);
+        if let Event::ReservationCompleted(completed) = event {
+            self.waiters.resolve(&completed.reservation);
+        }
+    }
+}
+
+async fn bind(config: &Config) -> anyhow::Result<(poem::listener::TcpAcceptor, u16)> {
+    let addr = config.bind_addr()?;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .unwrap_or(0);
+    Ok((acceptor, port))
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_seats_per_reservation: config.max_seats_per_reservation,
+        dedup_window: Duration::from_secs(config.dedup_window_secs),
+        ..Limits::default()
+    }
+}
+
+fn sweep_dedup(dedup: Arc<Dedup>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            dedup.sweep();
+        }
+    });
 }
 
 impl std::fmt::Debug for App {
@@ -87,6 +140,9 @@ impl App {
     /// Open the store, start the workers, bind the listener, and start rebuilding the read
     /// models from the log; the API answers 503 until that is done (`/health/ready`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.kafka_brokers.is_some() {
+            return Self::build_kafka_gateway(config).await;
+        }
         let processor_config = config.processor();
         let store = open_store(&config.data_dir, &processor_config)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
@@ -106,11 +162,7 @@ impl App {
             Arc::new(Directory(read.clone())),
             status,
             dedup.clone(),
-            Limits {
-                max_seats_per_reservation: config.max_seats_per_reservation,
-                dedup_window: Duration::from_secs(config.dedup_window_secs),
-                ..Limits::default()
-            },
+            limits(&config),
         );
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState {
@@ -120,16 +172,7 @@ impl App {
             ready: ready.clone(),
         };
 
-        let addr = config.bind_addr()?;
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(0);
+        let (acceptor, port) = bind(&config).await?;
 
         // Rebuild the read models while the listener already answers health probes. No command
         // can reach a worker before `ready`, so the log is complete when it is read.
@@ -146,21 +189,89 @@ impl App {
             Ok(())
         });
 
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                dedup.sweep();
-            }
-        });
+        sweep_dedup(dedup);
 
         Ok(Self {
             port,
             acceptor,
             state,
-            workers,
-            processor,
+            cleanup: Box::new(move || {
+                // The workers stop when the last handle to them is gone.
+                drop(processor);
+                workers.join();
+            }),
             replay,
+        })
+    }
+
+    /// A gateway on Kafka: commands to `reservation-commands`, outcomes from its own reply
+    /// partition, the read side followed from the topics; ready once it caught up.
+    async fn build_kafka_gateway(config: Config) -> anyhow::Result<Self> {
+        let brokers = config
+            .kafka_brokers
+            .clone()
+            .context("kafka_brokers is not set")?;
+        let topics = config.topics();
+        let partitions = u32::try_from(config.kafka_partitions).unwrap_or(1);
+        let read = Arc::new(ReadModel::new(partitions));
+        let status = Arc::new(StatusCache::new());
+        let waiters = Arc::new(Waiters::new());
+        let on_reply: Arc<dyn Fn(&seatflow_aggregates::CommandReply) + Send + Sync> = {
+            let (read, waiters) = (read.clone(), waiters.clone());
+            Arc::new(move |reply| {
+                if let seatflow_aggregates::Outcome::Reservation(reservation) = &reply.outcome {
+                    read.note_reservation(reservation);
+                    waiters.resolve(reservation);
+                }
+            })
+        };
+        let bus = seatflow_kafka::KafkaBus::start(
+            &seatflow_kafka::GatewayKafkaConfig {
+                brokers: brokers.clone(),
+                topics: topics.clone(),
+                reply_partition: config.reply_partition(),
+            },
+            on_reply,
+        )
+        .context("cannot connect the gateway to Kafka")?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let feed = Arc::new(KafkaFeed {
+            read: read.clone(),
+            status: status.clone(),
+            waiters: waiters.clone(),
+        });
+        let follower = seatflow_kafka::follow(&brokers, &topics, feed, ready.clone(), stop.clone())
+            .context("cannot follow the read topics")?;
+        let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
+        let commands = CommandService::new(
+            Arc::new(bus),
+            Arc::new(Directory(read.clone())),
+            status,
+            dedup.clone(),
+            limits(&config),
+        );
+        let state = AppState {
+            commands,
+            read,
+            waiters,
+            ready,
+        };
+        let (acceptor, port) = bind(&config).await?;
+        sweep_dedup(dedup);
+        info!(
+            reply_partition = config.reply_partition(),
+            "gateway on Kafka"
+        );
+        Ok(Self {
+            port,
+            acceptor,
+            state,
+            cleanup: Box::new(move || {
+                stop.store(true, Ordering::Release);
+                let _ = follower.join();
+            }),
+            replay: tokio::spawn(async { Ok(()) }),
         })
     }
 
@@ -214,10 +325,9 @@ impl App {
             .run_with_graceful_shutdown(routes, stop, Some(Duration::from_secs(10)))
             .await
             .context("HTTP server failed")?;
-        drop(self.processor);
-        tokio::task::spawn_blocking(move || self.workers.join())
+        tokio::task::spawn_blocking(self.cleanup)
             .await
-            .context("joining workers")?;
+            .context("stopping")?;
         if let Some(message) = failure.lock().take() {
             anyhow::bail!(message);
         }

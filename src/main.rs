@@ -38,8 +38,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Role {
-    /// Every role in one process on the embedded store (the default).
+    /// Every role in one process: on the embedded store (the default), or, with
+    /// `kafka_brokers` set, a gateway and a seat processor on Kafka.
     All,
+    /// The HTTP gateway on Kafka (needs `kafka_brokers`).
+    Gateway,
     /// The seat processor on Kafka: decides the commands of the partitions the group assigns
     /// it, exactly once (needs `kafka_brokers`; state in `data_dir`).
     SeatProcessor,
@@ -83,8 +86,33 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log_format);
             runtime.block_on(run_seat_processor(config))
         }
+        Some(Role::Gateway) => {
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            init_logging(&config.log_format);
+            if config.kafka_brokers.is_none() {
+                anyhow::bail!(
+                    "the gateway role needs kafka_brokers (SEATFLOW_KAFKA_BROKERS); \
+                     without Kafka run `seatflow` (all roles, embedded)"
+                );
+            }
+            runtime.block_on(async move {
+                let app = App::build(config).await?;
+                tracing::info!(port = app.port(), "gateway listening; Swagger UI at /docs");
+                app.run_until_stopped().await
+            })
+        }
         None | Some(Role::All) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            if config.kafka_brokers.is_some() {
+                init_logging(&config.log_format);
+                let processor = config.clone();
+                return runtime.block_on(async move {
+                    let app = App::build(config).await?;
+                    tracing::info!(port = app.port(), "all roles on Kafka; Swagger UI at /docs");
+                    tokio::try_join!(run_seat_processor(processor), app.run_until_stopped())
+                        .map(drop)
+                });
+            }
             init_logging(&config.log_format);
             tracing::info!(
                 bind = %config.bind,

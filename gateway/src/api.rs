@@ -329,10 +329,25 @@ impl Api {
             .commands
             .create_event(&body.name, &sections)
             .await?;
-        let view = self.state.read.event(&event_id).ok_or_else(|| {
-            ApiError::not_found("unknown_event", "the event vanished", Some("eventId"))
-        })?;
-        Ok(CreatedEvent::Created(Json(event_dto(&view))))
+        // Every section is decided; on Kafka the read model may still be a moment behind.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(view) = self.state.read.event(&event_id)
+                && view.sections.len() == sections.len()
+            {
+                return Ok(CreatedEvent::Created(Json(event_dto(&view))));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ApiError::Unavailable(Json(crate::error::ErrorBody {
+                    error: "unavailable".into(),
+                    message: format!(
+                        "event {event_id} was created but is not readable yet; retry GET /api/events/{event_id}"
+                    ),
+                    field: None,
+                })));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// List events, oldest first.

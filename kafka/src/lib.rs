@@ -3,8 +3,11 @@
 //! `auto.create.topics.enable=false`, so nothing else creates them), and the exactly-once seat
 //! processor.
 
+mod gateway;
 mod seat_processor;
 mod topics;
+
+pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
 pub use seat_processor::{
     ERROR_HEADER, REPLY_PARTITION_HEADER, SeatProcessorConfig, SeatProcessorError,

@@ -125,6 +125,21 @@ impl ReadModel {
         }
     }
 
+    /// Note an outcome known before its log record arrives (a reply to this gateway), so that
+    /// this gateway's own reads see it at once. Never overwrites: the log is the authority.
+    pub fn note_reservation(&self, reservation: &Reservation) {
+        if self.reservations.contains_key(&reservation.id) {
+            return;
+        }
+        self.reservations
+            .entry(reservation.id)
+            .or_insert_with(|| reservation.clone());
+        let mut ids = self.by_user.entry(reservation.user_id.clone()).or_default();
+        if let Err(at) = ids.binary_search(&reservation.id) {
+            ids.insert(at, reservation.id);
+        }
+    }
+
     /// The last applied log position of a partition.
     pub fn applied(&self, partition: u32) -> u64 {
         self.applied

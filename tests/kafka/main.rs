@@ -198,7 +198,10 @@ impl Sale {
         }
         let capacity = SECTIONS.len() * usize::from(ROWS) * usize::from(SEATS_PER_ROW);
         assert_eq!(sold, capacity, "the sale sells out exactly");
-        let statuses: Vec<SectionStatus> = read_all(&self.topics, "section-status", |_| true);
+        let statuses: Vec<SectionStatus> =
+            read_all(&self.topics, "section-status", |s: &Vec<SectionStatus>| {
+                s.len() >= SECTIONS.len()
+            });
         let mut last: HashMap<SectionKey, u32> = HashMap::new();
         for status in statuses {
             last.insert(status.key, status.available);
@@ -302,6 +305,18 @@ fn wait_for_outcomes(topics: &TopicsConfig, count: usize) {
     }
 }
 
+/// Child processes killed when the test ends, whatever way it ends.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn kill(child: &mut Child, signal: &str) {
     Process::new("kill")
         .args([signal, &child.id().to_string()])
@@ -346,4 +361,244 @@ async fn partitions_move_to_the_remaining_processor_when_one_leaves_mid_load() {
     });
     sale.verify(&commands);
     kill(&mut first, "-TERM");
+}
+
+// ---- the whole flow: gateways and a seat processor on Kafka ---------------------------------
+
+fn gateway(topics: &TopicsConfig, instance: &str, reply_partition: i32, port: u16) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .arg("gateway")
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env("SEATFLOW_KAFKA_BROKERS", brokers())
+        .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
+        .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())
+        .env("SEATFLOW_KAFKA_REPLICATION", "1")
+        .env("SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS", "1")
+        .env("SEATFLOW_INSTANCE_ID", instance)
+        .env(
+            "SEATFLOW_GATEWAY_REPLY_PARTITION",
+            reply_partition.to_string(),
+        )
+        .env(
+            "RUST_LOG",
+            std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("seatflow gateway starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/health/ready")).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client.post(url).json(&body).send().await.expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
+    let topics = TopicsConfig {
+        prefix: format!("e2e-{}-", uuid::Uuid::now_v7().simple()),
+        partitions: PARTITIONS,
+        replication: 1,
+        min_insync_replicas: 1,
+    };
+    create_topics(&brokers(), &topics.specs())
+        .await
+        .expect("topics");
+    let disk = tempfile::tempdir().expect("dir");
+    let processor_sale = Sale {
+        topics: topics.clone(),
+        event_id: String::new(),
+        producer: ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("producer"),
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut children = Children(vec![
+        processor_sale.processor(disk.path(), "p0"),
+        gateway(&topics, "gw-a", 0, port_a),
+        gateway(&topics, "gw-b", 1, port_b),
+    ]);
+    let (a, b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, &a).await;
+    wait_ready(&client, &b).await;
+
+    let (status, event) = post(
+        &client,
+        format!("{a}/api/events"),
+        serde_json::json!({"name": "Kafka night", "sections": [
+            {"section": "A", "rows": 5, "seatsPerRow": 5},
+            {"section": "B", "rows": 5, "seatsPerRow": 5}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["eventId"].as_str().expect("id").to_owned();
+
+    // Customers on both gateways, until both sections refuse at once.
+    let mut held = HashSet::new();
+    let mut confirmed = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let (client, base, event_id) = (
+            client.clone(),
+            if i % 2 == 0 { a.clone() } else { b.clone() },
+            event_id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let section = if i % 3 == 0 { "A" } else { "B" };
+            post(
+                &client,
+                format!("{base}/api/reservations?wait=10000"),
+                serde_json::json!({"eventId": event_id, "section": section, "userId": format!("fan-{i}"), "seatCount": 1 + i % 2}),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        let (status, outcome) = task.await.expect("join");
+        match status {
+            200 => {
+                assert!(
+                    outcome["status"] == "CONFIRMED" || outcome["status"] == "REJECTED",
+                    "{outcome}"
+                );
+                if outcome["status"] == "CONFIRMED" {
+                    for seat in outcome["seats"].as_array().expect("seats") {
+                        let key = (
+                            outcome["section"].to_string(),
+                            seat["row"].as_u64(),
+                            seat["seat"].as_u64(),
+                        );
+                        assert!(held.insert(key), "a seat sold twice: {outcome}");
+                    }
+                    confirmed.push(outcome);
+                }
+            }
+            409 => {}
+            other => panic!("HTTP {other}: {outcome}"),
+        }
+    }
+    // Sweep up single seats left behind by two-seat requests.
+    for section in ["A", "B"] {
+        for i in 0..60 {
+            let (status, outcome) = post(
+                &client,
+                format!("{a}/api/reservations?wait=10000"),
+                serde_json::json!({"eventId": event_id, "section": section, "userId": format!("sweep-{section}-{i}"), "seatCount": 1}),
+            )
+            .await;
+            if status == 409 {
+                break;
+            }
+            assert_eq!(status, 200, "{outcome}");
+            if outcome["status"] == "CONFIRMED" {
+                for seat in outcome["seats"].as_array().expect("seats") {
+                    let key = (
+                        outcome["section"].to_string(),
+                        seat["row"].as_u64(),
+                        seat["seat"].as_u64(),
+                    );
+                    assert!(held.insert(key), "a seat sold twice: {outcome}");
+                }
+                confirmed.push(outcome);
+            }
+        }
+    }
+    assert_eq!(held.len(), 50, "the sale sold out exactly");
+
+    // Both gateways see the counts (from section-status / the outcomes) and any reservation.
+    for base in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown: serde_json::Value = client
+                .get(format!("{base}/api/events/{event_id}"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            let left: u64 = shown["sections"]
+                .as_array()
+                .expect("sections")
+                .iter()
+                .map(|s| s["available"].as_u64().unwrap_or(99))
+                .sum();
+            if left == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{base} still shows {left} seats");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for outcome in confirmed.iter().take(10) {
+            let id = outcome["reservationId"].as_str().expect("id");
+            let response = client
+                .get(format!("{base}/api/reservations/{id}?wait=5000"))
+                .send()
+                .await
+                .expect("get");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut found = response.status().as_u16();
+            while found == 404 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                found = client
+                    .get(format!("{base}/api/reservations/{id}"))
+                    .send()
+                    .await
+                    .expect("get")
+                    .status()
+                    .as_u16();
+            }
+            assert_eq!(found, 200, "{base} does not know reservation {id}");
+        }
+    }
+    let statuses: Vec<SectionStatus> =
+        read_all(&topics, "section-status", |s: &Vec<SectionStatus>| {
+            s.len() >= 2
+        });
+    let mut last: HashMap<SectionKey, u32> = HashMap::new();
+    for status in statuses {
+        last.insert(status.key, status.available);
+    }
+    assert_eq!(last.len(), 2);
+    assert!(last.values().all(|available| *available == 0), "{last:?}");
+    for child in &mut children.0 {
+        kill(child, "-TERM");
+    }
+    children.0.clear();
 }

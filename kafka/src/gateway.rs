@@ -1,0 +1,299 @@
+//! The gateway's side of Kafka.
+//!
+//! [`KafkaBus`] publishes commands (idempotent producer, `acks=all`, keyed and partitioned by
+//! `eventId/section` with Kafka's murmur2, so one section is one partition) with a header naming
+//! this gateway's reply partition, and reads ONLY that partition of `reservation-replies`: a
+//! gateway never reads the other gateways' results. A command is durable when its produce is
+//! acknowledged; the caller's wait ends with the reply or its timeout.
+//!
+//! [`follow`] feeds the read side: `section-status` into the pre-filter cache and
+//! `reservation-completed` into the read model, both from the earliest offset, and reports when
+//! it has caught up with the ends it saw at start (the readiness of the gateway).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use seatflow_aggregates::{Command, CommandReply, Event, SectionStatus};
+use seatflow_avro::{decode, encode};
+use seatflow_commands::{CommandBus, Submitted};
+use seatflow_processor::{ProcessorError, partition_of};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::seat_processor::REPLY_PARTITION_HEADER;
+use crate::topics::TopicsConfig;
+
+/// Settings of a gateway on Kafka.
+#[derive(Debug, Clone)]
+pub struct GatewayKafkaConfig {
+    pub brokers: String,
+    pub topics: TopicsConfig,
+    /// The `reservation-replies` partition this gateway reads.
+    pub reply_partition: i32,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<CommandReply>>>>>;
+
+/// Commands to Kafka, replies from this gateway's reply partition.
+pub struct KafkaBus {
+    producer: FutureProducer,
+    commands_topic: String,
+    partitions: u32,
+    reply_partition: i32,
+    pending: Pending,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("commands_topic", &self.commands_topic)
+            .field("reply_partition", &self.reply_partition)
+            .finish()
+    }
+}
+
+impl Drop for KafkaBus {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl KafkaBus {
+    /// Connect, and start reading this gateway's reply partition from its end. `on_reply` sees
+    /// every reply (e.g. to note outcomes for this gateway's own reads).
+    pub fn start(
+        config: &GatewayKafkaConfig,
+        on_reply: Arc<dyn Fn(&CommandReply) + Send + Sync>,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("batch.size", "262144")
+            .set("compression.type", "lz4")
+            .set("partitioner", "murmur2_random")
+            .create()?;
+        let replies: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", config.topics.name("gateway-replies"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "5")
+            .create()?;
+        // Start at the end as it is NOW (not "End", which is resolved later and could skip a
+        // reply produced in between).
+        let replies_topic = config.topics.name("reservation-replies");
+        let (_, end) = replies.fetch_watermarks(
+            &replies_topic,
+            config.reply_partition,
+            Duration::from_secs(10),
+        )?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(
+            &replies_topic,
+            config.reply_partition,
+            Offset::Offset(end),
+        )?;
+        replies.assign(&assignment)?;
+        let pending: Pending = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (pending, stop) = (pending.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("gateway-replies".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        let Some(message) = replies.poll(Duration::from_millis(100)) else {
+                            continue;
+                        };
+                        let message = match message {
+                            Ok(message) => message,
+                            Err(e) => {
+                                warn!(error = %e, "reply consumer");
+                                continue;
+                            }
+                        };
+                        let Some(reply) = message
+                            .payload()
+                            .and_then(|bytes| decode::<CommandReply>(bytes).ok())
+                        else {
+                            warn!(offset = message.offset(), "undecodable reply skipped");
+                            continue;
+                        };
+                        on_reply(&reply);
+                        if let Some(waiting) = pending.lock().remove(&reply.correlation_id) {
+                            for sender in waiting {
+                                let _ = sender.send(reply.clone());
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| rdkafka::error::KafkaError::ClientCreation(e.to_string()))?;
+        }
+        info!(reply_partition = config.reply_partition, "gateway on Kafka");
+        Ok(Self {
+            producer,
+            commands_topic: config.topics.name("reservation-commands"),
+            partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
+            reply_partition: config.reply_partition,
+            pending,
+            stop,
+        })
+    }
+
+    async fn publish(&self, command: Command, wait: Duration) -> Result<Submitted, ProcessorError> {
+        let correlation = CommandReply::correlation_of(&command);
+        let receiver = if wait.is_zero() {
+            None
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            self.pending
+                .lock()
+                .entry(correlation.clone())
+                .or_default()
+                .push(sender);
+            Some(receiver)
+        };
+        let key = command.key().routing_key();
+        let partition = partition_of(command.key(), self.partitions) as i32;
+        let value = encode(&command).map_err(|e| ProcessorError::Transport(e.to_string()))?;
+        let reply_to = self.reply_partition.to_string();
+        let record = FutureRecord::to(&self.commands_topic)
+            .partition(partition)
+            .key(key.as_bytes())
+            .payload(value.as_slice())
+            .headers(OwnedHeaders::new().insert(Header {
+                key: REPLY_PARTITION_HEADER,
+                value: Some(reply_to.as_bytes()),
+            }));
+        if let Err((e, _)) = self.producer.send(record, Duration::from_secs(10)).await {
+            self.pending.lock().remove(&correlation);
+            return Err(ProcessorError::Transport(e.to_string()));
+        }
+        let Some(receiver) = receiver else {
+            return Ok(Submitted::Accepted);
+        };
+        match tokio::time::timeout(wait, receiver).await {
+            Ok(Ok(reply)) => Ok(Submitted::Decided(reply.outcome)),
+            _ => {
+                self.pending.lock().remove(&correlation);
+                Ok(Submitted::Accepted)
+            }
+        }
+    }
+}
+
+impl CommandBus for KafkaBus {
+    fn submit(
+        &self,
+        command: Command,
+        wait: Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
+    > {
+        Box::pin(self.publish(command, wait))
+    }
+}
+
+/// What the read side is fed.
+pub trait ReadFeed: Send + Sync + 'static {
+    fn status(&self, status: &SectionStatus);
+    fn event(&self, partition: u32, offset: i64, event: &Event);
+}
+
+/// Follow `section-status` and `reservation-completed` from the earliest offset until `stop`;
+/// `caught_up` is set once both reached the ends they had when this started.
+pub fn follow(
+    brokers: &str,
+    topics: &TopicsConfig,
+    feed: Arc<dyn ReadFeed>,
+    caught_up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", topics.name("gateway-read"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let status_topic = topics.name("section-status");
+    let completed_topic = topics.name("reservation-completed");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in [&status_topic, &completed_topic] {
+        for partition in 0..topics.partitions {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+            ends.insert((topic.clone(), partition), high);
+        }
+    }
+    consumer.assign(&assignment)?;
+    let handle = std::thread::Builder::new()
+        .name("gateway-read".into())
+        .spawn(move || {
+            let mut behind: HashMap<(String, i32), i64> =
+                ends.into_iter().filter(|(_, high)| *high > 0).collect();
+            if behind.is_empty() {
+                caught_up.store(true, Ordering::Release);
+            }
+            while !stop.load(Ordering::Acquire) {
+                let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                    if !behind.is_empty() {
+                        // Transaction markers take offsets too: compare positions, not records.
+                        if let Ok(position) = consumer.position() {
+                            for element in position.elements() {
+                                if let Offset::Offset(at) = element.offset() {
+                                    let slot = (element.topic().to_owned(), element.partition());
+                                    if behind.get(&slot).is_some_and(|end| at >= *end) {
+                                        behind.remove(&slot);
+                                    }
+                                }
+                            }
+                        }
+                        if behind.is_empty() {
+                            caught_up.store(true, Ordering::Release);
+                        }
+                    }
+                    continue;
+                };
+                let Ok(message) = message else { continue };
+                let payload = message.payload().unwrap_or_default();
+                if message.topic() == status_topic {
+                    match decode::<SectionStatus>(payload) {
+                        Ok(status) => feed.status(&status),
+                        Err(e) => warn!(error = %e, "undecodable section status skipped"),
+                    }
+                } else {
+                    match decode::<Event>(payload) {
+                        Ok(event) => {
+                            feed.event(message.partition() as u32, message.offset(), &event)
+                        }
+                        Err(e) => warn!(error = %e, "undecodable outcome skipped"),
+                    }
+                }
+                let slot = (message.topic().to_owned(), message.partition());
+                if behind
+                    .get(&slot)
+                    .is_some_and(|end| message.offset() + 1 >= *end)
+                {
+                    behind.remove(&slot);
+                    if behind.is_empty() {
+                        info!("read side caught up with Kafka");
+                        caught_up.store(true, Ordering::Release);
+                    }
+                }
+            }
+        })
+        .map_err(|e| rdkafka::error::KafkaError::ClientCreation(e.to_string()))?;
+    Ok(handle)
+}
