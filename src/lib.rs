@@ -241,8 +241,15 @@ impl App {
             status: status.clone(),
             waiters: waiters.clone(),
         });
-        let follower = seatflow_kafka::follow(&brokers, &topics, feed, ready.clone(), stop.clone())
-            .context("cannot follow the read topics")?;
+        let follower = seatflow_kafka::follow(
+            &brokers,
+            &topics,
+            feed,
+            bus.ready(),
+            ready.clone(),
+            stop.clone(),
+        )
+        .context("cannot follow the read topics")?;
         let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
         let commands = CommandService::new(
             Arc::new(bus),

@@ -49,6 +49,7 @@ pub struct KafkaBus {
     reply_partition: i32,
     pending: Pending,
     stop: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -89,28 +90,44 @@ impl KafkaBus {
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "5")
             .create()?;
-        // Start at the end as it is NOW (not "End", which is resolved later and could skip a
-        // reply produced in between).
-        let replies_topic = config.topics.name("reservation-replies");
-        let (_, end) = replies.fetch_watermarks(
-            &replies_topic,
-            config.reply_partition,
-            Duration::from_secs(10),
-        )?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(
-            &replies_topic,
-            config.reply_partition,
-            Offset::Offset(end),
-        )?;
-        replies.assign(&assignment)?;
         let pending: Pending = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
+        let replies_topic = config.topics.name("reservation-replies");
+        let reply_partition = config.reply_partition;
         {
-            let (pending, stop) = (pending.clone(), stop.clone());
+            let (pending, stop, ready) = (pending.clone(), stop.clone(), ready.clone());
             std::thread::Builder::new()
                 .name("gateway-replies".into())
                 .spawn(move || {
+                    // Start at the end as it is NOW (not "End", which is resolved later and
+                    // could skip a reply produced in between). Retry until the broker answers
+                    // (topics just created have no leader for a moment).
+                    while !stop.load(Ordering::Acquire) {
+                        let assigned = replies
+                            .fetch_watermarks(
+                                &replies_topic,
+                                reply_partition,
+                                Duration::from_secs(5),
+                            )
+                            .and_then(|(_, end)| {
+                                let mut assignment = TopicPartitionList::new();
+                                assignment.add_partition_offset(
+                                    &replies_topic,
+                                    reply_partition,
+                                    Offset::Offset(end),
+                                )?;
+                                replies.assign(&assignment)
+                            });
+                        match assigned {
+                            Ok(()) => break,
+                            Err(e) => {
+                                warn!(error = %e, "reply partition not readable yet; retrying");
+                                std::thread::sleep(Duration::from_millis(500));
+                            }
+                        }
+                    }
+                    ready.store(true, Ordering::Release);
                     while !stop.load(Ordering::Acquire) {
                         let Some(message) = replies.poll(Duration::from_millis(100)) else {
                             continue;
@@ -147,7 +164,13 @@ impl KafkaBus {
             reply_partition: config.reply_partition,
             pending,
             stop,
+            ready,
         })
+    }
+
+    /// Set once this gateway reads its reply partition.
+    pub fn ready(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
     }
 
     async fn publish(&self, command: Command, wait: Duration) -> Result<Submitted, ProcessorError> {
@@ -216,6 +239,7 @@ pub fn follow(
     brokers: &str,
     topics: &TopicsConfig,
     feed: Arc<dyn ReadFeed>,
+    also_ready: Arc<AtomicBool>,
     caught_up: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, rdkafka::error::KafkaError> {
@@ -228,25 +252,54 @@ pub fn follow(
         .create()?;
     let status_topic = topics.name("section-status");
     let completed_topic = topics.name("reservation-completed");
-    let mut assignment = TopicPartitionList::new();
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for topic in [&status_topic, &completed_topic] {
-        for partition in 0..topics.partitions {
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-            let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-            ends.insert((topic.clone(), partition), high);
-        }
-    }
-    consumer.assign(&assignment)?;
+    let partitions = topics.partitions;
     let handle = std::thread::Builder::new()
         .name("gateway-read".into())
         .spawn(move || {
+            // The ends to catch up with, as they are now; retried until the broker answers.
+            let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+            let mut assignment = TopicPartitionList::new();
+            'connect: while !stop.load(Ordering::Acquire) {
+                ends.clear();
+                assignment = TopicPartitionList::new();
+                for topic in [&status_topic, &completed_topic] {
+                    for partition in 0..partitions {
+                        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+                            Ok((_, high)) => {
+                                ends.insert((topic.clone(), partition), high);
+                                let _ = assignment.add_partition_offset(
+                                    topic,
+                                    partition,
+                                    Offset::Beginning,
+                                );
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "read topics not readable yet; retrying");
+                                std::thread::sleep(Duration::from_millis(500));
+                                continue 'connect;
+                            }
+                        }
+                    }
+                }
+                break;
+            }
+            if let Err(e) = consumer.assign(&assignment) {
+                warn!(error = %e, "cannot assign the read topics");
+                return;
+            }
             let mut behind: HashMap<(String, i32), i64> =
                 ends.into_iter().filter(|(_, high)| *high > 0).collect();
-            if behind.is_empty() {
-                caught_up.store(true, Ordering::Release);
-            }
+            let mark = |behind: &HashMap<(String, i32), i64>| {
+                if behind.is_empty()
+                    && also_ready.load(Ordering::Acquire)
+                    && !caught_up.load(Ordering::Acquire)
+                {
+                    info!("read side caught up with Kafka");
+                    caught_up.store(true, Ordering::Release);
+                }
+            };
             while !stop.load(Ordering::Acquire) {
+                mark(&behind);
                 let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                     if !behind.is_empty() {
                         // Transaction markers take offsets too: compare positions, not records.
@@ -259,9 +312,6 @@ pub fn follow(
                                     }
                                 }
                             }
-                        }
-                        if behind.is_empty() {
-                            caught_up.store(true, Ordering::Release);
                         }
                     }
                     continue;
@@ -287,10 +337,6 @@ pub fn follow(
                     .is_some_and(|end| message.offset() + 1 >= *end)
                 {
                     behind.remove(&slot);
-                    if behind.is_empty() {
-                        info!("read side caught up with Kafka");
-                        caught_up.store(true, Ordering::Release);
-                    }
                 }
             }
         })

@@ -34,7 +34,7 @@ use seatflow_processor::{
     CommitBatch, LogRecord, PartitionState, ProcessorConfig, Store, StoreError, now_millis,
     open_store,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::topics::TopicsConfig;
 
@@ -232,6 +232,7 @@ fn process_batch(
         }
     }
     let now = now_millis();
+    let started = Instant::now();
     let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut completed: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
@@ -359,8 +360,21 @@ fn process_batch(
         let group = consumer
             .group_metadata()
             .ok_or_else(|| KafkaError::Canceled)?;
+        // Deliver everything before the offsets and the commit. This flush is where a
+        // transaction spends its time (~100 ms each on the local broker, whatever the batch
+        // size; see docs/BENCHMARK.md): the limit of one transaction at a time per process.
+        producer.flush(TXN_TIMEOUT)?;
+        let produced = Instant::now();
         producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        let offsets_sent = Instant::now();
         producer.commit_transaction(TXN_TIMEOUT)?;
+        debug!(
+            records = batch.len(),
+            decide_and_produce_ms = produced.duration_since(started).as_millis() as u64,
+            send_offsets_ms = offsets_sent.duration_since(produced).as_millis() as u64,
+            commit_ms = offsets_sent.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         Ok(())
     })();
 
@@ -391,24 +405,33 @@ fn process_batch(
         return Ok(());
     }
 
-    // Committed: now the local state, with the next input offset as the applied position.
-    for (partition, next) in next_offsets {
-        let Some(task) = tasks.get_mut(&partition) else {
-            continue;
-        };
-        let write = store.commit(&CommitBatch {
-            partition: partition as u32,
-            sections: task.changed_sections(),
-            records: completed.remove(&partition).unwrap_or_default(),
-            applied: next as u64,
-            append_to_log: false,
-        });
-        match write {
-            Ok(()) => task.committed(),
-            Err(e) => {
-                // Kafka has the batch; the disk does not. The task rebuilds from the changelog.
-                warn!(partition, error = %e, "local state write failed; partition will rebuild");
-                tasks.remove(&partition);
+    // Committed: now the local state, with the next input offset as the applied position, for
+    // every partition of the batch in one write (one sync).
+    let batches: Vec<CommitBatch> = next_offsets
+        .iter()
+        .filter_map(|(partition, next)| {
+            tasks.get(partition).map(|task| CommitBatch {
+                partition: *partition as u32,
+                sections: task.changed_sections(),
+                records: completed.remove(partition).unwrap_or_default(),
+                applied: *next as u64,
+                append_to_log: false,
+            })
+        })
+        .collect();
+    match store.commit_all(&batches) {
+        Ok(()) => {
+            for partition in next_offsets.keys() {
+                if let Some(task) = tasks.get_mut(partition) {
+                    task.committed();
+                }
+            }
+        }
+        Err(e) => {
+            // Kafka has the batch; the disk does not. These partitions rebuild from the changelog.
+            warn!(error = %e, "local state write failed; the batch's partitions will rebuild");
+            for partition in next_offsets.keys() {
+                tasks.remove(partition);
             }
         }
     }

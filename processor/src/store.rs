@@ -157,7 +157,22 @@ impl Store {
 
     /// Write one decision batch atomically.
     pub fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_all(std::slice::from_ref(batch))
+    }
+
+    /// Write the batches of several partitions atomically, with one sync.
+    pub fn commit_all(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
         let mut write = WriteBatch::default();
+        for batch in batches {
+            self.add_to(&mut write, batch)?;
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        self.db.write_opt(write, &options)?;
+        Ok(())
+    }
+
+    fn add_to(&self, write: &mut WriteBatch, batch: &CommitBatch) -> Result<(), StoreError> {
         for (key, state) in &batch.sections {
             let record = StoredSection {
                 key: key.clone(),
@@ -186,9 +201,6 @@ impl Store {
             keys::applied(batch.partition),
             batch.applied.to_be_bytes(),
         );
-        let mut options = WriteOptions::default();
-        options.set_sync(self.sync);
-        self.db.write_opt(write, &options)?;
         Ok(())
     }
 
