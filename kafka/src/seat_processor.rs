@@ -365,9 +365,9 @@ fn process_batch(
         // size; see docs/BENCHMARK.md): the limit of one transaction at a time per process.
         producer.flush(TXN_TIMEOUT)?;
         let produced = Instant::now();
-        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))?;
         let offsets_sent = Instant::now();
-        producer.commit_transaction(TXN_TIMEOUT)?;
+        retrying(|| producer.commit_transaction(TXN_TIMEOUT))?;
         debug!(
             records = batch.len(),
             decide_and_produce_ms = produced.duration_since(started).as_millis() as u64,
@@ -387,7 +387,7 @@ fn process_batch(
         {
             return Err(error);
         }
-        producer.abort_transaction(TXN_TIMEOUT)?;
+        retrying(|| producer.abort_transaction(TXN_TIMEOUT))?;
         for (partition, first) in &first_offsets {
             if let Some(task) = tasks.get_mut(partition) {
                 task.abandon();
@@ -436,6 +436,22 @@ fn process_batch(
         }
     }
     Ok(())
+}
+
+/// Repeat a transactional call while librdkafka says the error is retriable (a coordinator
+/// moving to another broker, a leader election): the call is idempotent then. Abortable and
+/// fatal errors are returned.
+fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + TXN_TIMEOUT * 4;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
+                warn!(error = %e, "transactional call failed; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
