@@ -19,18 +19,17 @@ use seatflow_aggregates::{
 };
 use seatflow_processor::{Outcome, Processor, ProcessorError};
 
+/// The future a [`CommandBus`] answers with.
+pub type SubmitFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + 'a>,
+>;
+
 /// Where commands go to be decided: the embedded workers, or Kafka.
 pub trait CommandBus: Send + Sync + 'static {
     /// Hand a command over. `wait` is how long the caller will wait for the outcome; the
     /// answer is `Decided` if the outcome is known in that time, `Accepted` if the command is
     /// durable but not decided yet.
-    fn submit(
-        &self,
-        command: Command,
-        wait: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
-    >;
+    fn submit(&self, command: Command, wait: Duration) -> SubmitFuture<'_>;
 }
 
 /// What a bus says about a submitted command.
@@ -42,13 +41,7 @@ pub enum Submitted {
 
 /// The embedded workers decide before they answer: always `Decided`.
 impl CommandBus for Processor {
-    fn submit(
-        &self,
-        command: Command,
-        _wait: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
-    > {
+    fn submit(&self, command: Command, _wait: Duration) -> SubmitFuture<'_> {
         Box::pin(async move {
             Processor::submit(self, command)
                 .await

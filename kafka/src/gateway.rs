@@ -22,7 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use seatflow_aggregates::{Command, CommandReply, Event, SectionStatus};
 use seatflow_avro::{decode, encode};
-use seatflow_commands::{CommandBus, Submitted};
+use seatflow_commands::{CommandBus, SubmitFuture, Submitted};
 use seatflow_processor::{ProcessorError, partition_of};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -216,13 +216,7 @@ impl KafkaBus {
 }
 
 impl CommandBus for KafkaBus {
-    fn submit(
-        &self,
-        command: Command,
-        wait: Duration,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + '_>,
-    > {
+    fn submit(&self, command: Command, wait: Duration) -> SubmitFuture<'_> {
         Box::pin(self.publish(command, wait))
     }
 }
