@@ -271,26 +271,23 @@ fn process_batch(
             let decided = task.decide(&command, now)?;
             let key = command.key().routing_key();
             for event in &decided.events {
-                let value = encode(event).map_err(encode_error)?;
-                send(
-                    producer,
-                    BaseRecord::to(&names.completed)
-                        .partition(input.partition)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice()),
-                )?;
-                let status = encode(&SectionStatus {
+                let status = SectionStatus {
                     key: event.key().clone(),
                     available: event.available_after(),
-                })
-                .map_err(encode_error)?;
-                send(
-                    producer,
-                    BaseRecord::to(&names.status)
-                        .partition(input.partition)
-                        .key(key.as_bytes())
-                        .payload(status.as_slice()),
-                )?;
+                };
+                for (topic, value) in [
+                    (&names.completed, encode(event)),
+                    (&names.status, encode(&status)),
+                ] {
+                    let value = value.map_err(encode_error)?;
+                    send(
+                        producer,
+                        BaseRecord::to(topic)
+                            .partition(input.partition)
+                            .key(key.as_bytes())
+                            .payload(value.as_slice()),
+                    )?;
+                }
                 completed
                     .entry(input.partition)
                     .or_default()

@@ -435,6 +435,28 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
+type HeldSeat = (String, Option<u64>, Option<u64>);
+
+/// Record a CONFIRMED outcome's seats, failing if one was already held.
+fn hold(
+    held: &mut HashSet<HeldSeat>,
+    confirmed: &mut Vec<serde_json::Value>,
+    outcome: serde_json::Value,
+) {
+    if outcome["status"] != "CONFIRMED" {
+        return;
+    }
+    for seat in outcome["seats"].as_array().expect("seats") {
+        let key = (
+            outcome["section"].to_string(),
+            seat["row"].as_u64(),
+            seat["seat"].as_u64(),
+        );
+        assert!(held.insert(key), "a seat sold twice: {outcome}");
+    }
+    confirmed.push(outcome);
+}
+
 async fn post(
     client: &reqwest::Client,
     url: String,
@@ -524,17 +546,7 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
                     outcome["status"] == "CONFIRMED" || outcome["status"] == "REJECTED",
                     "{outcome}"
                 );
-                if outcome["status"] == "CONFIRMED" {
-                    for seat in outcome["seats"].as_array().expect("seats") {
-                        let key = (
-                            outcome["section"].to_string(),
-                            seat["row"].as_u64(),
-                            seat["seat"].as_u64(),
-                        );
-                        assert!(held.insert(key), "a seat sold twice: {outcome}");
-                    }
-                    confirmed.push(outcome);
-                }
+                hold(&mut held, &mut confirmed, outcome);
             }
             409 => {}
             other => panic!("HTTP {other}: {outcome}"),
@@ -553,17 +565,7 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
                 break;
             }
             assert_eq!(status, 200, "{outcome}");
-            if outcome["status"] == "CONFIRMED" {
-                for seat in outcome["seats"].as_array().expect("seats") {
-                    let key = (
-                        outcome["section"].to_string(),
-                        seat["row"].as_u64(),
-                        seat["seat"].as_u64(),
-                    );
-                    assert!(held.insert(key), "a seat sold twice: {outcome}");
-                }
-                confirmed.push(outcome);
-            }
+            hold(&mut held, &mut confirmed, outcome);
         }
     }
     assert_eq!(held.len(), 50, "the sale sold out exactly");
