@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use seatflow_aggregates::{Command, CommandReply, Event, SectionStatus};
 use seatflow_avro::{decode, encode};
 use seatflow_commands::{CommandBus, SubmitFuture, Submitted};
@@ -27,6 +27,7 @@ use seatflow_processor::{ProcessorError, partition_of};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::client_config;
 use crate::seat_processor::REPLY_PARTITION_HEADER;
 use crate::topics::TopicsConfig;
 
@@ -74,8 +75,7 @@ impl KafkaBus {
         config: &GatewayKafkaConfig,
         on_reply: Arc<dyn Fn(&CommandReply) + Send + Sync>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let producer: FutureProducer = client_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
@@ -83,8 +83,7 @@ impl KafkaBus {
             .set("compression.type", "lz4")
             .set("partitioner", "murmur2_random")
             .create()?;
-        let replies: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let replies: BaseConsumer = client_config(&config.brokers)
             .set("group.id", config.topics.name("gateway-replies"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
@@ -237,8 +236,7 @@ pub fn follow(
     caught_up: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, rdkafka::error::KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client_config(brokers)
         .set("group.id", topics.name("gateway-read"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

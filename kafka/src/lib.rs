@@ -3,6 +3,8 @@
 //! `auto.create.topics.enable=false`, so nothing else creates them), and the exactly-once seat
 //! processor.
 
+use rdkafka::ClientConfig;
+
 mod gateway;
 mod seat_processor;
 mod topics;
@@ -18,3 +20,18 @@ pub use topics::{
     Cleanup, TopicDescription, TopicError, TopicSpec, TopicStatus, TopicsConfig, create_topics,
     describe_topic,
 };
+
+/// The settings every Kafka client of seatflow starts from: the brokers, and librdkafka's debug
+/// contexts when `SEATFLOW_KAFKA_DEBUG` is set (e.g. `eos,protocol`; logged at debug level under
+/// the `librdkafka` target, so `RUST_LOG=info,librdkafka=debug`). A diagnostics switch, not a
+/// setting: it is read from the environment only.
+pub(crate) fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    if let Ok(debug) = std::env::var("SEATFLOW_KAFKA_DEBUG")
+        && !debug.is_empty()
+    {
+        config.set("debug", debug);
+    }
+    config
+}

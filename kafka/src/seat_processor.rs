@@ -27,7 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::{Command, CommandReply, Completed, Event, SectionKey, SectionStatus};
 use seatflow_avro::{StoredSection, decode, encode};
 use seatflow_processor::{
@@ -36,6 +36,7 @@ use seatflow_processor::{
 };
 use tracing::{debug, info, warn};
 
+use crate::client_config;
 use crate::topics::TopicsConfig;
 
 /// Header naming the `reservation-replies` partition of the gateway that waits for the outcome.
@@ -141,8 +142,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         },
     )?;
     let group = config.topics.name("seat-processor");
-    let consumer: BaseConsumer<RebalanceContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let consumer: BaseConsumer<RebalanceContext> = client_config(&config.brokers)
         .set("group.id", &group)
         // Static membership: a restarted instance (same id, e.g. the same StatefulSet pod) takes
         // its partitions back at once, without a rebalance of the whole group.
@@ -154,8 +154,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         .set("heartbeat.interval.ms", "1000")
         .create_with_context(RebalanceContext::default())?;
     consumer.subscribe(&[&names.commands])?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let producer: BaseProducer = client_config(&config.brokers)
         .set(
             "transactional.id",
             format!("{group}-{}", config.instance_id),
@@ -165,6 +164,10 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         .set("linger.ms", "1")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
+        // A failed record fails the transaction anyway (abortable error at commit), so only
+        // failures need a report. Without this every delivered record waits in the event queue
+        // until it is polled, and the flush before the commit waits for them.
+        .set("delivery.report.only.error", "true")
         .create()?;
     producer.init_transactions(TXN_TIMEOUT)?;
     info!(group, instance = %config.instance_id, "seat processor running");
@@ -357,10 +360,8 @@ fn process_batch(
         let group = consumer
             .group_metadata()
             .ok_or_else(|| KafkaError::Canceled)?;
-        // Deliver everything before the offsets and the commit. This flush is where a
-        // transaction spends its time (~100 ms each on the local broker, whatever the batch
-        // size; see docs/BENCHMARK.md): the limit of one transaction at a time per process.
-        producer.flush(TXN_TIMEOUT)?;
+        // Deliver everything before the offsets and the commit.
+        flush(producer)?;
         let produced = Instant::now();
         retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))?;
         let offsets_sent = Instant::now();
@@ -459,6 +460,24 @@ fn section_changelog_key(key: &SectionKey) -> String {
     format!("s:{}", key.routing_key())
 }
 
+/// Wait until every queued record is delivered (or has failed, which fails the transaction).
+///
+/// Not `Producer::flush`: rdkafka's flush polls in steps of 100 ms and its poll only returns
+/// at the end of its timeout, so every transaction waited ~100 ms there whatever its size
+/// (measured; docs/BENCHMARK.md). Here the wait ends within a millisecond of the last delivery.
+fn flush(producer: &BaseProducer) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return Err(KafkaError::Flush(
+                rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+            ));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 /// Queue a record, waiting for room if the producer's queue is full.
 fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
     loop {
@@ -523,8 +542,7 @@ fn restore_from_changelog(
     partition: i32,
     committed: i64,
 ) -> Result<u64, SeatProcessorError> {
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &names.brokers)
+    let reader: BaseConsumer = client_config(&names.brokers)
         .set("group.id", format!("{}-restore", names.changelog))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

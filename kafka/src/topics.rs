@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
@@ -158,8 +157,7 @@ pub struct TopicDescription {
 }
 
 fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, TopicError> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    Ok(crate::client_config(brokers)
         .set("socket.timeout.ms", "10000")
         .create()?)
 }

@@ -643,7 +643,11 @@ fn cluster() -> String {
 }
 
 fn ops(script: &str, args: &[&str]) {
-    let status = Process::new(format!("{}/ops/kafka/{script}", env!("CARGO_MANIFEST_DIR")))
+    // Read when the test runs, not when it was built (a shared target directory may hold a
+    // binary built in another checkout).
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let status = Process::new(format!("{root}/ops/kafka/{script}"))
         .args(args)
         .stdout(Stdio::null())
         .status()
