@@ -168,7 +168,14 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         // failures need a report. Without this every delivered record waits in the event queue
         // until it is polled, and the flush before the commit waits for them.
         .set("delivery.report.only.error", "true")
+        // librdkafka 2.12 can wait forever in send_offsets_to_transaction when the group
+        // coordinator's broker died: it waits for a broker state change that a decommissioned
+        // broker never makes (librdkafka issues #5511, #5456; seen in our broker-kill test).
+        // Closing idle connections makes such a change within a few seconds of the stall (no
+        // record is produced while it lasts), and the coordinator is looked up again.
+        .set("connections.max.idle.ms", "5000")
         .create()?;
+    let watchdog = Watchdog::start(stop.clone());
     producer.init_transactions(TXN_TIMEOUT)?;
     info!(group, instance = %config.instance_id, "seat processor running");
 
@@ -215,7 +222,9 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         if batch.is_empty() {
             continue;
         }
-        process_batch(&consumer, &producer, &store, &names, &mut tasks, batch)?;
+        process_batch(
+            &consumer, &producer, &watchdog, &store, &names, &mut tasks, batch,
+        )?;
     }
     info!("seat processor stopping");
     Ok(())
@@ -224,6 +233,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
 fn process_batch(
     consumer: &BaseConsumer<RebalanceContext>,
     producer: &BaseProducer,
+    watchdog: &Watchdog,
     store: &Store,
     names: &Names,
     tasks: &mut HashMap<i32, PartitionState>,
@@ -363,9 +373,13 @@ fn process_batch(
         // Deliver everything before the offsets and the commit.
         flush(producer)?;
         let produced = Instant::now();
-        retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))?;
+        watchdog.watch("send_offsets_to_transaction", || {
+            retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))
+        })?;
         let offsets_sent = Instant::now();
-        retrying(|| producer.commit_transaction(TXN_TIMEOUT))?;
+        watchdog.watch("commit_transaction", || {
+            retrying(|| producer.commit_transaction(TXN_TIMEOUT))
+        })?;
         debug!(
             records = batch.len(),
             decide_and_produce_ms = produced.duration_since(started).as_millis() as u64,
@@ -434,6 +448,64 @@ fn process_batch(
         }
     }
     Ok(())
+}
+
+/// How long one transactional call may block before the process gives up on it.
+const STALL_LIMIT: Duration = Duration::from_secs(90);
+
+/// Ends the process when a transactional call blocks far past its timeout: librdkafka does not
+/// always honour those timeouts (issue #5456), and a seat processor stalled silently is the
+/// worst outcome (requests time out, nothing says why). Exiting is safe: the transaction was
+/// not committed, the next incarnation fences it and resumes from the committed offsets, as
+/// after a crash. The orchestrator (StatefulSet) restarts the process.
+struct Watchdog {
+    stop: Arc<AtomicBool>,
+    /// The transactional call under way, if any, and since when.
+    call: Arc<Mutex<Option<(&'static str, Instant)>>>,
+}
+
+impl Watchdog {
+    fn start(processor_stop: Arc<AtomicBool>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let call: Arc<Mutex<Option<(&'static str, Instant)>>> = Arc::default();
+        let (watching, watched_call) = (stop.clone(), call.clone());
+        std::thread::Builder::new()
+            .name("txn-watchdog".into())
+            .spawn(move || {
+                while !watching.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let stalled = watched_call
+                        .lock()
+                        .filter(|(_, since)| since.elapsed() > STALL_LIMIT);
+                    if let Some((call, since)) = stalled {
+                        tracing::error!(
+                            call,
+                            blocked_s = since.elapsed().as_secs(),
+                            "transactional call blocked past every timeout; exiting so that a \
+                             restart fences the open transaction and resumes"
+                        );
+                        processor_stop.store(true, Ordering::Release);
+                        std::process::exit(75);
+                    }
+                }
+            })
+            .expect("spawn the transaction watchdog");
+        Self { stop, call }
+    }
+
+    /// Run a transactional call under watch.
+    fn watch<T>(&self, call: &'static str, f: impl FnOnce() -> T) -> T {
+        *self.call.lock() = Some((call, Instant::now()));
+        let result = f();
+        *self.call.lock() = None;
+        result
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }
 
 /// Repeat a transactional call while librdkafka says the error is retriable (a coordinator
