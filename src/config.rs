@@ -28,6 +28,7 @@ pub const SETTINGS: &[&str] = &[
     "kafka_min_insync_replicas",
     "instance_id",
     "gateway_reply_partition",
+    "schema_registry_url",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,6 +72,10 @@ pub struct Config {
     /// The `reservation-replies` partition this gateway reads (`SEATFLOW_GATEWAY_REPLY_PARTITION`;
     /// default: derived from `instance_id`). Gateways sharing one are correct, just busier.
     pub gateway_reply_partition: Option<i32>,
+    /// A Confluent-compatible Schema Registry, `http://host:port` (`SEATFLOW_SCHEMA_REGISTRY_URL`).
+    /// Set: records on the public topics use the Confluent wire format with the registry's ids
+    /// (schemas registered at start). Unset: single-object framing, no registry needed.
+    pub schema_registry_url: Option<String>,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
             kafka_min_insync_replicas: 2,
             instance_id: default_instance_id(),
             gateway_reply_partition: None,
+            schema_registry_url: None,
         }
     }
 }
@@ -183,6 +189,11 @@ impl Config {
             .is_some_and(|b| b.trim().is_empty())
         {
             bail!("kafka_brokers is set but empty");
+        }
+        if let Some(url) = &self.schema_registry_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("schema_registry_url must start with http:// or https:// (got {url:?})");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(

@@ -212,6 +212,7 @@ impl App {
             .clone()
             .context("kafka_brokers is not set")?;
         let topics = config.topics();
+        let wire = wire(&config).await?;
         let partitions = u32::try_from(config.kafka_partitions).unwrap_or(1);
         let read = Arc::new(ReadModel::new(partitions));
         let status = Arc::new(StatusCache::new());
@@ -230,6 +231,7 @@ impl App {
                 brokers: brokers.clone(),
                 topics: topics.clone(),
                 reply_partition: config.reply_partition(),
+                wire: wire.clone(),
             },
             on_reply,
         )
@@ -244,6 +246,7 @@ impl App {
         let follower = seatflow_kafka::follow(
             &brokers,
             &topics,
+            wire,
             feed,
             bus.ready(),
             ready.clone(),
@@ -386,4 +389,25 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     info!("shutting down");
+}
+
+/// How records are framed on Kafka: the Confluent wire format when a Schema Registry is
+/// configured (our schemas registered, its ids learnt; retried for a minute while the registry
+/// does not answer), single-object framing otherwise.
+pub async fn wire(config: &Config) -> anyhow::Result<seatflow_kafka::Wire> {
+    let Some(url) = &config.schema_registry_url else {
+        return Ok(seatflow_kafka::Wire::single_object());
+    };
+    let mut attempt = 1;
+    loop {
+        match seatflow_kafka::connect_registry(url, &config.topics()).await {
+            Ok(wire) => return Ok(wire),
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, attempt, "schema registry not ready; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e).context("cannot register the schemas"),
+        }
+    }
 }

@@ -151,6 +151,7 @@ async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         max_batch: config.max_batch,
         sync_writes: config.sync_writes,
+        wire: seatflow::wire(&config).await?,
     };
     tracing::info!(
         instance = %processor.instance_id,

@@ -32,8 +32,13 @@ pub enum EncodeError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("not an Avro single-object record (missing C3 01 marker)")]
+    #[error(
+        "not an Avro record: neither single-object framing (C3 01 + fingerprint) nor the \
+         Confluent wire format (00 + schema id)"
+    )]
     NotSingleObject,
+    #[error("{contract}: schema id {id} is not a known version of this schema in the registry")]
+    UnknownSchemaId { contract: &'static str, id: u32 },
     #[error("{contract}: unknown schema fingerprint {fingerprint:016x}")]
     UnknownSchema {
         contract: &'static str,
@@ -53,6 +58,7 @@ pub enum DecodeError {
 pub struct Versions {
     name: &'static str,
     current: &'static Schema,
+    current_source: &'static str,
     current_fingerprint: [u8; 8],
     writer: GenericDatumWriter<'static>,
     readers: HashMap<[u8; 8], GenericDatumReader<'static>>,
@@ -101,6 +107,7 @@ impl Versions {
         Self {
             name,
             current,
+            current_source: sources.last().copied().unwrap_or_default(),
             current_fingerprint,
             writer,
             readers,
@@ -110,9 +117,19 @@ impl Versions {
     pub fn current(&self) -> &'static Schema {
         self.current
     }
+
+    /// The current schema as written in its `.avsc` file (what is registered in a registry).
+    pub fn current_source(&self) -> &'static str {
+        self.current_source
+    }
+
+    /// Whether data written with the schema of this fingerprint can be read.
+    pub(crate) fn knows(&self, fingerprint: &[u8; 8]) -> bool {
+        self.readers.contains_key(fingerprint)
+    }
 }
 
-fn fingerprint_bytes(schema: &Schema) -> [u8; 8] {
+pub(crate) fn fingerprint_bytes(schema: &Schema) -> [u8; 8] {
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let mut out = [0u8; 8];
     out.copy_from_slice(&bytes[..8]);
@@ -130,29 +147,43 @@ pub fn encode<T: Contract>(record: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&versions.current_fingerprint);
-    versions
-        .writer
-        .write_value(&mut out, record.to_value())
-        .map_err(|e| EncodeError::Schema(T::NAME, e.to_string()))?;
+    write_datum(record, &mut out)?;
     Ok(out)
+}
+
+/// Append the record's datum (no framing), written with the current schema.
+pub(crate) fn write_datum<T: Contract>(record: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    T::versions()
+        .writer
+        .write_value(out, record.to_value())
+        .map_err(|e| EncodeError::Schema(T::NAME, e.to_string()))?;
+    Ok(())
+}
+
+/// Whether the bytes carry single-object framing.
+pub(crate) fn is_single_object(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC
 }
 
 /// Decode a single-object framed record written with any committed version of its schema.
 pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
-    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+    if !is_single_object(bytes) {
         return Err(DecodeError::NotSingleObject);
     }
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-    let versions = T::versions();
-    let reader = versions
+    read_datum(&fp, &bytes[HEADER_LEN..])
+}
+
+/// Read a datum written with the schema of `fp` (any committed version) into the record.
+pub(crate) fn read_datum<T: Contract>(fp: &[u8; 8], mut datum: &[u8]) -> Result<T, DecodeError> {
+    let reader = T::versions()
         .readers
-        .get(&fp)
+        .get(fp)
         .ok_or(DecodeError::UnknownSchema {
             contract: T::NAME,
-            fingerprint: u64::from_le_bytes(fp),
+            fingerprint: u64::from_le_bytes(*fp),
         })?;
-    let mut datum = &bytes[HEADER_LEN..];
     let value = reader
         .read_value(&mut datum)
         .map_err(|e| DecodeError::Datum(T::NAME, e.to_string()))?;

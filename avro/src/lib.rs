@@ -7,9 +7,14 @@
 //! knows every committed version of a schema (`schemas/history/`) and resolves old data to the
 //! current schema: that is where schema evolution lives, and the tests prove that each schema
 //! still reads data written with its previous committed version.
+//!
+//! On Kafka, [`Wire`] writes the Confluent wire format instead when a Schema Registry is
+//! configured, and reads both.
 
 mod codec;
 mod convert;
+mod wire;
 
 pub use codec::{Contract, DecodeError, EncodeError, decode, encode, fingerprint};
 pub use convert::StoredSection;
+pub use wire::{RegistryIds, RegistrySchemaError, Wire};

@@ -21,7 +21,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use seatflow_aggregates::{Command, CommandReply, Event, SectionStatus};
-use seatflow_avro::{decode, encode};
+use seatflow_avro::Wire;
 use seatflow_commands::{CommandBus, SubmitFuture, Submitted};
 use seatflow_processor::{ProcessorError, partition_of};
 use tokio::sync::oneshot;
@@ -38,6 +38,8 @@ pub struct GatewayKafkaConfig {
     pub topics: TopicsConfig,
     /// The `reservation-replies` partition this gateway reads.
     pub reply_partition: i32,
+    /// Record framing (the Confluent wire format when a Schema Registry is configured).
+    pub wire: Wire,
 }
 
 type Pending = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<CommandReply>>>>>;
@@ -48,6 +50,7 @@ pub struct KafkaBus {
     commands_topic: String,
     partitions: u32,
     reply_partition: i32,
+    wire: Wire,
     pending: Pending,
     stop: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
@@ -96,6 +99,7 @@ impl KafkaBus {
         let reply_partition = config.reply_partition;
         {
             let (pending, stop, ready) = (pending.clone(), stop.clone(), ready.clone());
+            let wire = config.wire.clone();
             std::thread::Builder::new()
                 .name("gateway-replies".into())
                 .spawn(move || {
@@ -140,7 +144,7 @@ impl KafkaBus {
                         };
                         let Some(reply) = message
                             .payload()
-                            .and_then(|bytes| decode::<CommandReply>(bytes).ok())
+                            .and_then(|bytes| wire.decode::<CommandReply>(bytes).ok())
                         else {
                             warn!(offset = message.offset(), "undecodable reply skipped");
                             continue;
@@ -161,6 +165,7 @@ impl KafkaBus {
             commands_topic: config.topics.name("reservation-commands"),
             partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
             reply_partition: config.reply_partition,
+            wire: config.wire.clone(),
             pending,
             stop,
             ready,
@@ -187,7 +192,10 @@ impl KafkaBus {
         };
         let key = command.key().routing_key();
         let partition = partition_of(command.key(), self.partitions) as i32;
-        let value = encode(&command).map_err(|e| ProcessorError::Transport(e.to_string()))?;
+        let value = self
+            .wire
+            .encode(&command)
+            .map_err(|e| ProcessorError::Transport(e.to_string()))?;
         let reply_to = self.reply_partition.to_string();
         let record = FutureRecord::to(&self.commands_topic)
             .partition(partition)
@@ -231,6 +239,7 @@ pub trait ReadFeed: Send + Sync + 'static {
 pub fn follow(
     brokers: &str,
     topics: &TopicsConfig,
+    wire: Wire,
     feed: Arc<dyn ReadFeed>,
     also_ready: Arc<AtomicBool>,
     caught_up: Arc<AtomicBool>,
@@ -311,12 +320,12 @@ pub fn follow(
                 let Ok(message) = message else { continue };
                 let payload = message.payload().unwrap_or_default();
                 if message.topic() == status_topic {
-                    match decode::<SectionStatus>(payload) {
+                    match wire.decode::<SectionStatus>(payload) {
                         Ok(status) => feed.status(&status),
                         Err(e) => warn!(error = %e, "undecodable section status skipped"),
                     }
                 } else {
-                    match decode::<Event>(payload) {
+                    match wire.decode::<Event>(payload) {
                         Ok(event) => {
                             feed.event(message.partition() as u32, message.offset(), &event)
                         }

@@ -6,10 +6,14 @@
 use rdkafka::ClientConfig;
 
 mod gateway;
+mod registry;
 mod seat_processor;
 mod topics;
 
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
+
+pub use registry::{RegistryError, connect_registry};
+pub use seatflow_avro::Wire;
 
 pub use seat_processor::{
     ERROR_HEADER, REPLY_PARTITION_HEADER, SeatProcessorConfig, SeatProcessorError,

@@ -29,7 +29,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::{Command, CommandReply, Completed, Event, SectionKey, SectionStatus};
-use seatflow_avro::{StoredSection, decode, encode};
+use seatflow_avro::{StoredSection, Wire, decode, encode};
 use seatflow_processor::{
     CommitBatch, LogRecord, PartitionState, ProcessorConfig, Store, StoreError, now_millis,
     open_store,
@@ -57,6 +57,9 @@ pub struct SeatProcessorConfig {
     pub data_dir: PathBuf,
     pub max_batch: usize,
     pub sync_writes: bool,
+    /// Record framing of the public topics (the Confluent wire format when a Schema Registry
+    /// is configured); the changelog always uses single-object framing.
+    pub wire: Wire,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,7 @@ struct Input {
 }
 
 struct Names {
+    wire: Wire,
     brokers: String,
     commands: String,
     completed: String,
@@ -125,6 +129,7 @@ struct Names {
 /// store that cannot be written): the orchestrator restarts it and it resumes from Kafka.
 pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), SeatProcessorError> {
     let names = Names {
+        wire: config.wire.clone(),
         brokers: config.brokers.clone(),
         commands: config.topics.name("reservation-commands"),
         completed: config.topics.name("reservation-completed"),
@@ -257,7 +262,11 @@ fn process_batch(
             let Some(task) = tasks.get_mut(&input.partition) else {
                 continue;
             };
-            let command = match input.payload.as_deref().map(decode::<Command>) {
+            let command = match input
+                .payload
+                .as_deref()
+                .map(|p| names.wire.decode::<Command>(p))
+            {
                 Some(Ok(command)) => command,
                 other => {
                     let reason = match other {
@@ -289,8 +298,8 @@ fn process_batch(
                     available: event.available_after(),
                 };
                 for (topic, value) in [
-                    (&names.completed, encode(event)),
-                    (&names.status, encode(&status)),
+                    (&names.completed, names.wire.encode(event)),
+                    (&names.status, names.wire.encode(&status)),
                 ] {
                     let value = value.map_err(encode_error)?;
                     send(
@@ -317,7 +326,7 @@ fn process_batch(
                     available: task.available(command.key())?.unwrap_or(0),
                     outcome: decided.outcome,
                 };
-                let value = encode(&reply).map_err(encode_error)?;
+                let value = names.wire.encode(&reply).map_err(encode_error)?;
                 send(
                     producer,
                     BaseRecord::to(&names.replies)

@@ -8,7 +8,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use seatflow_aggregates::{
@@ -17,6 +17,8 @@ use seatflow_aggregates::{
 };
 use seatflow_avro::{decode, encode};
 use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
+
+mod registry;
 
 const PARTITIONS: i32 = 4;
 
@@ -141,7 +143,12 @@ impl Sale {
     }
 
     fn processor(&self, data_dir: &Path, instance: &str) -> Child {
+        self.processor_with(data_dir, instance, &[])
+    }
+
+    fn processor_with(&self, data_dir: &Path, instance: &str, env: &[(&str, &str)]) -> Child {
         Process::new(env!("CARGO_BIN_EXE_seatflow"))
+            .envs(env.iter().copied())
             .arg("seat-processor")
             .arg("--data-dir")
             .arg(data_dir)
@@ -393,7 +400,18 @@ async fn partitions_move_to_the_remaining_processor_when_one_leaves_mid_load() {
 // ---- the whole flow: gateways and a seat processor on Kafka ---------------------------------
 
 fn gateway(topics: &TopicsConfig, instance: &str, reply_partition: i32, port: u16) -> Child {
+    gateway_with(topics, instance, reply_partition, port, &[])
+}
+
+fn gateway_with(
+    topics: &TopicsConfig,
+    instance: &str,
+    reply_partition: i32,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Child {
     Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .envs(env.iter().copied())
         .arg("gateway")
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("SEATFLOW_KAFKA_BROKERS", brokers())
@@ -739,6 +757,205 @@ async fn the_sale_goes_on_when_the_leader_broker_of_a_busy_partition_is_killed()
         ops("stop", &["node", &leader.to_string(), "--kill"]);
     });
     sale.verify(&commands);
+    for child in &mut children.0 {
+        kill(child, "-TERM");
+    }
+    children.0.clear();
+}
+
+/// A record's payload and headers, as bytes.
+type RawRecord = (Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Up to `count` records of a topic, raw, from the beginning (committed records only).
+fn read_raw(brokers: &str, topic: &str, count: usize) -> Vec<RawRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-{}", uuid::Uuid::now_v7()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut records = Vec::new();
+    while records.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push((message.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (url, registry) = registry::start().await;
+    let topics = TopicsConfig {
+        prefix: format!("sr-{}-", uuid::Uuid::now_v7().simple()),
+        partitions: PARTITIONS,
+        replication: 1,
+        min_insync_replicas: 1,
+    };
+    create_topics(&brokers(), &topics.specs())
+        .await
+        .expect("topics");
+    let disk = tempfile::tempdir().expect("dir");
+    let sale = Sale {
+        brokers: brokers(),
+        topics: topics.clone(),
+        event_id: String::new(),
+        producer: ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("producer"),
+    };
+    let with_registry = [("SEATFLOW_SCHEMA_REGISTRY_URL", url.as_str())];
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor_with(disk.path(), "p0", &with_registry),
+        gateway_with(&topics, "gw-a", 0, port, &with_registry),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+
+    let (status, event) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Registry night", "sections": [
+            {"section": "A", "rows": 2, "seatsPerRow": 4}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["eventId"].as_str().expect("id").to_owned();
+    let (mut confirmed, mut decided) = (0, 0);
+    for i in 0..6 {
+        let (status, outcome) = post(
+            &client,
+            format!("{base}/api/reservations?wait=10000"),
+            serde_json::json!({"eventId": event_id, "section": "A", "userId": format!("fan-{i}"), "seatCount": 2}),
+        )
+        .await;
+        match (status, outcome["status"].as_str()) {
+            (200, Some("CONFIRMED")) => confirmed += 1,
+            // Refused by the gateway's pre-filter once sold out: never published.
+            (200, Some("REJECTED")) | (409, _) => {}
+            _ => panic!("HTTP {status}: {outcome}"),
+        }
+        if status == 200 {
+            decided += 1;
+        }
+    }
+    assert_eq!(
+        confirmed, 4,
+        "2 rows of 4 seats, 2 adjacent seats per reservation"
+    );
+
+    // Both processes registered the four public schemas under Confluent's subject names and
+    // read back what the registry holds.
+    let wire = {
+        let registry = registry.lock();
+        let mut ids = seatflow_avro::RegistryIds::default();
+        for topic in [
+            "reservation-commands",
+            "reservation-completed",
+            "section-status",
+            "reservation-replies",
+        ] {
+            let subject = format!("{}-value", topics.name(topic));
+            let call = format!("POST /subjects/{subject}/versions");
+            assert_eq!(
+                registry.calls.iter().filter(|c| **c == call).count(),
+                2,
+                "{subject}: registered by the gateway and by the processor"
+            );
+            assert!(
+                registry
+                    .calls
+                    .contains(&format!("GET /subjects/{subject}/versions/1"))
+            );
+            let id = registry.id_of(&subject, 1).expect("registered");
+            let schema = registry.schema_of(id).expect("schema").clone();
+            ids.learn(id, &schema).expect("parses");
+        }
+        seatflow_avro::Wire::confluent(ids)
+    };
+
+    // Every record on the public topics: 00 + that subject's id + a datum it decodes.
+    let id_of = |topic: &str| {
+        registry
+            .lock()
+            .id_of(&format!("{}-value", topics.name(topic)), 1)
+            .expect("id")
+    };
+    let framed_by = |bytes: &[u8]| {
+        assert_eq!(bytes[0], 0, "Confluent magic byte");
+        u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"))
+    };
+    let published = 1 + decided; // the section's initialisation and the decided reservations
+    let commands = read_raw(&brokers(), &topics.name("reservation-commands"), published);
+    assert_eq!(commands.len(), published);
+    for (bytes, _) in &commands {
+        assert_eq!(framed_by(bytes), id_of("reservation-commands"));
+        wire.decode::<Command>(bytes).expect("a command");
+    }
+    let completed = read_raw(&brokers(), &topics.name("reservation-completed"), published);
+    assert_eq!(completed.len(), published, "one event per command");
+    for (bytes, _) in &completed {
+        assert_eq!(framed_by(bytes), id_of("reservation-completed"));
+        wire.decode::<Event>(bytes).expect("an event");
+    }
+    for (bytes, _) in read_raw(&brokers(), &topics.name("section-status"), published) {
+        assert_eq!(framed_by(&bytes), id_of("section-status"));
+        wire.decode::<SectionStatus>(&bytes).expect("a status");
+    }
+    for (bytes, _) in read_raw(&brokers(), &topics.name("reservation-replies"), published) {
+        assert_eq!(framed_by(&bytes), id_of("reservation-replies"));
+        wire.decode::<seatflow_aggregates::CommandReply>(&bytes)
+            .expect("a reply");
+    }
+    // A command framed with an id the registry never gave goes to the dead-letter topic, with
+    // the reason.
+    let single_object = encode(&sale.reserves(1, 900)[0]).expect("encode");
+    let mut unknown_id = vec![0];
+    unknown_id.extend_from_slice(&999u32.to_be_bytes());
+    unknown_id.extend_from_slice(&single_object[10..]); // the datum after C3 01 + fingerprint
+    let topic = topics.name("reservation-commands");
+    sale.producer
+        .send(
+            BaseRecord::to(&topic)
+                .partition(0)
+                .key("x")
+                .payload(unknown_id.as_slice()),
+        )
+        .expect("send");
+    sale.producer.flush(Duration::from_secs(10)).expect("flush");
+    let dead = read_raw(&brokers(), &topics.name("dead-letter"), 1);
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .1
+        .iter()
+        .find(|(key, _)| key == seatflow_kafka::ERROR_HEADER)
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        .expect("reason header");
+    assert!(reason.contains("schema id 999"), "{reason}");
+
     for child in &mut children.0 {
         kill(child, "-TERM");
     }

@@ -148,6 +148,7 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
         data_dir: disk.path().to_owned(),
         max_batch: 64,
         sync_writes: true,
+        wire: seatflow_kafka::Wire::single_object(),
     };
 
     // A 2x3 section and 8 users asking for one seat each; one command is delivered twice.
