@@ -88,6 +88,29 @@ impl Sale {
         sale
     }
 
+    /// Fresh topics on the single broker and a producer, but no event: for tests that create
+    /// theirs over HTTP.
+    async fn without_event(kind: &str) -> Self {
+        let topics = TopicsConfig {
+            prefix: format!("{kind}-{}-", uuid::Uuid::now_v7().simple()),
+            partitions: PARTITIONS,
+            replication: 1,
+            min_insync_replicas: 1,
+        };
+        create_topics(&brokers(), &topics.specs())
+            .await
+            .expect("topics");
+        Self {
+            brokers: brokers(),
+            topics,
+            event_id: String::new(),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .create()
+                .expect("producer"),
+        }
+    }
+
     fn reserves(&self, count: usize, seed: usize) -> Vec<Command> {
         (0..count)
             .map(|i| {
@@ -493,25 +516,9 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let topics = TopicsConfig {
-        prefix: format!("e2e-{}-", uuid::Uuid::now_v7().simple()),
-        partitions: PARTITIONS,
-        replication: 1,
-        min_insync_replicas: 1,
-    };
-    create_topics(&brokers(), &topics.specs())
-        .await
-        .expect("topics");
+    let processor_sale = Sale::without_event("e2e").await;
+    let topics = processor_sale.topics.clone();
     let disk = tempfile::tempdir().expect("dir");
-    let processor_sale = Sale {
-        brokers: brokers(),
-        topics: topics.clone(),
-        event_id: String::new(),
-        producer: ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("producer"),
-    };
     let (port_a, port_b) = (free_port(), free_port());
     let mut children = Children(vec![
         processor_sale.processor(disk.path(), "p0"),
@@ -805,25 +812,9 @@ fn read_raw(brokers: &str, topic: &str, count: usize) -> Vec<RawRecord> {
 async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (url, registry) = registry::start().await;
-    let topics = TopicsConfig {
-        prefix: format!("sr-{}-", uuid::Uuid::now_v7().simple()),
-        partitions: PARTITIONS,
-        replication: 1,
-        min_insync_replicas: 1,
-    };
-    create_topics(&brokers(), &topics.specs())
-        .await
-        .expect("topics");
+    let sale = Sale::without_event("sr").await;
+    let topics = sale.topics.clone();
     let disk = tempfile::tempdir().expect("dir");
-    let sale = Sale {
-        brokers: brokers(),
-        topics: topics.clone(),
-        event_id: String::new(),
-        producer: ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("producer"),
-    };
     let with_registry = [("SEATFLOW_SCHEMA_REGISTRY_URL", url.as_str())];
     let port = free_port();
     let mut children = Children(vec![
