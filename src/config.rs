@@ -29,6 +29,7 @@ pub const SETTINGS: &[&str] = &[
     "instance_id",
     "gateway_reply_partition",
     "schema_registry_url",
+    "database_url",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +77,10 @@ pub struct Config {
     /// Set: records on the public topics use the Confluent wire format with the registry's ids
     /// (schemas registered at start). Unset: single-object framing, no registry needed.
     pub schema_registry_url: Option<String>,
+    /// The Postgres of the audit projection, `postgres://user:password@host:port/db`
+    /// (`SEATFLOW_DATABASE_URL`). Set: `seatflow projector` (and `seatflow all` on Kafka) write
+    /// every outcome there. Unset: no audit.
+    pub database_url: Option<String>,
 }
 
 impl Default for Config {
@@ -99,6 +104,7 @@ impl Default for Config {
             instance_id: default_instance_id(),
             gateway_reply_partition: None,
             schema_registry_url: None,
+            database_url: None,
         }
     }
 }
@@ -194,6 +200,11 @@ impl Config {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             bail!("schema_registry_url must start with http:// or https:// (got {url:?})");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("database_url must start with postgres:// (got a URL of another kind)");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(

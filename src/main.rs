@@ -46,6 +46,17 @@ enum Role {
     /// The seat processor on Kafka: decides the commands of the partitions the group assigns
     /// it, exactly once (needs `kafka_brokers`; state in `data_dir`).
     SeatProcessor,
+    /// Project every reservation outcome from Kafka into the Postgres audit table (needs
+    /// `kafka_brokers` and `database_url`; applies the migrations first).
+    Projector,
+    /// Apply the database migrations of `sql/` (needs `database_url`). Idempotent.
+    Migrate,
+    /// Move audit rows older than a cut-off to `reservation_archive` (needs `database_url`).
+    Archive {
+        /// Age of the rows to move, e.g. `90days`, `12h`.
+        #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
     /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
@@ -81,6 +92,45 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             runtime.block_on(create_topics(&config))
         }
+        Some(Role::Projector) => {
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            init_logging(&config.log_format);
+            runtime.block_on(run_projector(config))
+        }
+        Some(Role::Migrate) => {
+            init_logging("text");
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            runtime.block_on(async move {
+                let applied = audit_store(&config)?
+                    .migrate()
+                    .await
+                    .context("cannot apply the migrations")?;
+                if applied.is_empty() {
+                    println!("the database is up to date");
+                }
+                for migration in applied {
+                    println!("applied {migration}");
+                }
+                Ok(())
+            })
+        }
+        Some(Role::Archive { older_than }) => {
+            init_logging("text");
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            runtime.block_on(async move {
+                let store = audit_store(&config)?;
+                store
+                    .migrate()
+                    .await
+                    .context("cannot apply the migrations")?;
+                let moved = store.archive(older_than).await.context("cannot archive")?;
+                println!(
+                    "moved {moved} reservations completed more than {} ago to reservation_archive",
+                    humantime::format_duration(older_than)
+                );
+                Ok(())
+            })
+        }
         Some(Role::SeatProcessor) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
@@ -105,12 +155,23 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             if config.kafka_brokers.is_some() {
                 init_logging(&config.log_format);
-                let processor = config.clone();
+                let (processor, projector) = (config.clone(), config.clone());
                 return runtime.block_on(async move {
                     let app = App::build(config).await?;
                     tracing::info!(port = app.port(), "all roles on Kafka; Swagger UI at /docs");
-                    tokio::try_join!(run_seat_processor(processor), app.run_until_stopped())
-                        .map(drop)
+                    let audit = async {
+                        if projector.database_url.is_some() {
+                            run_projector(projector).await
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    tokio::try_join!(
+                        run_seat_processor(processor),
+                        app.run_until_stopped(),
+                        audit
+                    )
+                    .map(drop)
                 });
             }
             init_logging(&config.log_format);
@@ -170,6 +231,60 @@ async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
     worker.await.context("seat processor panicked")??;
+    Ok(())
+}
+
+fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::AuditStore> {
+    let url = config
+        .database_url
+        .as_deref()
+        .context("database_url is not set (SEATFLOW_DATABASE_URL=postgres://...)")?;
+    Ok(seatflow_projections::audit::AuditStore::new(url, 4)?)
+}
+
+async fn run_projector(config: Config) -> anyhow::Result<()> {
+    let brokers = config
+        .kafka_brokers
+        .clone()
+        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+    let store = audit_store(&config)?;
+    // The database may start after us: wait for it rather than fail.
+    let mut attempt = 1;
+    loop {
+        match store.migrate().await {
+            Ok(applied) => {
+                for migration in applied {
+                    tracing::info!(migration, "migration applied");
+                }
+                break;
+            }
+            Err(e) if attempt < 60 => {
+                tracing::warn!(error = %e, attempt, "cannot apply the migrations yet; retrying");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e).context("cannot apply the migrations"),
+        }
+    }
+    let projector = seatflow_kafka::ProjectorConfig {
+        brokers,
+        topics: config.topics(),
+        wire: seatflow::wire(&config).await?,
+        max_batch: 5_000,
+        linger: std::time::Duration::from_millis(20),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move { seatflow_kafka::run_projector(&projector, &store, stop).await })
+    };
+    tokio::pin!(worker);
+    tokio::select! {
+        finished = &mut worker => return Ok(finished.context("projector panicked")??),
+        _ = seatflow::shutdown_signal() => {}
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    worker.await.context("projector panicked")??;
     Ok(())
 }
 

@@ -1,17 +1,20 @@
 //! Kafka transport of seatflow: the project's topics (names, partitions, replication,
 //! `min.insync.replicas`, cleanup policy) and their idempotent creation (production assumes
-//! `auto.create.topics.enable=false`, so nothing else creates them), and the exactly-once seat
-//! processor.
+//! `auto.create.topics.enable=false`, so nothing else creates them), the exactly-once seat
+//! processor, the gateway's bus, the Schema Registry side of the wire format, and the projector
+//! into the Postgres audit.
 
 use rdkafka::ClientConfig;
 
 mod gateway;
+mod projector;
 mod registry;
 mod seat_processor;
 mod topics;
 
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
+pub use projector::{AUDIT_PROJECTION, ProjectorConfig, ProjectorError, run as run_projector};
 pub use registry::{RegistryError, connect_registry};
 pub use seatflow_avro::Wire;
 

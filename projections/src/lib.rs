@@ -6,6 +6,8 @@
 //! log does not. Applying the same record twice (a replay overlapping the live feed) is harmless:
 //! records at or below a partition's last applied position are skipped.
 
+pub mod audit;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;

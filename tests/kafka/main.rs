@@ -18,7 +18,10 @@ use seatflow_aggregates::{
 use seatflow_avro::{decode, encode};
 use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 
+#[path = "../support/database.rs"]
+mod database;
 mod registry;
+use database::fresh_database;
 
 const PARTITIONS: i32 = 4;
 
@@ -947,6 +950,153 @@ async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
         .expect("reason header");
     assert!(reason.contains("schema id 999"), "{reason}");
 
+    for child in &mut children.0 {
+        kill(child, "-TERM");
+    }
+    children.0.clear();
+}
+
+fn projector(topics: &TopicsConfig, database_url: &str) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .arg("projector")
+        .env("SEATFLOW_KAFKA_BROKERS", brokers())
+        .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
+        .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())
+        .env("SEATFLOW_DATABASE_URL", database_url)
+        .env(
+            "RUST_LOG",
+            std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .spawn()
+        .expect("seatflow projector starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_lands_exactly_once_in_the_audit_table_across_a_projector_crash() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (database_url, store) = fresh_database().await;
+    let sale = Sale::without_event("audit").await;
+    let topics = sale.topics.clone();
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&topics, "gw-a", 0, port),
+        projector(&topics, &database_url),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let (status, event) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Audit night", "sections": [
+            {"section": "A", "rows": 4, "seatsPerRow": 5},
+            {"section": "B", "rows": 4, "seatsPerRow": 5}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["eventId"].as_str().expect("id").to_owned();
+
+    // What the clients were told, by reservation id.
+    let mut told: HashMap<String, serde_json::Value> = HashMap::new();
+    let reserve = async |i: usize| {
+        let section = if i.is_multiple_of(2) { "A" } else { "B" };
+        let (status, outcome) = post(
+            &client,
+            format!("{base}/api/reservations?wait=10000"),
+            serde_json::json!({"eventId": event_id, "section": section, "userId": format!("fan-{i}"), "seatCount": 1 + i % 3}),
+        )
+        .await;
+        match status {
+            200 => Some(outcome),
+            409 => None, // refused by the pre-filter: never decided, never audited
+            other => panic!("HTTP {other}: {outcome}"),
+        }
+    };
+    for i in 0..12 {
+        if let Some(outcome) = reserve(i).await {
+            told.insert(
+                outcome["reservationId"].as_str().expect("id").into(),
+                outcome,
+            );
+        }
+    }
+    // The projector dies mid-sale; the sale goes on; it comes back.
+    kill(&mut children.0[2], "-KILL");
+    for i in 12..30 {
+        if let Some(outcome) = reserve(i).await {
+            told.insert(
+                outcome["reservationId"].as_str().expect("id").into(),
+                outcome,
+            );
+        }
+    }
+    // One cancellation: its row must say so.
+    let (cancelled_id, cancelled_by) = told
+        .iter()
+        .find(|(_, o)| o["status"] == "CONFIRMED")
+        .map(|(id, o)| (id.clone(), o["userId"].as_str().expect("user").to_owned()))
+        .expect("a confirmed reservation");
+    let response = client
+        .delete(format!("{base}/api/reservations/{cancelled_id}"))
+        .header("X-User-Id", &cancelled_by)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(response.status().as_u16(), 200);
+    let cancelled: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    told.insert(cancelled_id.clone(), cancelled);
+    children.0[2] = projector(&topics, &database_url);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = store.all_rows().await.expect("rows");
+        let done = rows.len() == told.len()
+            && rows
+                .iter()
+                .any(|r| r.id.to_string() == cancelled_id && r.status == "CANCELLED");
+        if done || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rows.len(), told.len(), "one row per decided reservation");
+    for row in &rows {
+        let outcome = told
+            .get(&row.id.to_string())
+            .unwrap_or_else(|| panic!("a row no client was told about: {row:?}"));
+        assert_eq!(row.status, outcome["status"].as_str().expect("status"));
+        assert_eq!(row.user_id, outcome["userId"].as_str().expect("user"));
+        assert_eq!(row.event_id, event_id);
+        let seats: Vec<(u64, u64)> = row
+            .seats
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| {
+                (
+                    s["row"].as_u64().expect("row"),
+                    s["seat"].as_u64().expect("seat"),
+                )
+            })
+            .collect();
+        let told_seats: Vec<(u64, u64)> = outcome["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| {
+                (
+                    s["row"].as_u64().expect("row"),
+                    s["seat"].as_u64().expect("seat"),
+                )
+            })
+            .collect();
+        assert_eq!(seats, told_seats, "{outcome}");
+        assert_eq!(row.cancelled_at.is_some(), row.status == "CANCELLED");
+    }
     for child in &mut children.0 {
         kill(child, "-TERM");
     }

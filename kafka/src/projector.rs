@@ -1,0 +1,168 @@
+//! The projector: `reservation-completed` into the Postgres audit table, in batches, each batch
+//! written with the log positions after it in one database transaction. It reads from the
+//! positions stored in the database (not from consumer-group offsets), so the database alone
+//! says what was projected: a restart resumes exactly there, nothing lost or doubled.
+//!
+//! One projector at a time does the work (it assigns itself every partition); a second one is
+//! harmless (rows only move forward in the log) but useless. While Postgres is down the
+//! projector retries with backoff and reads nothing more: the lag grows in Kafka and is caught
+//! up afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use seatflow_aggregates::Event;
+use seatflow_avro::Wire;
+use seatflow_projections::audit::{AuditError, AuditRow, AuditStore};
+use tracing::{debug, info, warn};
+
+use crate::client_config;
+use crate::topics::TopicsConfig;
+
+/// The name under which the audit projection stores its positions.
+pub const AUDIT_PROJECTION: &str = "audit";
+
+/// Settings of a projector.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    pub brokers: String,
+    pub topics: TopicsConfig,
+    pub wire: Wire,
+    /// Most records in one database transaction.
+    pub max_batch: usize,
+    /// How long a batch waits for more records after its first one.
+    pub linger: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Project until `stop` is set.
+pub async fn run(
+    config: &ProjectorConfig,
+    store: &AuditStore,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ProjectorError> {
+    let topic = config.topics.name("reservation-completed");
+    let Some(positions) = with_retries(&stop, "read the projection's positions", || {
+        store.positions(AUDIT_PROJECTION)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let consumer: StreamConsumer = client_config(&config.brokers)
+        .set("group.id", config.topics.name("projector"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..config.topics.partitions {
+        let offset = positions
+            .get(&partition)
+            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        assignment.add_partition_offset(&topic, partition, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    info!(
+        topic,
+        resumed_partitions = positions.len(),
+        "projector running"
+    );
+
+    let max_batch = config.max_batch.max(1);
+    while !stop.load(Ordering::Acquire) {
+        let mut rows = Vec::new();
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut records = 0usize;
+        let mut first_at: Option<Instant> = None;
+        while records < max_batch {
+            let wait = match first_at {
+                None => Duration::from_millis(200),
+                Some(at) => config.linger.saturating_sub(at.elapsed()),
+            };
+            if wait.is_zero() {
+                break;
+            }
+            let message = match tokio::time::timeout(wait, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "projector consumer error");
+                    break;
+                }
+                Ok(Ok(message)) => message,
+            };
+            first_at.get_or_insert_with(Instant::now);
+            records += 1;
+            let (partition, offset) = (message.partition(), message.offset());
+            next.insert(partition, offset + 1);
+            match message.payload().map(|p| config.wire.decode::<Event>(p)) {
+                Some(Ok(Event::ReservationCompleted(completed))) => rows.push(
+                    AuditRow::from_reservation(&completed.reservation, partition, offset),
+                ),
+                Some(Ok(Event::SectionInitialized(_))) => {}
+                Some(Err(e)) => {
+                    warn!(partition, offset, error = %e, "undecodable outcome skipped")
+                }
+                None => warn!(partition, offset, "empty outcome record skipped"),
+            }
+        }
+        if records == 0 {
+            continue;
+        }
+        let next: Vec<(i32, i64)> = next.into_iter().collect();
+        let started = Instant::now();
+        if with_retries(&stop, "write a batch", || {
+            store.apply(AUDIT_PROJECTION, &rows, &next)
+        })
+        .await
+        .is_none()
+        {
+            break;
+        }
+        debug!(
+            records,
+            rows = rows.len(),
+            write_ms = started.elapsed().as_millis() as u64,
+            "batch projected"
+        );
+    }
+    info!("projector stopping");
+    Ok(())
+}
+
+/// Run a database call until it succeeds, waiting longer after each failure (up to 5 s); `None`
+/// if `stop` is set meanwhile.
+async fn with_retries<T, F, Fut>(stop: &AtomicBool, what: &str, mut call: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AuditError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector cannot {what}; retrying");
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

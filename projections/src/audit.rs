@@ -1,0 +1,285 @@
+//! The Postgres audit projection: one row per reservation with its latest outcome, written in
+//! batches together with the log position they came from, so that a restart or a replay never
+//! loses or doubles a row. Tables and the archive function: `sql/` (diesel migrations, embedded
+//! in the binary and applied by [`migrate`]).
+//!
+//! [`AuditRow::from_reservation`] is the pure mapping from the domain; everything else is I/O.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::upsert::excluded;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use seatflow_aggregates::{Millis, Reservation};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../sql");
+
+mod schema {
+    diesel::table! {
+        reservation (id) {
+            id -> Uuid,
+            user_id -> Text,
+            event_id -> Text,
+            section -> Text,
+            seat_count -> SmallInt,
+            seats -> Jsonb,
+            status -> Text,
+            reason -> Nullable<Text>,
+            requested_at -> Timestamptz,
+            completed_at -> Timestamptz,
+            cancelled_at -> Nullable<Timestamptz>,
+            log_partition -> Integer,
+            log_offset -> BigInt,
+        }
+    }
+
+    diesel::table! {
+        projection_offset (projection, log_partition) {
+            projection -> Text,
+            log_partition -> Integer,
+            next_offset -> BigInt,
+        }
+    }
+}
+
+use schema::{projection_offset, reservation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connection(String),
+    #[error("migrations: {0}")]
+    Migration(String),
+}
+
+/// One row of the `reservation` table.
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = reservation)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct AuditRow {
+    pub id: uuid::Uuid,
+    pub user_id: String,
+    pub event_id: String,
+    pub section: String,
+    pub seat_count: i16,
+    pub seats: serde_json::Value,
+    pub status: String,
+    pub reason: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub log_partition: i32,
+    pub log_offset: i64,
+}
+
+fn timestamp(millis: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(millis).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+impl AuditRow {
+    /// The row of a reservation outcome read at `offset` of `partition`.
+    pub fn from_reservation(reservation: &Reservation, partition: i32, offset: i64) -> Self {
+        Self {
+            id: reservation.id.0,
+            user_id: reservation.user_id.clone(),
+            event_id: reservation.key.event_id.clone(),
+            section: reservation.key.section.clone(),
+            seat_count: i16::try_from(reservation.requested_seats).unwrap_or(i16::MAX),
+            seats: serde_json::Value::Array(
+                reservation
+                    .seats
+                    .iter()
+                    .map(|s| serde_json::json!({"row": s.row, "seat": s.seat}))
+                    .collect(),
+            ),
+            status: reservation.status.as_str().to_owned(),
+            reason: reservation.reason.as_ref().map(|r| r.code().to_owned()),
+            requested_at: timestamp(reservation.requested_at),
+            completed_at: timestamp(reservation.decided_at),
+            cancelled_at: reservation.cancelled_at.map(timestamp),
+            log_partition: partition,
+            log_offset: offset,
+        }
+    }
+}
+
+/// The audit tables behind a connection pool.
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStore").finish_non_exhaustive()
+    }
+}
+
+impl AuditStore {
+    /// A pool of up to `max_connections` to `url` (`postgres://user@host:port/db`); connects lazily.
+    pub fn new(url: &str, max_connections: usize) -> Result<Self, AuditError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|e| AuditError::Connection(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    async fn connection(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| AuditError::Connection(e.to_string()))
+    }
+
+    /// Apply the pending migrations of `sql/` (idempotent). Needs a multi-threaded runtime
+    /// (diesel's migration runner is synchronous).
+    pub async fn migrate(&self) -> Result<Vec<String>, AuditError> {
+        let connection = self.connection().await?;
+        let mut harness = AsyncMigrationHarness::new(connection);
+        let applied = harness
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| AuditError::Migration(e.to_string()))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Where a projection stopped in each partition: the next offset to read.
+    pub async fn positions(&self, projection: &str) -> Result<HashMap<i32, i64>, AuditError> {
+        let mut connection = self.connection().await?;
+        let rows: Vec<(i32, i64)> = projection_offset::table
+            .filter(projection_offset::projection.eq(projection))
+            .select((
+                projection_offset::log_partition,
+                projection_offset::next_offset,
+            ))
+            .load(&mut connection)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Write a batch of rows and the positions after it in one transaction. A row replaces the
+    /// stored one only if it comes from later in the log, so applying a batch twice (a replay,
+    /// a restart between commit and acknowledgement) changes nothing.
+    pub async fn apply(
+        &self,
+        projection: &str,
+        rows: &[AuditRow],
+        next_offsets: &[(i32, i64)],
+    ) -> Result<(), AuditError> {
+        // The upsert's WHERE (`.filter` on ON CONFLICT DO UPDATE) comes from this trait.
+        use diesel::query_dsl::methods::FilterDsl;
+        let mut connection = self.connection().await?;
+        let projection = projection.to_owned();
+        connection
+            .transaction::<_, AuditError, _>(async |connection| {
+                {
+                    // A batch may hold a reservation twice (confirmed, then cancelled): keep
+                    // the latest, as ON CONFLICT cannot touch a row twice in one statement.
+                    let mut latest: HashMap<uuid::Uuid, &AuditRow> = HashMap::new();
+                    for row in rows {
+                        latest.insert(row.id, row);
+                    }
+                    let mut unique: Vec<&AuditRow> = latest.into_values().collect();
+                    unique.sort_by_key(|row| row.id);
+                    // Postgres takes at most 65,535 parameters per statement (13 per row).
+                    for chunk in unique.chunks(4_000) {
+                        let chunk: Vec<AuditRow> = chunk.iter().map(|r| (*r).clone()).collect();
+                        diesel::insert_into(reservation::table)
+                            .values(&chunk)
+                            .on_conflict(reservation::id)
+                            .do_update()
+                            .set((
+                                reservation::seats.eq(excluded(reservation::seats)),
+                                reservation::status.eq(excluded(reservation::status)),
+                                reservation::reason.eq(excluded(reservation::reason)),
+                                reservation::completed_at.eq(excluded(reservation::completed_at)),
+                                reservation::cancelled_at.eq(excluded(reservation::cancelled_at)),
+                                reservation::log_partition.eq(excluded(reservation::log_partition)),
+                                reservation::log_offset.eq(excluded(reservation::log_offset)),
+                            ))
+                            // Only from later in the log: a replay changes nothing.
+                            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                                "reservation.log_offset < excluded.log_offset",
+                            ))
+                            .execute(connection)
+                            .await?;
+                    }
+                    for (partition, next) in next_offsets {
+                        diesel::insert_into(projection_offset::table)
+                            .values((
+                                projection_offset::projection.eq(&projection),
+                                projection_offset::log_partition.eq(partition),
+                                projection_offset::next_offset.eq(next),
+                            ))
+                            .on_conflict((
+                                projection_offset::projection,
+                                projection_offset::log_partition,
+                            ))
+                            .do_update()
+                            .set(projection_offset::next_offset.eq(next))
+                            .execute(connection)
+                            .await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Move the reservations completed more than `older_than` ago to `reservation_archive`;
+    /// returns how many moved.
+    pub async fn archive(&self, older_than: Duration) -> Result<u64, AuditError> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        self.archive_before(cutoff).await
+    }
+
+    /// Move the reservations completed before `cutoff` to `reservation_archive`.
+    pub async fn archive_before(&self, cutoff: DateTime<Utc>) -> Result<u64, AuditError> {
+        #[derive(QueryableByName)]
+        struct Moved {
+            #[diesel(sql_type = BigInt)]
+            moved: i64,
+        }
+        let mut connection = self.connection().await?;
+        let moved: Moved = diesel::sql_query("SELECT archive_reservations($1) AS moved")
+            .bind::<Timestamptz, _>(cutoff)
+            .get_result(&mut connection)
+            .await?;
+        Ok(u64::try_from(moved.moved).unwrap_or(0))
+    }
+
+    /// The ids in `reservation_archive`, ordered.
+    pub async fn archived_ids(&self) -> Result<Vec<uuid::Uuid>, AuditError> {
+        #[derive(QueryableByName)]
+        struct Archived {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
+        let mut connection = self.connection().await?;
+        let rows: Vec<Archived> =
+            diesel::sql_query("SELECT id FROM reservation_archive ORDER BY id")
+                .load(&mut connection)
+                .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Every row, ordered by id (for checks and replay verification).
+    pub async fn all_rows(&self) -> Result<Vec<AuditRow>, AuditError> {
+        let mut connection = self.connection().await?;
+        Ok(reservation::table
+            .select(AuditRow::as_select())
+            .order(reservation::id)
+            .load(&mut connection)
+            .await?)
+    }
+}
