@@ -239,7 +239,8 @@ fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::A
         .database_url
         .as_deref()
         .context("database_url is not set (SEATFLOW_DATABASE_URL=postgres://...)")?;
-    Ok(seatflow_projections::audit::AuditStore::new(url, 4)?)
+    // The projector writes over 2 connections at once, plus one for reading its positions.
+    Ok(seatflow_projections::audit::AuditStore::new(url, 6)?)
 }
 
 async fn run_projector(config: Config) -> anyhow::Result<()> {
@@ -272,6 +273,7 @@ async fn run_projector(config: Config) -> anyhow::Result<()> {
         wire: seatflow::wire(&config).await?,
         max_batch: 5_000,
         linger: std::time::Duration::from_millis(20),
+        writers: 2,
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
