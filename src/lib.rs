@@ -170,6 +170,7 @@ impl App {
             read,
             waiters,
             ready: ready.clone(),
+            audit: None,
         };
 
         let (acceptor, port) = bind(&config).await?;
@@ -261,11 +262,18 @@ impl App {
             dedup.clone(),
             limits(&config),
         );
+        let audit = config
+            .database_url
+            .as_deref()
+            .map(|url| seatflow_projections::audit::AuditStore::new(url, 8))
+            .transpose()
+            .context("cannot set up the audit database pool")?;
         let state = AppState {
             commands,
             read,
             waiters,
             ready,
+            audit,
         };
         let (acceptor, port) = bind(&config).await?;
         sweep_dedup(dedup);

@@ -9,8 +9,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use seatflow_aggregates::{Reservation, ReservationId, Seat, SectionKey, Status};
 use seatflow_commands::{CommandService, NewSection, ReserveRequest, Waiters};
+use seatflow_projections::audit::{AuditRow, AuditStore};
 use seatflow_projections::{EventView, ReadModel, SectionView};
 use serde::Deserialize;
+use tracing::warn;
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -27,6 +29,9 @@ pub struct AppState {
     pub waiters: Arc<Waiters>,
     /// Set once the read models are rebuilt and the workers run.
     pub ready: Arc<AtomicBool>,
+    /// The Postgres audit, when configured: a user's history is read there, and a reservation
+    /// this process does not hold in memory is looked up there.
+    pub audit: Option<AuditStore>,
 }
 
 #[derive(Tags)]
@@ -185,6 +190,43 @@ impl From<&Reservation> for ReservationDto {
             requested_at: Some(rfc3339(r.requested_at)),
             decided_at: (r.status != Status::Pending).then(|| rfc3339(r.decided_at)),
             cancelled_at: r.cancelled_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<&AuditRow> for ReservationDto {
+    fn from(row: &AuditRow) -> Self {
+        let status = match row.status.as_str() {
+            "CONFIRMED" => StatusDto::Confirmed,
+            "REJECTED" => StatusDto::Rejected,
+            "CANCELLED" => StatusDto::Cancelled,
+            _ => StatusDto::Pending,
+        };
+        let at = rfc3339;
+        Self {
+            reservation_id: row.id.to_string(),
+            event_id: row.event_id.clone(),
+            section: row.section.clone(),
+            user_id: row.user_id.clone(),
+            status,
+            seats: row
+                .seats
+                .as_array()
+                .map(|seats| {
+                    seats
+                        .iter()
+                        .map(|s| SeatDto {
+                            row: s["row"].as_i64().unwrap_or(0),
+                            seat: s["seat"].as_i64().unwrap_or(0),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reason: row.reason.clone(),
+            reason_message: row.reason_message.clone(),
+            requested_at: Some(at(row.requested_at.timestamp_millis())),
+            decided_at: Some(at(row.completed_at.timestamp_millis())),
+            cancelled_at: row.cancelled_at.map(|t| at(t.timestamp_millis())),
         }
     }
 }
@@ -504,8 +546,25 @@ impl Api {
         let id = parse_reservation_id(&reservation_id.0)?;
         let found = match self.state.read.reservation(id) {
             Some(reservation) => Some(reservation),
-            None if !wait.is_zero() => self.await_decision(id, wait).await,
-            None => None,
+            None => {
+                // Not in memory: the audit may hold it (decided before this process started).
+                if let Some(audit) = &self.state.audit {
+                    match audit.find(id.0).await {
+                        Ok(Some(row)) => {
+                            return Ok(ReservationAnswer::Decided(Json(ReservationDto::from(
+                                &row,
+                            ))));
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "audit unavailable for a reservation lookup"),
+                    }
+                }
+                if wait.is_zero() {
+                    None
+                } else {
+                    self.await_decision(id, wait).await
+                }
+            }
         };
         match found {
             Some(r) if r.status == Status::Pending => {
@@ -552,6 +611,13 @@ impl Api {
         limit: Query<Option<u32>>,
     ) -> Result<Json<Vec<ReservationDto>>, ApiError> {
         let (offset, limit) = page(offset.0, limit.0)?;
+        if let Some(audit) = &self.state.audit {
+            match audit.user_history(&user_id.0, offset, limit).await {
+                Ok(rows) => return Ok(Json(rows.iter().map(ReservationDto::from).collect())),
+                // The sale does not depend on the audit: answer from memory meanwhile.
+                Err(e) => warn!(error = %e, "audit unavailable; history answered from memory"),
+            }
+        }
         Ok(Json(
             self.state
                 .read

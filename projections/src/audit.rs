@@ -30,6 +30,7 @@ mod schema {
             seats -> Jsonb,
             status -> Text,
             reason -> Nullable<Text>,
+            reason_message -> Nullable<Text>,
             requested_at -> Timestamptz,
             completed_at -> Timestamptz,
             cancelled_at -> Nullable<Timestamptz>,
@@ -72,6 +73,7 @@ pub struct AuditRow {
     pub seats: serde_json::Value,
     pub status: String,
     pub reason: Option<String>,
+    pub reason_message: Option<String>,
     pub requested_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -101,6 +103,7 @@ impl AuditRow {
             ),
             status: reservation.status.as_str().to_owned(),
             reason: reservation.reason.as_ref().map(|r| r.code().to_owned()),
+            reason_message: reservation.reason.as_ref().map(ToString::to_string),
             requested_at: timestamp(reservation.requested_at),
             completed_at: timestamp(reservation.decided_at),
             cancelled_at: reservation.cancelled_at.map(timestamp),
@@ -122,12 +125,14 @@ async fn upsert_rows(
     }
     diesel::sql_query(
         "INSERT INTO reservation (id, user_id, event_id, section, seat_count, seats, status, \
-           reason, requested_at, completed_at, cancelled_at, log_partition, log_offset) \
+           reason, reason_message, requested_at, completed_at, cancelled_at, log_partition, \
+           log_offset) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
-           $6::jsonb[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-           $11::timestamptz[], $12::int4[], $13::int8[]) \
+           $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
+           $11::timestamptz[], $12::timestamptz[], $13::int4[], $14::int8[]) \
          ON CONFLICT (id) DO UPDATE SET seats = excluded.seats, status = excluded.status, \
-           reason = excluded.reason, completed_at = excluded.completed_at, \
+           reason = excluded.reason, reason_message = excluded.reason_message, \
+           completed_at = excluded.completed_at, \
            cancelled_at = excluded.cancelled_at, log_partition = excluded.log_partition, \
            log_offset = excluded.log_offset \
          WHERE reservation.log_offset < excluded.log_offset",
@@ -140,6 +145,11 @@ async fn upsert_rows(
     .bind::<Array<Jsonb>, _>(rows.iter().map(|r| r.seats.clone()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.reason_message.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.requested_at).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.completed_at).collect::<Vec<_>>())
     .bind::<Array<Nullable<Timestamptz>>, _>(
@@ -296,6 +306,35 @@ impl AuditStore {
                 .load(&mut connection)
                 .await?;
         Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// A user's reservations, newest first (`completed_at`, then id, descending).
+    pub async fn user_history(
+        &self,
+        user_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, AuditError> {
+        let mut connection = self.connection().await?;
+        Ok(reservation::table
+            .filter(reservation::user_id.eq(user_id))
+            .order((reservation::completed_at.desc(), reservation::id.desc()))
+            .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .select(AuditRow::as_select())
+            .load(&mut connection)
+            .await?)
+    }
+
+    /// One reservation's row.
+    pub async fn find(&self, id: uuid::Uuid) -> Result<Option<AuditRow>, AuditError> {
+        let mut connection = self.connection().await?;
+        Ok(reservation::table
+            .find(id)
+            .select(AuditRow::as_select())
+            .first(&mut connection)
+            .await
+            .optional()?)
     }
 
     /// Every row, ordered by id (for checks and replay verification).

@@ -10,7 +10,8 @@ CREATE TABLE reservation (
     -- [{"row": 1, "seat": 4}, ...]: held (CONFIRMED) or given back (CANCELLED); [] if REJECTED.
     seats          jsonb       NOT NULL DEFAULT '[]',
     status         text        NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED')),
-    reason         text,
+    reason         text,           -- the rejection's code, e.g. not_enough_seats
+    reason_message text,           -- and its message, e.g. "only 3 seats are left in the section"
     requested_at   timestamptz NOT NULL,
     completed_at   timestamptz NOT NULL,
     cancelled_at   timestamptz,

@@ -20,6 +20,7 @@ fn row(n: u128, status: &str, completed_at: DateTime<Utc>, offset: i64) -> Audit
         seats: serde_json::json!([{"row": 1, "seat": n}]),
         status: status.into(),
         reason: None,
+        reason_message: None,
         requested_at: completed_at,
         completed_at,
         cancelled_at: (status == "CANCELLED").then_some(completed_at),

@@ -981,7 +981,13 @@ async fn every_outcome_lands_exactly_once_in_the_audit_table_across_a_projector_
     let port = free_port();
     let mut children = Children(vec![
         sale.processor(disk.path(), "p0"),
-        gateway(&topics, "gw-a", 0, port),
+        gateway_with(
+            &topics,
+            "gw-a",
+            0,
+            port,
+            &[("SEATFLOW_DATABASE_URL", database_url.as_str())],
+        ),
         projector(&topics, &database_url),
     ]);
     let base = format!("http://127.0.0.1:{port}");
@@ -1097,6 +1103,49 @@ async fn every_outcome_lands_exactly_once_in_the_audit_table_across_a_projector_
         assert_eq!(seats, told_seats, "{outcome}");
         assert_eq!(row.cancelled_at.is_some(), row.status == "CANCELLED");
     }
+
+    // The gateway reads a user's history, and a reservation it does not hold in memory, from
+    // the audit: a row put there directly (as if decided before this gateway started) is found.
+    let old_row = seatflow_projections::audit::AuditRow {
+        id: uuid::Uuid::now_v7(),
+        user_id: "early-bird".into(),
+        log_partition: 0,
+        log_offset: 0,
+        ..rows[0].clone()
+    };
+    store
+        .apply("elsewhere", std::slice::from_ref(&old_row), &[])
+        .await
+        .expect("apply");
+    let history: serde_json::Value = client
+        .get(format!("{base}/api/users/early-bird/reservations"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(history[0]["reservationId"], old_row.id.to_string());
+    let found = client
+        .get(format!("{base}/api/reservations/{}", old_row.id))
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(found.status().as_u16(), 200);
+    // A real user's history: what they were told, newest first.
+    let (some_id, some_outcome) = told.iter().next().expect("an outcome");
+    let user = some_outcome["userId"].as_str().expect("user");
+    let history: serde_json::Value = client
+        .get(format!("{base}/api/users/{user}/reservations"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(history[0]["reservationId"], some_id.as_str(), "{history}");
+    assert_eq!(history[0]["status"], some_outcome["status"]);
     for child in &mut children.0 {
         kill(child, "-TERM");
     }
