@@ -1151,3 +1151,128 @@ async fn every_outcome_lands_exactly_once_in_the_audit_table_across_a_projector_
     }
     children.0.clear();
 }
+
+/// A TCP proxy to PostgreSQL that the test can cut ("Postgres is down") and restore.
+struct Outage {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outage {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = down.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if cut.load(Ordering::Acquire) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let (cut, upstream) = (cut.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let cut_off = async {
+                        while !cut.load(Ordering::Acquire) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_off => {}
+                    }
+                });
+            }
+        });
+        Self { port, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_go_on_while_postgres_is_down_and_the_audit_catches_up_after() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (database_url, store) = fresh_database().await;
+    // postgres://user@host:port/db -> the same through the proxy.
+    let (server, name) = database_url.rsplit_once('/').expect("a database");
+    let (credentials, address) = server.rsplit_once('@').expect("user@host");
+    let outage = Outage::start(address.to_owned()).await;
+    let through_proxy = format!("{credentials}@127.0.0.1:{}/{name}", outage.port);
+    let sale = Sale::without_event("pgdown").await;
+    let topics = sale.topics.clone();
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&topics, "gw-a", 0, port),
+        projector(&topics, &through_proxy),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let (status, event) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Outage night", "sections": [
+            {"section": "A", "rows": 10, "seatsPerRow": 10}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["eventId"].as_str().expect("id").to_owned();
+    let mut told: HashMap<String, String> = HashMap::new();
+    let rows_after = async |count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = store.all_rows().await.expect("rows");
+            if rows.len() >= count || Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for round in 0..3 {
+        if round == 1 {
+            outage.set_down(true);
+        }
+        if round == 2 {
+            // Down for a while: nothing more reached the audit, yet every sale was answered.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(store.all_rows().await.expect("rows").len(), 10);
+            outage.set_down(false);
+        }
+        for i in 0..10 {
+            let (status, outcome) = post(
+                &client,
+                format!("{base}/api/reservations?wait=10000"),
+                serde_json::json!({"eventId": event_id, "section": "A", "userId": format!("fan-{round}-{i}"), "seatCount": 1}),
+            )
+            .await;
+            assert_eq!(status, 200, "{outcome}");
+            told.insert(
+                outcome["reservationId"].as_str().expect("id").into(),
+                outcome["status"].as_str().expect("status").into(),
+            );
+        }
+        if round == 0 {
+            assert_eq!(rows_after(10).await.len(), 10);
+        }
+    }
+    let rows = rows_after(30).await;
+    assert_eq!(rows.len(), 30, "every outcome once, after the outage");
+    for row in &rows {
+        assert_eq!(Some(&row.status), told.get(&row.id.to_string()));
+    }
+    for child in &mut children.0 {
+        kill(child, "-TERM");
+    }
+    children.0.clear();
+}
