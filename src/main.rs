@@ -57,6 +57,19 @@ enum Role {
         #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
     },
+    /// Rebuild a projection from the start of the log into a fresh database, with progress;
+    /// `--verify` then compares it row by row with the live one (`database_url`).
+    Replay {
+        /// The projection to rebuild (only `audit` so far).
+        #[arg(value_parser = ["audit"])]
+        projection: String,
+        /// The database to rebuild into (empty, or holding an earlier replay to finish).
+        #[arg(long)]
+        into: String,
+        /// Compare the rebuilt rows with the live projection's; exit 1 on any difference.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
     /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
@@ -130,6 +143,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             })
+        }
+        Some(Role::Replay {
+            ref into, verify, ..
+        }) => {
+            init_logging("text");
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            runtime.block_on(replay_audit(config, into.clone(), verify))
         }
         Some(Role::SeatProcessor) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
@@ -244,11 +264,21 @@ fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::A
 }
 
 async fn run_projector(config: Config) -> anyhow::Result<()> {
+    let store = audit_store(&config)?;
+    project(&config, store, false).await
+}
+
+/// Project `reservation-completed` into `store` until stopped (or, with `stop_at_end`, until
+/// the end the topic had at start).
+async fn project(
+    config: &Config,
+    store: seatflow_projections::audit::AuditStore,
+    stop_at_end: bool,
+) -> anyhow::Result<()> {
     let brokers = config
         .kafka_brokers
         .clone()
         .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
-    let store = audit_store(&config)?;
     // The database may start after us: wait for it rather than fail.
     let mut attempt = 1;
     loop {
@@ -270,10 +300,11 @@ async fn run_projector(config: Config) -> anyhow::Result<()> {
     let projector = seatflow_kafka::ProjectorConfig {
         brokers,
         topics: config.topics(),
-        wire: seatflow::wire(&config).await?,
+        wire: seatflow::wire(config).await?,
         max_batch: 5_000,
         linger: std::time::Duration::from_millis(20),
         writers: 2,
+        stop_at_end,
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
@@ -288,6 +319,48 @@ async fn run_projector(config: Config) -> anyhow::Result<()> {
     stop.store(true, std::sync::atomic::Ordering::Release);
     worker.await.context("projector panicked")??;
     Ok(())
+}
+
+async fn replay_audit(config: Config, into: String, verify: bool) -> anyhow::Result<()> {
+    let target = seatflow_projections::audit::AuditStore::new(&into, 4)?;
+    let started = std::time::Instant::now();
+    project(&config, target.clone(), true).await?;
+    let rebuilt = target
+        .all_rows()
+        .await
+        .context("cannot read the rebuilt rows")?;
+    println!(
+        "replayed the audit: {} rows in {:.1} s",
+        rebuilt.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !verify {
+        return Ok(());
+    }
+    let live = audit_store(&config)?
+        .all_rows()
+        .await
+        .context("cannot read the live rows")?;
+    let comparison = seatflow_projections::audit::compare(&rebuilt, &live);
+    println!(
+        "verify: {} rows equal, {} different, {} missing from the live projection, {} live rows \
+         newer than the replay (not compared)",
+        comparison.equal,
+        comparison.different.len(),
+        comparison.missing_live.len(),
+        comparison.newer_live
+    );
+    for id in comparison.different.iter().take(10) {
+        println!("  different: {id}");
+    }
+    for id in comparison.missing_live.iter().take(10) {
+        println!("  missing from the live projection: {id}");
+    }
+    if comparison.different.is_empty() && comparison.missing_live.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the rebuilt projection differs from the live one")
+    }
 }
 
 async fn create_topics(config: &Config) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@
 //! projector retries with backoff and reads nothing more: the lag grows in Kafka and is caught
 //! up afterwards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct ProjectorConfig {
     pub linger: Duration,
     /// Database connections writing each batch at once (each takes a share of the partitions).
     pub writers: usize,
+    /// Replay mode: stop once the ends the topic had at start are projected, logging progress.
+    pub stop_at_end: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,17 @@ pub async fn run(
         resumed_partitions = positions.len(),
         "projector running"
     );
+    let ends = if config.stop_at_end {
+        let mut ends = HashMap::new();
+        for partition in 0..config.topics.partitions {
+            let (_, high) =
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+            ends.insert(partition, high);
+        }
+        Some(ends)
+    } else {
+        None
+    };
 
     // A thread reads and decodes batches while the previous ones are written (a per-record
     // async receive was the limit: ~35,000 records/s).
@@ -89,7 +102,7 @@ pub async fn run(
         let (config, stop) = (config.clone(), stop.clone());
         std::thread::Builder::new()
             .name("projector-reader".into())
-            .spawn(move || read_batches(&consumer, &config, &batches, &stop))
+            .spawn(move || read_batches(&consumer, &config, &batches, &stop, ends))
             .expect("spawn the projector's reader")
     };
     while let Some(batch) = to_write.recv().await {
@@ -118,9 +131,39 @@ fn read_batches(
     config: &ProjectorConfig,
     batches: &tokio::sync::mpsc::Sender<Batch>,
     stop: &AtomicBool,
+    mut ends: Option<HashMap<i32, i64>>,
 ) {
     let max_batch = config.max_batch.max(1);
+    let total: i64 = ends.as_ref().map_or(0, |ends| ends.values().sum());
+    let (mut read, mut reported) = (0u64, Instant::now());
     while !stop.load(Ordering::Acquire) {
+        if let Some(remaining) = ends.as_mut() {
+            // Replay: done once every partition's position reached the end it had at start
+            // (the last records are transaction markers, only the position shows them passed).
+            if let Ok(positions) = consumer.position() {
+                for element in positions.elements() {
+                    if let Offset::Offset(at) = element.offset()
+                        && remaining
+                            .get(&element.partition())
+                            .is_some_and(|end| at >= *end)
+                    {
+                        remaining.remove(&element.partition());
+                    }
+                }
+            }
+            remaining.retain(|_, end| *end > 0);
+            if remaining.is_empty() {
+                info!(
+                    records = read,
+                    "replay reached the end of the log it started with"
+                );
+                return;
+            }
+            if reported.elapsed() >= Duration::from_secs(1) {
+                info!(records = read, of_about = total, "replay progress");
+                reported = Instant::now();
+            }
+        }
         let mut batch = Batch::default();
         let mut records = 0usize;
         let mut first_at: Option<Instant> = None;
@@ -152,6 +195,7 @@ fn read_batches(
                 None => warn!(partition, offset, "empty outcome record skipped"),
             }
         }
+        read += records as u64;
         if records > 0 && batches.blocking_send(batch).is_err() {
             return;
         }
