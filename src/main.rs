@@ -70,6 +70,11 @@ enum Role {
         #[arg(long)]
         verify: bool,
     },
+    /// Read a topic, every record decoded to one line of JSON (needs `kafka_brokers`).
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
     /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
@@ -77,6 +82,30 @@ enum Role {
         #[command(subcommand)]
         action: TopicsAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogAction {
+    /// The records from `--from` (default: the beginning) to the end the topic has now.
+    Dump(LogArgs),
+    /// The records from `--from` (default: the end) as they arrive, until Ctrl-C.
+    Tail(LogArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// The topic, without the prefix.
+    #[arg(long, value_parser = seatflow_kafka::LOG_TOPICS)]
+    topic: String,
+    /// Only this partition.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// `beginning`, `end`, or an offset (with `--partition`).
+    #[arg(long)]
+    from: Option<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +179,15 @@ fn main() -> anyhow::Result<()> {
             init_logging("text");
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             runtime.block_on(replay_audit(config, into.clone(), verify))
+        }
+        Some(Role::Log { ref action }) => {
+            init_logging("text");
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            let (args, follow) = match action {
+                LogAction::Dump(args) => (args, false),
+                LogAction::Tail(args) => (args, true),
+            };
+            runtime.block_on(read_log(config, args, follow))
         }
         Some(Role::SeatProcessor) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
@@ -363,6 +401,57 @@ async fn replay_audit(config: Config, into: String, verify: bool) -> anyhow::Res
     }
 }
 
+async fn read_log(config: Config, args: &LogArgs, follow: bool) -> anyhow::Result<()> {
+    use seatflow_kafka::LogStart;
+    let start = match args.from.as_deref() {
+        None if follow => LogStart::End,
+        None | Some("beginning") => LogStart::Beginning,
+        Some("end") => LogStart::End,
+        Some(offset) => {
+            let offset: i64 = offset.parse().with_context(|| {
+                format!("--from must be beginning, end or an offset (got {offset:?})")
+            })?;
+            anyhow::ensure!(
+                args.partition.is_some(),
+                "--from <offset> needs --partition"
+            );
+            LogStart::Offset(offset)
+        }
+    };
+    let query = seatflow_kafka::LogQuery {
+        brokers: config
+            .kafka_brokers
+            .clone()
+            .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?,
+        topics: config.topics(),
+        wire: seatflow::wire(&config).await?,
+        topic: args.topic.clone(),
+        partition: args.partition,
+        start,
+        follow,
+        limit: args.limit,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = std::io::stdout().lock();
+            seatflow_kafka::read_log(&query, &stop, |record| {
+                use std::io::Write;
+                let _ = writeln!(out, "{record}");
+            })
+        })
+    };
+    tokio::pin!(reader);
+    tokio::select! {
+        finished = &mut reader => { finished.context("log reader panicked")??; return Ok(()); }
+        _ = seatflow::shutdown_signal() => {}
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    reader.await.context("log reader panicked")??;
+    Ok(())
+}
+
 async fn create_topics(config: &Config) -> anyhow::Result<()> {
     let brokers = config
         .kafka_brokers
@@ -388,9 +477,12 @@ async fn create_topics(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs go to stderr: stdout is for what a command prints (`log dump` records, `replay`'s report).
 fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

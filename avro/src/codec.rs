@@ -10,6 +10,7 @@ use apache_avro::{Schema, rabin::Rabin};
 /// The two marker bytes of Avro single-object encoding.
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
+pub(crate) const SINGLE_OBJECT_HEADER_LEN: usize = HEADER_LEN;
 
 /// A record type with an Avro schema and a conversion to and from Avro values.
 pub trait Contract: Sized {
@@ -176,7 +177,15 @@ pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// Read a datum written with the schema of `fp` (any committed version) into the record.
-pub(crate) fn read_datum<T: Contract>(fp: &[u8; 8], mut datum: &[u8]) -> Result<T, DecodeError> {
+pub(crate) fn read_datum<T: Contract>(fp: &[u8; 8], datum: &[u8]) -> Result<T, DecodeError> {
+    T::from_value(read_value::<T>(fp, datum)?)
+}
+
+/// Read a datum written with the schema of `fp` as an Avro value of `T`'s current schema.
+pub(crate) fn read_value<T: Contract>(
+    fp: &[u8; 8],
+    mut datum: &[u8],
+) -> Result<Value, DecodeError> {
     let reader = T::versions()
         .readers
         .get(fp)
@@ -184,10 +193,9 @@ pub(crate) fn read_datum<T: Contract>(fp: &[u8; 8], mut datum: &[u8]) -> Result<
             contract: T::NAME,
             fingerprint: u64::from_le_bytes(*fp),
         })?;
-    let value = reader
+    reader
         .read_value(&mut datum)
-        .map_err(|e| DecodeError::Datum(T::NAME, e.to_string()))?;
-    T::from_value(value)
+        .map_err(|e| DecodeError::Datum(T::NAME, e.to_string()))
 }
 
 /// Declare the versions of a contract from its files under `schemas/`.

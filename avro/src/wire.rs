@@ -16,8 +16,8 @@ use std::sync::Arc;
 use apache_avro::Schema;
 
 use crate::codec::{
-    Contract, DecodeError, EncodeError, decode, fingerprint_bytes, is_single_object, read_datum,
-    write_datum,
+    Contract, DecodeError, EncodeError, SINGLE_OBJECT_HEADER_LEN, decode, fingerprint_bytes,
+    is_single_object, read_datum, read_value, write_datum,
 };
 
 const CONFLUENT_MAGIC: u8 = 0;
@@ -103,6 +103,29 @@ impl Wire {
         if is_single_object(bytes) {
             return decode(bytes);
         }
+        let (fingerprint, datum) = self.confluent_frame::<T>(bytes)?;
+        read_datum(&fingerprint, datum)
+    }
+
+    /// A record in either framing as JSON, in its current schema's shape (for people reading the
+    /// log: `seatflow log`).
+    pub fn decode_json<T: Contract>(&self, bytes: &[u8]) -> Result<serde_json::Value, DecodeError> {
+        let (fingerprint, datum) = if is_single_object(bytes) {
+            let mut fingerprint = [0u8; 8];
+            fingerprint.copy_from_slice(&bytes[2..SINGLE_OBJECT_HEADER_LEN]);
+            (fingerprint, &bytes[SINGLE_OBJECT_HEADER_LEN..])
+        } else {
+            self.confluent_frame::<T>(bytes)?
+        };
+        let value = read_value::<T>(&fingerprint, datum)?;
+        serde_json::Value::try_from(value).map_err(|e| DecodeError::Datum(T::NAME, e.to_string()))
+    }
+
+    /// The writer schema's fingerprint and the datum of a Confluent-framed record.
+    fn confluent_frame<'a, T: Contract>(
+        &self,
+        bytes: &'a [u8],
+    ) -> Result<([u8; 8], &'a [u8]), DecodeError> {
         if bytes.len() < CONFLUENT_HEADER_LEN || bytes[0] != CONFLUENT_MAGIC {
             return Err(DecodeError::NotSingleObject);
         }
@@ -118,7 +141,7 @@ impl Wire {
                 contract: T::NAME,
                 id,
             })?;
-        read_datum(fingerprint, &bytes[CONFLUENT_HEADER_LEN..])
+        Ok((*fingerprint, &bytes[CONFLUENT_HEADER_LEN..]))
     }
 }
 
@@ -203,6 +226,20 @@ mod tests {
             status()
         );
         assert!(RegistryIds::default().learn(9, "{not json").is_err());
+    }
+
+    #[test]
+    fn a_record_reads_as_json_in_its_schema_s_shape_from_either_framing() {
+        let wire = registry(7);
+        for bytes in [
+            wire.encode(&status()).expect("encode"),
+            Wire::single_object().encode(&status()).expect("encode"),
+        ] {
+            let json = wire.decode_json::<SectionStatus>(&bytes).expect("json");
+            assert_eq!(json["availableCount"], 42, "{json}");
+            assert_eq!(json["eventId"], "evt-1", "{json}");
+            assert_eq!(json["section"], "A", "{json}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use rdkafka::ClientConfig;
 
 mod gateway;
+mod log;
 mod projector;
 mod registry;
 mod seat_processor;
@@ -14,6 +15,7 @@ mod topics;
 
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
+pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};
 pub use projector::{AUDIT_PROJECTION, ProjectorConfig, ProjectorError, run as run_projector};
 pub use registry::{RegistryError, connect_registry};
 pub use seatflow_avro::Wire;

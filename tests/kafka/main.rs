@@ -924,6 +924,34 @@ async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
         wire.decode::<seatflow_aggregates::CommandReply>(&bytes)
             .expect("a reply");
     }
+    // `seatflow log dump` reads the Confluent-framed records through the registry.
+    let output = Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .args(["log", "dump", "--topic", "reservation-completed"])
+        .env("SEATFLOW_KAFKA_BROKERS", brokers())
+        .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
+        .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())
+        .env("SEATFLOW_SCHEMA_REGISTRY_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seatflow log runs");
+    assert!(output.status.success());
+    let dumped: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON record per line"))
+        .collect();
+    assert_eq!(dumped.len(), published, "every outcome, once");
+    assert!(
+        dumped
+            .iter()
+            .all(|r| r["value"].is_object() && r["value"].get("undecodable").is_none()),
+        "{dumped:?}"
+    );
+    let confirmed_in_log = dumped
+        .iter()
+        .filter(|r| r.to_string().contains("\"CONFIRMED\""))
+        .count();
+    assert_eq!(confirmed_in_log, confirmed);
+
     // A command framed with an id the registry never gave goes to the dead-letter topic, with
     // the reason.
     let single_object = encode(&sale.reserves(1, 900)[0]).expect("encode");
