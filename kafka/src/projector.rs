@@ -95,8 +95,7 @@ pub async fn run(
         None
     };
 
-    // A thread reads and decodes batches while the previous ones are written (a per-record
-    // async receive was the limit: ~35,000 records/s).
+    // A thread reads and decodes the next batches while one is written.
     let (batches, mut to_write) = tokio::sync::mpsc::channel::<Batch>(2);
     let reader = {
         let (config, stop) = (config.clone(), stop.clone());
@@ -112,7 +111,8 @@ pub async fn run(
     }
     stop.store(true, Ordering::Release);
     drop(to_write);
-    let _ = reader.join();
+    // The reader notices within one poll (200 ms); wait for it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     info!("projector stopping");
     Ok(())
 }
