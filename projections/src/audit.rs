@@ -337,6 +337,40 @@ impl AuditStore {
             .optional()?)
     }
 
+    /// How many rows the projection holds.
+    pub async fn count(&self) -> Result<u64, AuditError> {
+        let mut connection = self.connection().await?;
+        let count: i64 = reservation::table
+            .count()
+            .get_result(&mut connection)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Up to `limit` rows with ids in (`after`, `through`], ordered by id (`None`: unbounded).
+    pub async fn rows_between(
+        &self,
+        after: Option<uuid::Uuid>,
+        through: Option<uuid::Uuid>,
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditRow>, AuditError> {
+        let mut connection = self.connection().await?;
+        let mut query = reservation::table
+            .select(AuditRow::as_select())
+            .order(reservation::id)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(reservation::id.gt(after));
+        }
+        if let Some(through) = through {
+            query = query.filter(reservation::id.le(through));
+        }
+        if let Some(limit) = limit {
+            query = query.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        Ok(query.load(&mut connection).await?)
+    }
+
     /// Every row, ordered by id (for checks and replay verification).
     pub async fn all_rows(&self) -> Result<Vec<AuditRow>, AuditError> {
         let mut connection = self.connection().await?;
@@ -386,6 +420,33 @@ pub fn compare(rebuilt: &[AuditRow], live: &[AuditRow]) -> Comparison {
     }
     comparison.newer_live += live.len() - matched;
     comparison
+}
+
+/// Compare a rebuilt projection with the live one page by page (`page` rows of the rebuild at a
+/// time, and the live rows of the same id range), so memory stays bounded whatever their size.
+pub async fn verify(
+    rebuilt: &AuditStore,
+    live: &AuditStore,
+    page: usize,
+) -> Result<Comparison, AuditError> {
+    let mut total = Comparison::default();
+    let mut after: Option<uuid::Uuid> = None;
+    loop {
+        let rows = rebuilt.rows_between(after, None, Some(page.max(1))).await?;
+        let last = rows.last().map(|r| r.id);
+        // The last page also takes every live row beyond it: all newer than the rebuild.
+        let through = if rows.len() < page.max(1) { None } else { last };
+        let live_rows = live.rows_between(after, through, None).await?;
+        let comparison = compare(&rows, &live_rows);
+        total.equal += comparison.equal;
+        total.different.extend(comparison.different);
+        total.missing_live.extend(comparison.missing_live);
+        total.newer_live += comparison.newer_live;
+        match through {
+            None => return Ok(total),
+            Some(_) => after = last,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -118,3 +118,36 @@ async fn the_archive_moves_exactly_the_rows_older_than_the_cut_off() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paged_verification_counts_like_a_whole_one() {
+    let (_, rebuilt) = fresh_database().await;
+    let (_, live) = fresh_database().await;
+    let now = Utc::now();
+    let rows: Vec<AuditRow> = (1..=25)
+        .map(|n| row(n, "CONFIRMED", now, n as i64))
+        .collect();
+    rebuilt.apply("audit", &rows, &[]).await.expect("apply");
+    let mut live_rows = rows.clone();
+    live_rows[3].status = "REJECTED".into(); // id 4: different
+    live_rows.remove(10); // id 11: missing from the live projection
+    live_rows[20].status = "CANCELLED".into(); // id 22: cancelled later in the log: newer
+    live_rows[20].log_offset = 1_000;
+    live_rows.push(row(30, "CONFIRMED", now, 30)); // after the rebuild's last id: newer
+    live_rows.push(row(0, "CONFIRMED", now, 31)); // before its first: newer
+    live.apply("audit", &live_rows, &[]).await.expect("apply");
+    let whole = seatflow_projections::audit::compare(
+        &rebuilt.all_rows().await.expect("rows"),
+        &live.all_rows().await.expect("rows"),
+    );
+    assert_eq!(whole.equal, 22);
+    assert_eq!(whole.different, vec![uuid::Uuid::from_u128(4)]);
+    assert_eq!(whole.missing_live, vec![uuid::Uuid::from_u128(11)]);
+    assert_eq!(whole.newer_live, 3);
+    for page in [1, 7, 10, 25, 100] {
+        let paged = seatflow_projections::audit::verify(&rebuilt, &live, page)
+            .await
+            .expect("verify");
+        assert_eq!(paged, whole, "pages of {page}");
+    }
+}
