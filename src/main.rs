@@ -282,13 +282,28 @@ async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
         let stop = stop.clone();
         tokio::task::spawn_blocking(move || seatflow_kafka::run_seat_processor(&processor, stop))
     };
+    until_done_or_signalled("seat processor", worker, &stop).await
+}
+
+/// Wait for a role's task; on SIGTERM/Ctrl-C set its `stop` flag and wait for it to wind down.
+async fn until_done_or_signalled<T, E>(
+    what: &str,
+    worker: tokio::task::JoinHandle<Result<T, E>>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     tokio::pin!(worker);
     tokio::select! {
-        finished = &mut worker => return Ok(finished.context("seat processor panicked")??),
+        finished = &mut worker => {
+            finished.with_context(|| format!("{what} panicked"))??;
+            return Ok(());
+        }
         _ = seatflow::shutdown_signal() => {}
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
-    worker.await.context("seat processor panicked")??;
+    worker.await.with_context(|| format!("{what} panicked"))??;
     Ok(())
 }
 
@@ -349,14 +364,7 @@ async fn project(
         let stop = stop.clone();
         tokio::spawn(async move { seatflow_kafka::run_projector(&projector, &store, stop).await })
     };
-    tokio::pin!(worker);
-    tokio::select! {
-        finished = &mut worker => return Ok(finished.context("projector panicked")??),
-        _ = seatflow::shutdown_signal() => {}
-    }
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    worker.await.context("projector panicked")??;
-    Ok(())
+    until_done_or_signalled("projector", worker, &stop).await
 }
 
 async fn replay_audit(config: Config, into: String, verify: bool) -> anyhow::Result<()> {
@@ -440,14 +448,7 @@ async fn read_log(config: Config, args: &LogArgs, follow: bool) -> anyhow::Resul
             })
         })
     };
-    tokio::pin!(reader);
-    tokio::select! {
-        finished = &mut reader => { finished.context("log reader panicked")??; return Ok(()); }
-        _ = seatflow::shutdown_signal() => {}
-    }
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    reader.await.context("log reader panicked")??;
-    Ok(())
+    until_done_or_signalled("log reader", reader, &stop).await
 }
 
 async fn create_topics(config: &Config) -> anyhow::Result<()> {

@@ -4,7 +4,11 @@
 //! processor, the gateway's bus, the Schema Registry side of the wire format, and the projector
 //! into the Postgres audit.
 
-use rdkafka::ClientConfig;
+use std::collections::HashMap;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Offset};
 
 mod gateway;
 mod log;
@@ -43,4 +47,22 @@ pub(crate) fn client_config(brokers: &str) -> ClientConfig {
         config.set("debug", debug);
     }
     config
+}
+
+/// Forget the partitions whose consumer position reached the end noted for them. The last
+/// records of a transactional topic are commit markers, never delivered: only the position
+/// shows that they were passed. (Asking for it is a round trip to librdkafka's main thread:
+/// not once per record.)
+pub(crate) fn forget_reached_ends<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    ends: &mut HashMap<i32, i64>,
+) -> Result<(), KafkaError> {
+    for element in consumer.position()?.elements() {
+        if let Offset::Offset(at) = element.offset()
+            && ends.get(&element.partition()).is_some_and(|end| at >= *end)
+        {
+            ends.remove(&element.partition());
+        }
+    }
+    Ok(())
 }

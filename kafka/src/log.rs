@@ -13,9 +13,9 @@ use seatflow_aggregates::{Command, CommandReply, Completed, Event, SectionStatus
 use seatflow_avro::{DecodeError, StoredSection, Wire};
 use serde_json::{Value, json};
 
-use crate::client_config;
 use crate::seat_processor::ERROR_HEADER;
 use crate::topics::TopicsConfig;
+use crate::{client_config, forget_reached_ends};
 
 /// The topics `seatflow log` can read (names without the prefix).
 pub const LOG_TOPICS: [&str; 6] = [
@@ -93,13 +93,7 @@ pub fn read_log(
                 continue;
             }
             // Idle: done once every partition's position passed the end it had at start.
-            for element in consumer.position()?.elements() {
-                if let Offset::Offset(at) = element.offset()
-                    && ends.get(&element.partition()).is_some_and(|end| at >= *end)
-                {
-                    ends.remove(&element.partition());
-                }
-            }
+            forget_reached_ends(&consumer, &mut ends)?;
             if ends.is_empty() {
                 break;
             }

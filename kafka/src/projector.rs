@@ -22,8 +22,8 @@ use seatflow_avro::Wire;
 use seatflow_projections::audit::{AuditError, AuditRow, AuditStore};
 use tracing::{debug, info, warn};
 
-use crate::client_config;
 use crate::topics::TopicsConfig;
+use crate::{client_config, forget_reached_ends};
 
 /// The name under which the audit projection stores its positions.
 pub const AUDIT_PROJECTION: &str = "audit";
@@ -140,17 +140,7 @@ fn read_batches(
         if let Some(remaining) = ends.as_mut() {
             // Replay: done once every partition's position reached the end it had at start
             // (the last records are transaction markers, only the position shows them passed).
-            if let Ok(positions) = consumer.position() {
-                for element in positions.elements() {
-                    if let Offset::Offset(at) = element.offset()
-                        && remaining
-                            .get(&element.partition())
-                            .is_some_and(|end| at >= *end)
-                    {
-                        remaining.remove(&element.partition());
-                    }
-                }
-            }
+            let _ = forget_reached_ends(consumer, remaining);
             remaining.retain(|_, end| *end > 0);
             if remaining.is_empty() {
                 info!(

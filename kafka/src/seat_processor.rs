@@ -36,8 +36,8 @@ use seatflow_processor::{
 };
 use tracing::{debug, info, warn};
 
-use crate::client_config;
 use crate::topics::TopicsConfig;
+use crate::{client_config, forget_reached_ends};
 
 /// Header naming the `reservation-replies` partition of the gateway that waits for the outcome.
 pub const REPLY_PARTITION_HEADER: &str = "seatflow-reply-partition";
@@ -690,13 +690,7 @@ fn restore_from_changelog(
         };
         let Some(message) = message else {
             since_position_check = 0;
-            for element in reader.position()?.elements() {
-                if let Offset::Offset(at) = element.offset()
-                    && ends.get(&element.partition()).is_some_and(|end| at >= *end)
-                {
-                    ends.remove(&element.partition());
-                }
-            }
+            forget_reached_ends(&reader, &mut ends)?;
             continue;
         };
         since_position_check += 1;

@@ -503,6 +503,23 @@ fn hold(
     confirmed.push(outcome);
 }
 
+/// Create an event over HTTP (201 expected); its id.
+async fn create_event(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    sections: serde_json::Value,
+) -> String {
+    let (status, event) = post(
+        client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": name, "sections": sections}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    event["eventId"].as_str().expect("id").to_owned()
+}
+
 async fn post(
     client: &reqwest::Client,
     url: String,
@@ -536,17 +553,16 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
     wait_ready(&client, &a).await;
     wait_ready(&client, &b).await;
 
-    let (status, event) = post(
+    let event_id = create_event(
         &client,
-        format!("{a}/api/events"),
-        serde_json::json!({"name": "Kafka night", "sections": [
+        &a,
+        "Kafka night",
+        serde_json::json!([
             {"section": "A", "rows": 5, "seatsPerRow": 5},
             {"section": "B", "rows": 5, "seatsPerRow": 5}
-        ]}),
+        ]),
     )
     .await;
-    assert_eq!(status, 201, "{event}");
-    let event_id = event["eventId"].as_str().expect("id").to_owned();
 
     // Customers on both gateways, until both sections refuse at once.
     let mut held = HashSet::new();
@@ -828,16 +844,15 @@ async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
 
-    let (status, event) = post(
+    let event_id = create_event(
         &client,
-        format!("{base}/api/events"),
-        serde_json::json!({"name": "Registry night", "sections": [
+        &base,
+        "Registry night",
+        serde_json::json!([
             {"section": "A", "rows": 2, "seatsPerRow": 4}
-        ]}),
+        ]),
     )
     .await;
-    assert_eq!(status, 201, "{event}");
-    let event_id = event["eventId"].as_str().expect("id").to_owned();
     let (mut confirmed, mut decided) = (0, 0);
     for i in 0..6 {
         let (status, outcome) = post(
@@ -1021,17 +1036,16 @@ async fn every_outcome_lands_exactly_once_in_the_audit_table_across_a_projector_
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
-    let (status, event) = post(
+    let event_id = create_event(
         &client,
-        format!("{base}/api/events"),
-        serde_json::json!({"name": "Audit night", "sections": [
+        &base,
+        "Audit night",
+        serde_json::json!([
             {"section": "A", "rows": 4, "seatsPerRow": 5},
             {"section": "B", "rows": 4, "seatsPerRow": 5}
-        ]}),
+        ]),
     )
     .await;
-    assert_eq!(status, 201, "{event}");
-    let event_id = event["eventId"].as_str().expect("id").to_owned();
 
     // What the clients were told, by reservation id.
     let mut told: HashMap<String, serde_json::Value> = HashMap::new();
@@ -1246,16 +1260,15 @@ async fn sales_go_on_while_postgres_is_down_and_the_audit_catches_up_after() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
-    let (status, event) = post(
+    let event_id = create_event(
         &client,
-        format!("{base}/api/events"),
-        serde_json::json!({"name": "Outage night", "sections": [
+        &base,
+        "Outage night",
+        serde_json::json!([
             {"section": "A", "rows": 10, "seatsPerRow": 10}
-        ]}),
+        ]),
     )
     .await;
-    assert_eq!(status, 201, "{event}");
-    let event_id = event["eventId"].as_str().expect("id").to_owned();
     let mut told: HashMap<String, String> = HashMap::new();
     let rows_after = async |count: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
