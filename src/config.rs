@@ -30,6 +30,9 @@ pub const SETTINGS: &[&str] = &[
     "gateway_reply_partition",
     "schema_registry_url",
     "database_url",
+    "redis_url",
+    "redis_key_prefix",
+    "redis_outcome_ttl_secs",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +84,15 @@ pub struct Config {
     /// (`SEATFLOW_DATABASE_URL`). Set: `seatflow projector` (and `seatflow all` on Kafka) write
     /// every outcome there. Unset: no audit.
     pub database_url: Option<String>,
+    /// The Redis of the shared read models, `redis://host:port/db` (`SEATFLOW_REDIS_URL`). Set:
+    /// gateways keep de-duplication keys there (shared by all of them), cache event and seat-map
+    /// answers, and look up outcomes there; `seatflow projector` (and `seatflow all` on Kafka)
+    /// writes counts and outcomes there. Unset: each process keeps its own in memory.
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis key, `<prefix>:...` (`SEATFLOW_REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
+    /// How long Redis keeps a reservation's outcome, seconds (`SEATFLOW_REDIS_OUTCOME_TTL_SECS`).
+    pub redis_outcome_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -105,6 +117,9 @@ impl Default for Config {
             gateway_reply_partition: None,
             schema_registry_url: None,
             database_url: None,
+            redis_url: None,
+            redis_key_prefix: "seatflow".into(),
+            redis_outcome_ttl_secs: 86_400,
         }
     }
 }
@@ -206,6 +221,17 @@ impl Config {
         {
             bail!("database_url must start with postgres:// (got a URL of another kind)");
         }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            bail!("redis_url must start with redis:// or rediss:// (got a URL of another kind)");
+        }
+        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
+            bail!("redis_key_prefix must be a non-empty word without spaces");
+        }
+        if self.redis_outcome_ttl_secs == 0 {
+            bail!("redis_outcome_ttl_secs must be at least 1");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "log_format must be text or json (got {:?})",
@@ -239,6 +265,21 @@ impl Config {
             replication: self.kafka_replication,
             min_insync_replicas: self.kafka_min_insync_replicas,
         }
+    }
+
+    /// The Redis read models, if configured.
+    pub fn redis(&self) -> anyhow::Result<Option<seatflow_projections::redis::RedisReads>> {
+        self.redis_url
+            .as_deref()
+            .map(|url| {
+                seatflow_projections::redis::RedisReads::new(
+                    url,
+                    &self.redis_key_prefix,
+                    std::time::Duration::from_secs(self.redis_outcome_ttl_secs),
+                )
+            })
+            .transpose()
+            .context("cannot set up the Redis pool")
     }
 
     pub fn processor(&self) -> seatflow_processor::ProcessorConfig {

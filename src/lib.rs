@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod config;
+mod shared_dedup;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +13,16 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use seatflow_aggregates::Event;
-use seatflow_commands::{CommandService, Dedup, Limits, SectionDirectory, StatusCache, Waiters};
+use seatflow_commands::{
+    CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache, Waiters,
+};
 use seatflow_gateway::{AppState, ErrorBody};
 use seatflow_processor::{CommitSink, LogRecord, Processor, open_store, replay_log};
 use seatflow_projections::ReadModel;
 use tracing::info;
 
 pub use config::{Config, Overrides};
+use shared_dedup::SharedDedup;
 
 /// Everything a committed batch updates before callers are answered: the read model, the
 /// pre-filter cache and parked requests.
@@ -120,6 +124,7 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
+/// Drop expired in-memory de-duplication entries every minute.
 fn sweep_dedup(dedup: Arc<Dedup>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -142,6 +147,11 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.kafka_brokers.is_some() {
             return Self::build_kafka_gateway(config).await;
+        }
+        if config.redis_url.is_some() {
+            tracing::warn!(
+                "redis_url is used with Kafka only: the embedded runtime keeps its read models and de-duplication keys in memory"
+            );
         }
         let processor_config = config.processor();
         let store = open_store(&config.data_dir, &processor_config)
@@ -171,6 +181,8 @@ impl App {
             waiters,
             ready: ready.clone(),
             audit: None,
+            redis: None,
+            metrics: Arc::default(),
         };
 
         let (acceptor, port) = bind(&config).await?;
@@ -254,12 +266,24 @@ impl App {
             stop.clone(),
         )
         .context("cannot follow the read topics")?;
-        let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
+        let window = Duration::from_secs(config.dedup_window_secs);
+        let redis = config.redis()?;
+        let (dedup, local_dedup): (Arc<dyn DedupStore>, Arc<Dedup>) = match &redis {
+            Some(redis) => {
+                let shared = Arc::new(SharedDedup::new(redis.clone(), window));
+                let local = shared.local();
+                (shared, local)
+            }
+            None => {
+                let local = Arc::new(Dedup::new(window));
+                (local.clone(), local)
+            }
+        };
         let commands = CommandService::new(
             Arc::new(bus),
             Arc::new(Directory(read.clone())),
             status,
-            dedup.clone(),
+            dedup,
             limits(&config),
         );
         let audit = config
@@ -274,9 +298,11 @@ impl App {
             waiters,
             ready,
             audit,
+            redis,
+            metrics: Arc::default(),
         };
         let (acceptor, port) = bind(&config).await?;
-        sweep_dedup(dedup);
+        sweep_dedup(local_dedup);
         info!(
             reply_partition = config.reply_partition(),
             "gateway on Kafka"

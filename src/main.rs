@@ -46,8 +46,8 @@ enum Role {
     /// The seat processor on Kafka: decides the commands of the partitions the group assigns
     /// it, exactly once (needs `kafka_brokers`; state in `data_dir`).
     SeatProcessor,
-    /// Project every reservation outcome from Kafka into the Postgres audit table (needs
-    /// `kafka_brokers` and `database_url`; applies the migrations first).
+    /// Project the log from Kafka into the Postgres audit table (with `database_url`; applies
+    /// the migrations first) and into the Redis read models (with `redis_url`).
     Projector,
     /// Apply the database migrations of `sql/` (needs `database_url`). Idempotent.
     Migrate,
@@ -57,13 +57,15 @@ enum Role {
         #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
     },
-    /// Rebuild a projection from the start of the log into a fresh database, with progress;
-    /// `--verify` then compares it row by row with the live one (`database_url`).
+    /// Rebuild a projection from the start of the log into a fresh database (`audit`) or a
+    /// fresh Redis key prefix (`redis`), with progress; `--verify` then compares it with the
+    /// live one (`database_url` / `redis_url` + `redis_key_prefix`).
     Replay {
-        /// The projection to rebuild (only `audit` so far).
-        #[arg(value_parser = ["audit"])]
+        /// The projection to rebuild.
+        #[arg(value_parser = ["audit", "redis"])]
         projection: String,
-        /// The database to rebuild into (empty, or holding an earlier replay to finish).
+        /// Where to rebuild: a database URL (audit) or a key prefix (redis); empty, or holding
+        /// an earlier replay to finish.
         #[arg(long)]
         into: String,
         /// Compare the rebuilt rows with the live projection's; exit 1 on any difference.
@@ -174,11 +176,17 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Some(Role::Replay {
-            ref into, verify, ..
+            ref projection,
+            ref into,
+            verify,
         }) => {
             init_logging("text");
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
-            runtime.block_on(replay_audit(config, into.clone(), verify))
+            if projection == "redis" {
+                runtime.block_on(replay_redis(config, into.clone(), verify))
+            } else {
+                runtime.block_on(replay_audit(config, into.clone(), verify))
+            }
         }
         Some(Role::Log { ref action }) => {
             init_logging("text");
@@ -217,8 +225,8 @@ fn main() -> anyhow::Result<()> {
                 return runtime.block_on(async move {
                     let app = App::build(config).await?;
                     tracing::info!(port = app.port(), "all roles on Kafka; Swagger UI at /docs");
-                    let audit = async {
-                        if projector.database_url.is_some() {
+                    let projections = async {
+                        if projector.database_url.is_some() || projector.redis_url.is_some() {
                             run_projector(projector).await
                         } else {
                             Ok(())
@@ -227,7 +235,7 @@ fn main() -> anyhow::Result<()> {
                     tokio::try_join!(
                         run_seat_processor(processor),
                         app.run_until_stopped(),
-                        audit
+                        projections
                     )
                     .map(drop)
                 });
@@ -316,22 +324,56 @@ fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::A
     Ok(seatflow_projections::audit::AuditStore::new(url, 6)?)
 }
 
+/// The projector role: the audit (with `database_url`) and the Redis read models (with
+/// `redis_url`), side by side, until stopped.
 async fn run_projector(config: Config) -> anyhow::Result<()> {
-    let store = audit_store(&config)?;
-    project(&config, store, false).await
+    anyhow::ensure!(
+        config.database_url.is_some() || config.redis_url.is_some(),
+        "the projector needs database_url (SEATFLOW_DATABASE_URL=postgres://...) and/or \
+         redis_url (SEATFLOW_REDIS_URL=redis://...)"
+    );
+    let audit = async {
+        match config.database_url {
+            Some(_) => project_audit(&config, audit_store(&config)?, false).await,
+            None => Ok(()),
+        }
+    };
+    let redis = async {
+        match config.redis()? {
+            Some(store) => project_redis(&config, store, false).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(audit, redis).map(drop)
 }
 
-/// Project `reservation-completed` into `store` until stopped (or, with `stop_at_end`, until
-/// the end the topic had at start).
-async fn project(
+fn projector_config(
     config: &Config,
-    store: seatflow_projections::audit::AuditStore,
     stop_at_end: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<seatflow_kafka::ProjectorConfig> {
     let brokers = config
         .kafka_brokers
         .clone()
         .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+    Ok(seatflow_kafka::ProjectorConfig {
+        brokers,
+        topics: config.topics(),
+        wire: seatflow_kafka::Wire::single_object(),
+        max_batch: 5_000,
+        linger: std::time::Duration::from_millis(20),
+        writers: 2,
+        stop_at_end,
+    })
+}
+
+/// Project `reservation-completed` into `store` until stopped (or, with `stop_at_end`, until
+/// the end the topic had at start).
+async fn project_audit(
+    config: &Config,
+    store: seatflow_projections::audit::AuditStore,
+    stop_at_end: bool,
+) -> anyhow::Result<()> {
+    let mut projector = projector_config(config, stop_at_end)?;
     // The database may start after us: wait for it rather than fail.
     let mut attempt = 1;
     loop {
@@ -350,15 +392,7 @@ async fn project(
             Err(e) => return Err(e).context("cannot apply the migrations"),
         }
     }
-    let projector = seatflow_kafka::ProjectorConfig {
-        brokers,
-        topics: config.topics(),
-        wire: seatflow::wire(config).await?,
-        max_batch: 5_000,
-        linger: std::time::Duration::from_millis(20),
-        writers: 2,
-        stop_at_end,
-    };
+    projector.wire = seatflow::wire(config).await?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
         let stop = stop.clone();
@@ -367,10 +401,90 @@ async fn project(
     until_done_or_signalled("projector", worker, &stop).await
 }
 
+/// Project `section-status` and `reservation-completed` into the Redis read models of `store`
+/// until stopped (or, with `stop_at_end`, until the ends the topics had at start).
+async fn project_redis(
+    config: &Config,
+    store: seatflow_projections::redis::RedisReads,
+    stop_at_end: bool,
+) -> anyhow::Result<()> {
+    let mut projector = projector_config(config, stop_at_end)?;
+    projector.wire = seatflow::wire(config).await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(
+            async move { seatflow_kafka::run_redis_projector(&projector, &store, stop).await },
+        )
+    };
+    until_done_or_signalled("Redis projector", worker, &stop).await
+}
+
+async fn replay_redis(config: Config, into: String, verify: bool) -> anyhow::Result<()> {
+    let live = config
+        .redis()?
+        .context("redis_url is not set (SEATFLOW_REDIS_URL=redis://...)")?;
+    anyhow::ensure!(
+        into != live.prefix(),
+        "--into must be a fresh key prefix, not the live one ({})",
+        live.prefix()
+    );
+    let target = live.with_prefix(&into);
+    let started = std::time::Instant::now();
+    project_redis(&config, target.clone(), true).await?;
+    let rebuilt = target
+        .snapshot()
+        .await
+        .context("cannot read the rebuilt key space")?;
+    println!(
+        "replayed the Redis read models into {into}: {} outcomes, {} section counts in {:.1} s",
+        rebuilt.outcomes.len(),
+        rebuilt.counts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !verify {
+        return Ok(());
+    }
+    let current = live
+        .snapshot()
+        .await
+        .context("cannot read the live key space")?;
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(config.redis_outcome_ttl_secs).unwrap_or(i64::MAX / 1000),
+    );
+    let comparison =
+        seatflow_projections::redis::compare(&rebuilt, &current, chrono::Utc::now() - ttl);
+    println!(
+        "verify: {} outcomes equal, {} different, {} missing from the live projection, {} only \
+         in the replay (expired live: older than redis_outcome_ttl_secs); counts: {} equal, {} \
+         different",
+        comparison.equal_outcomes,
+        comparison.different_outcomes.len(),
+        comparison.missing_live.len(),
+        comparison.expired_live,
+        comparison.equal_counts,
+        comparison.different_counts.len()
+    );
+    for id in comparison.different_outcomes.iter().take(10) {
+        println!("  different: {id}");
+    }
+    for id in comparison.missing_live.iter().take(10) {
+        println!("  missing from the live projection: {id}");
+    }
+    for section in comparison.different_counts.iter().take(10) {
+        println!("  count differs: {section}");
+    }
+    if comparison.is_equal() {
+        Ok(())
+    } else {
+        anyhow::bail!("the rebuilt Redis read models differ from the live ones")
+    }
+}
+
 async fn replay_audit(config: Config, into: String, verify: bool) -> anyhow::Result<()> {
     let target = seatflow_projections::audit::AuditStore::new(&into, 4)?;
     let started = std::time::Instant::now();
-    project(&config, target.clone(), true).await?;
+    project_audit(&config, target.clone(), true).await?;
     let rebuilt = target
         .count()
         .await

@@ -1,14 +1,52 @@
 //! De-duplication of retries (the seed's 2.4): the first reservation a user made for an event
 //! section is remembered for a window (1 hour by default) under `userId:eventId:section`, and a
 //! retry inside the window is answered with it instead of becoming a second reservation.
-//! In memory on the embedded runtime; Redis `SET NX EX` when one is configured.
+//! The same store answers `Idempotency-Key` headers, under `idem:userId:key`.
+//!
+//! [`DedupStore`] is what the command side needs; [`Dedup`] is the in-memory store (the embedded
+//! runtime, and a gateway's fallback while Redis is down); the Redis store (`SET NX EX`) is
+//! wired in by the binary when Redis is configured.
 
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use seatflow_aggregates::{ReservationId, SectionKey};
 
+/// The future a [`DedupStore`] answers with.
+pub type DedupFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where de-duplication keys live. Never fails: a store that loses its backend answers from a
+/// local fallback (and says so in its metrics), because a sale must not stop for a cache.
+pub trait DedupStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The reservation holding `key`, if its window is still open.
+    fn holder<'a>(&'a self, key: &'a str) -> DedupFuture<'a, Option<ReservationId>>;
+    /// Take `key` for `id` unless a live entry holds it.
+    fn claim<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, Claim>;
+    /// Hand `key` from `previous` (which no longer holds seats) to `id`.
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        previous: ReservationId,
+        id: ReservationId,
+    ) -> DedupFuture<'a, ()>;
+    /// Release `key` if `id` still holds it.
+    fn forget<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, ()>;
+}
+
+/// Escape the separator so that `a:b` + `c` and `a` + `b:c` never make the same key.
+fn key_part(part: &str) -> Cow<'_, str> {
+    if part.contains([':', '%']) {
+        Cow::Owned(part.replace('%', "%25").replace(':', "%3A"))
+    } else {
+        Cow::Borrowed(part)
+    }
+}
+
+/// The in-memory store.
 #[derive(Debug)]
 pub struct Dedup {
     window: Duration,
@@ -32,9 +70,19 @@ impl Dedup {
         }
     }
 
-    /// `userId:eventId:section`.
+    /// `userId:eventId:section` (a `:` or `%` inside a part is percent-escaped).
     pub fn key(user_id: &str, section: &SectionKey) -> String {
-        format!("{user_id}:{}:{}", section.event_id, section.section)
+        format!(
+            "{}:{}:{}",
+            key_part(user_id),
+            key_part(&section.event_id),
+            key_part(&section.section)
+        )
+    }
+
+    /// `idem:userId:key`: an `Idempotency-Key` is the user's own, two users may pick the same.
+    pub fn idempotency_key(user_id: &str, key: &str) -> String {
+        format!("idem:{}:{}", key_part(user_id), key_part(key))
     }
 
     /// The reservation holding the key, if its window is still open.
@@ -61,6 +109,11 @@ impl Dedup {
                 Claim::Claimed
             }
         }
+    }
+
+    /// Note that `id` holds the key (claimed elsewhere, e.g. in Redis), replacing any holder.
+    pub fn remember(&self, key: &str, id: ReservationId) {
+        self.entries.insert(key.to_owned(), (id, Instant::now()));
     }
 
     /// Hand the key from a reservation that no longer holds seats to a new one.
@@ -93,9 +146,54 @@ impl Dedup {
     }
 }
 
+impl DedupStore for Dedup {
+    fn holder<'a>(&'a self, key: &'a str) -> DedupFuture<'a, Option<ReservationId>> {
+        let holder = self.get(key);
+        Box::pin(async move { holder })
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, Claim> {
+        let claim = Dedup::claim(self, key, id);
+        Box::pin(async move { claim })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        previous: ReservationId,
+        id: ReservationId,
+    ) -> DedupFuture<'a, ()> {
+        Dedup::replace(self, key, previous, id);
+        Box::pin(async {})
+    }
+
+    fn forget<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, ()> {
+        Dedup::forget(self, key, id);
+        Box::pin(async {})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_different_requests_never_collide() {
+        let section = |event: &str, name: &str| SectionKey::new(event, name);
+        assert_eq!(Dedup::key("u", &section("e", "A")), "u:e:A");
+        assert_ne!(
+            Dedup::key("a:b", &section("c", "d")),
+            Dedup::key("a", &section("b:c", "d"))
+        );
+        assert_ne!(
+            Dedup::key("a%3Ab", &section("c", "d")),
+            Dedup::key("a:b", &section("c", "d"))
+        );
+        assert_ne!(
+            Dedup::idempotency_key("u:k", "x"),
+            Dedup::idempotency_key("u", "k:x")
+        );
+    }
 
     #[test]
     fn a_key_is_held_by_one_reservation_inside_the_window() {

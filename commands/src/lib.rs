@@ -54,7 +54,7 @@ impl CommandBus for Processor {
 pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::instrument;
 
-pub use dedup::{Claim, Dedup};
+pub use dedup::{Claim, Dedup, DedupFuture, DedupStore};
 pub use status::StatusCache;
 pub use waiters::Waiters;
 
@@ -127,6 +127,8 @@ pub struct ReserveRequest {
     pub user_id: String,
     pub seat_count: Option<u16>,
     pub seats: Option<Vec<Seat>>,
+    /// The client's `Idempotency-Key`: the same key again answers with the same reservation.
+    pub idempotency_key: Option<String>,
 }
 
 /// A section of an event to create.
@@ -153,7 +155,7 @@ pub struct CommandService {
     bus: Arc<dyn CommandBus>,
     directory: Arc<dyn SectionDirectory>,
     status: Arc<StatusCache>,
-    dedup: Arc<Dedup>,
+    dedup: Arc<dyn DedupStore>,
     limits: Limits,
 }
 
@@ -170,7 +172,7 @@ impl CommandService {
         bus: Arc<dyn CommandBus>,
         directory: Arc<dyn SectionDirectory>,
         status: Arc<StatusCache>,
-        dedup: Arc<Dedup>,
+        dedup: Arc<dyn DedupStore>,
         limits: Limits,
     ) -> Self {
         Self {
@@ -186,7 +188,7 @@ impl CommandService {
         &self.limits
     }
 
-    /// Reserve seats: validate, de-duplicate, pre-filter, decide.
+    /// Reserve seats: validate, honour the `Idempotency-Key`, de-duplicate, pre-filter, decide.
     #[instrument(skip(self, request), fields(event = %request.event_id, section = %request.section))]
     pub async fn reserve(
         &self,
@@ -194,10 +196,73 @@ impl CommandService {
         wait: Duration,
     ) -> Result<Accepted, CommandError> {
         let seat_request = self.validate_reserve(&request)?;
+        let reservation_id = ReservationId::new_v7();
+        let Some(idempotency_key) = &request.idempotency_key else {
+            return self
+                .reserve_once(request, seat_request, reservation_id, wait)
+                .await;
+        };
+        // The same key again answers with the reservation it made, whatever its status.
+        let key = Dedup::idempotency_key(&request.user_id, idempotency_key);
+        if let Claim::Existing(first) = self.dedup.claim(&key, reservation_id).await {
+            return self.answer_again(first, &request);
+        }
+        let result = self
+            .reserve_once(request, seat_request, reservation_id, wait)
+            .await;
+        match &result {
+            // Answered with the first reservation of a retry: the key names that one.
+            Ok(accepted) if accepted.reservation_id != reservation_id => {
+                self.dedup
+                    .replace(&key, reservation_id, accepted.reservation_id)
+                    .await;
+            }
+            Ok(_) => {}
+            // Nothing was recorded: the same key may try again.
+            Err(_) => self.dedup.forget(&key, reservation_id).await,
+        }
+        result
+    }
+
+    /// The reservation an `Idempotency-Key` made, if the request is the same one.
+    fn answer_again(
+        &self,
+        first: ReservationId,
+        request: &ReserveRequest,
+    ) -> Result<Accepted, CommandError> {
+        match self.directory.reservation(first) {
+            Some(reservation)
+                if reservation.key.event_id != request.event_id
+                    || reservation.key.section != request.section =>
+            {
+                Err(invalid(
+                    "Idempotency-Key",
+                    format!(
+                        "was used for reservation {first} in another event or section; use a new key for a new request"
+                    ),
+                ))
+            }
+            outcome => Ok(Accepted {
+                reservation_id: first,
+                // Unknown yet: its request is still in flight; the caller waits for it.
+                outcome,
+                deduplicated: true,
+            }),
+        }
+    }
+
+    /// One reservation attempt under the `userId:eventId:section` de-duplication key.
+    async fn reserve_once(
+        &self,
+        request: ReserveRequest,
+        seat_request: SeatRequest,
+        reservation_id: ReservationId,
+        wait: Duration,
+    ) -> Result<Accepted, CommandError> {
         let key = SectionKey::new(request.event_id, request.section);
         let dedup_key = Dedup::key(&request.user_id, &key);
 
-        if let Some(existing) = self.dedup.get(&dedup_key)
+        if let Some(existing) = self.dedup.holder(&dedup_key).await
             && let Some(first) = self.live_reservation(existing)
         {
             return Ok(first);
@@ -214,14 +279,15 @@ impl CommandService {
             _ => {}
         }
 
-        let reservation_id = ReservationId::new_v7();
-        match self.dedup.claim(&dedup_key, reservation_id) {
+        match self.dedup.claim(&dedup_key, reservation_id).await {
             Claim::Claimed => {}
             Claim::Existing(existing) => {
                 if let Some(first) = self.live_reservation(existing) {
                     return Ok(first);
                 }
-                self.dedup.replace(&dedup_key, existing, reservation_id);
+                self.dedup
+                    .replace(&dedup_key, existing, reservation_id)
+                    .await;
             }
         }
 
@@ -242,7 +308,7 @@ impl CommandService {
                 });
             }
             Err(e) => {
-                self.dedup.forget(&dedup_key, reservation_id);
+                self.dedup.forget(&dedup_key, reservation_id).await;
                 return Err(e.into());
             }
         };
@@ -250,7 +316,7 @@ impl CommandService {
             Outcome::Reservation(reservation) => {
                 if reservation.status != Status::Confirmed {
                     // Only a held reservation blocks a new attempt.
-                    self.dedup.forget(&dedup_key, reservation_id);
+                    self.dedup.forget(&dedup_key, reservation_id).await;
                 }
                 Ok(Accepted {
                     reservation_id,
@@ -259,7 +325,7 @@ impl CommandService {
                 })
             }
             Outcome::Refused(rejection) => {
-                self.dedup.forget(&dedup_key, reservation_id);
+                self.dedup.forget(&dedup_key, reservation_id).await;
                 Err(CommandError::Refused(rejection))
             }
             Outcome::SectionReady => Err(CommandError::Unavailable(ProcessorError::Store(
@@ -292,6 +358,9 @@ impl CommandService {
         validate_id("userId", &request.user_id)?;
         validate_id("eventId", &request.event_id)?;
         validate_id("section", &request.section)?;
+        if let Some(key) = &request.idempotency_key {
+            validate_id("Idempotency-Key", key)?;
+        }
         let max = self.limits.max_seats_per_reservation;
         let seat_request = match (&request.seat_count, &request.seats) {
             (Some(_), Some(_)) => {
@@ -371,7 +440,8 @@ impl CommandService {
         match outcome {
             Outcome::Reservation(cancelled) => {
                 self.dedup
-                    .forget(&Dedup::key(&cancelled.user_id, &key), cancelled.id);
+                    .forget(&Dedup::key(&cancelled.user_id, &key), cancelled.id)
+                    .await;
                 Ok(cancelled)
             }
             Outcome::Refused(Rejection::UnknownReservation) => {

@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use seatflow_aggregates::{Reservation, ReservationId, Seat, SectionKey, Status};
 use seatflow_commands::{CommandService, NewSection, ReserveRequest, Waiters};
 use seatflow_projections::audit::{AuditRow, AuditStore};
+use seatflow_projections::redis::RedisReads;
 use seatflow_projections::{EventView, ReadModel, SectionView};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::body::JsonBody;
@@ -32,6 +33,77 @@ pub struct AppState {
     /// The Postgres audit, when configured: a user's history is read there, and a reservation
     /// this process does not hold in memory is looked up there.
     pub audit: Option<AuditStore>,
+    /// The Redis read models, when configured: cached event and seat-map answers, outcomes of
+    /// reservations decided through other gateways.
+    pub redis: Option<RedisReads>,
+    /// Counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the gateway counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Reservation requests answered with an earlier reservation (a retry, or a repeated
+    /// `Idempotency-Key`).
+    pub dedup_hits: std::sync::atomic::AtomicU64,
+    /// Event and seat-map reads answered from the Redis cache, and those that were not.
+    pub cache_hits: std::sync::atomic::AtomicU64,
+    pub cache_misses: std::sync::atomic::AtomicU64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of the counters (and of Redis' health when configured).
+    pub fn render(&self, redis: Option<&RedisReads>) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        metric(
+            "seatflow_dedup_hits_total",
+            "counter",
+            "Reservation requests answered with an earlier reservation.",
+            count(&self.dedup_hits),
+        );
+        metric(
+            "seatflow_read_cache_hits_total",
+            "counter",
+            "Event and seat-map reads answered from the Redis cache.",
+            count(&self.cache_hits),
+        );
+        metric(
+            "seatflow_read_cache_misses_total",
+            "counter",
+            "Event and seat-map reads the Redis cache could not answer.",
+            count(&self.cache_misses),
+        );
+        if let Some(redis) = redis {
+            let health = redis.health();
+            metric(
+                "seatflow_redis_up",
+                "gauge",
+                "1 while Redis answers, 0 from a failed call until one succeeds.",
+                u64::from(health.is_up()),
+            );
+            metric(
+                "seatflow_redis_failures_total",
+                "counter",
+                "Redis calls that failed or timed out.",
+                health.failures(),
+            );
+            metric(
+                "seatflow_redis_skipped_calls_total",
+                "counter",
+                "Redis calls not tried because Redis had just failed (served locally instead).",
+                health.skipped(),
+            );
+        }
+        out
+    }
 }
 
 #[derive(Tags)]
@@ -89,8 +161,9 @@ pub struct CreateEventDto {
 }
 
 /// A section with its current available count.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SectionDto {
     pub section: String,
     pub rows: u32,
@@ -99,8 +172,9 @@ pub struct SectionDto {
 }
 
 /// An event and its sections.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EventDto {
     pub event_id: String,
     pub name: String,
@@ -111,8 +185,9 @@ pub struct EventDto {
 
 /// The seats of a section: `rowsMap[r]` describes row r+1, one character per seat,
 /// `o` free and `x` held.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SeatMapDto {
     pub event_id: String,
     pub section: String,
@@ -410,13 +485,25 @@ impl Api {
         ))
     }
 
-    /// One event with each section's available count.
+    /// One event with each section's available count (cached 10 s in Redis when configured;
+    /// the cache is dropped as soon as a section's count changes).
     #[oai(path = "/api/events/:event_id", method = "get", tag = "Tag::Events")]
     async fn get_event(&self, event_id: Path<String>) -> Result<Json<EventDto>, ApiError> {
+        if let Some(cached) = self
+            .cached(async |redis| redis.cached_event(&event_id.0).await)
+            .await
+        {
+            return Ok(Json(cached));
+        }
         let view = self.state.read.event(&event_id.0).ok_or_else(|| {
             ApiError::not_found("unknown_event", "no such event", Some("eventId"))
         })?;
-        Ok(Json(event_dto(&view)))
+        let answer = event_dto(&view);
+        self.cache(&answer, async |redis, json| {
+            redis.cache_event(&event_id.0, json).await
+        })
+        .await;
+        Ok(Json(answer))
     }
 
     /// The seat map of a section.
@@ -430,14 +517,20 @@ impl Api {
         event_id: Path<String>,
         section: Path<String>,
     ) -> Result<Json<SeatMapDto>, ApiError> {
-        if !self.state.read.has_event(&event_id.0) {
+        let key = SectionKey::new(event_id.0, section.0);
+        if let Some(cached) = self
+            .cached(async |redis| redis.cached_seats(&key).await)
+            .await
+        {
+            return Ok(Json(cached));
+        }
+        if !self.state.read.has_event(&key.event_id) {
             return Err(ApiError::not_found(
                 "unknown_event",
                 "no such event",
                 Some("eventId"),
             ));
         }
-        let key = SectionKey::new(event_id.0, section.0);
         let view = self.state.read.section(&key).ok_or_else(|| {
             ApiError::not_found("unknown_section", "no such section", Some("section"))
         })?;
@@ -455,26 +548,37 @@ impl Api {
                     .collect()
             })
             .collect();
-        Ok(Json(SeatMapDto {
-            event_id: key.event_id,
-            section: key.section,
+        let answer = SeatMapDto {
+            event_id: key.event_id.clone(),
+            section: key.section.clone(),
             rows: u32::from(layout.rows),
             seats_per_row: u32::from(layout.seats_per_row),
             available: view.state.available(),
             rows_map,
-        }))
+        };
+        self.cache(&answer, async |redis, json| {
+            redis.cache_seats(&key, json).await
+        })
+        .await;
+        Ok(Json(answer))
     }
 
     /// Reserve seats. Answers 202 once the request is durable, or, with `wait` > 0, 200 with the
     /// outcome as soon as it is decided (202 if the wait ends first). A request the section
     /// cannot satisfy by its current count is refused at once with 409. A retry by the same user
-    /// for the same event and section within the hour returns the first reservation.
+    /// for the same event and section within the hour returns the first reservation while it
+    /// holds seats; a request repeating an `Idempotency-Key` returns the reservation that key
+    /// made, whatever its status.
     #[oai(path = "/api/reservations", method = "post", tag = "Tag::Reservations")]
     async fn reserve(
         &self,
         body: JsonBody<ReserveDto>,
         /// Milliseconds to wait for the outcome (0 to 30000, default 0).
         wait: Query<Option<u64>>,
+        /// A key of the client's choosing (1 to 128 characters) that makes retries of this
+        /// request safe for an hour.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<ReservationAnswer, ApiError> {
         let wait = wait_duration(wait.0)?;
         let body = body.0;
@@ -511,8 +615,15 @@ impl Api {
             user_id: body.user_id,
             seat_count,
             seats,
+            idempotency_key: idempotency_key.0,
         };
         let accepted = self.state.commands.reserve(request.clone(), wait).await?;
+        if accepted.deduplicated {
+            self.state
+                .metrics
+                .dedup_hits
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let outcome = match accepted.outcome {
             Some(outcome) => Some(outcome),
             None if !wait.is_zero() => self.await_decision(accepted.reservation_id, wait).await,
@@ -547,7 +658,14 @@ impl Api {
         let found = match self.state.read.reservation(id) {
             Some(reservation) => Some(reservation),
             None => {
-                // Not in memory: the audit may hold it (decided before this process started).
+                // Not in memory: Redis holds the outcomes every gateway saw decided, the audit
+                // every outcome ever decided.
+                // (A Redis failure is counted and warned about by its breaker.)
+                if let Some(redis) = &self.state.redis
+                    && let Ok(Some(row)) = redis.outcome(id.0).await
+                {
+                    return Ok(ReservationAnswer::Decided(Json(ReservationDto::from(&row))));
+                }
                 if let Some(audit) = &self.state.audit {
                     match audit.find(id.0).await {
                         Ok(Some(row)) => {
@@ -650,6 +768,12 @@ impl Api {
         }
     }
 
+    /// Metrics in the Prometheus text format.
+    #[oai(path = "/metrics", method = "get", tag = "Tag::Health")]
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(self.state.metrics.render(self.state.redis.as_ref()))
+    }
+
     /// The load generator's baseline: parses a reservation request and answers it as PENDING,
     /// touching no state. Shows the HTTP ceiling of the machine beside the real figure.
     #[oai(path = "/bench/echo", method = "post", tag = "Tag::Diagnostics")]
@@ -661,12 +785,50 @@ impl Api {
             user_id: body.user_id,
             seat_count: None,
             seats: None,
+            idempotency_key: None,
         };
         Json(ReservationDto::pending(ReservationId::new_v7(), &request))
     }
 }
 
 impl Api {
+    /// A cached answer from Redis, if configured, reachable and holding one.
+    async fn cached<T, F>(&self, read: F) -> Option<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: AsyncFnOnce(
+            &RedisReads,
+        ) -> Result<Option<String>, seatflow_projections::redis::RedisError>,
+    {
+        let redis = self.state.redis.as_ref()?;
+        let found = read(redis)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let counter = if found.is_some() {
+            &self.state.metrics.cache_hits
+        } else {
+            &self.state.metrics.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Put an answer in the Redis cache, if configured (a failure only costs the next reader
+    /// the work of building it again).
+    async fn cache<T, F>(&self, answer: &T, write: F)
+    where
+        T: Serialize,
+        F: AsyncFnOnce(&RedisReads, &str) -> Result<(), seatflow_projections::redis::RedisError>,
+    {
+        if let Some(redis) = &self.state.redis
+            && let Ok(json) = serde_json::to_string(answer)
+        {
+            let _ = write(redis, &json).await;
+        }
+    }
+
     /// Park until the reservation is decided or the wait ends (no thread is held).
     async fn await_decision(&self, id: ReservationId, wait: Duration) -> Option<Reservation> {
         let read = self.state.read.clone();

@@ -8,7 +8,7 @@ mod error;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-pub use api::{AppState, MAX_WAIT_MS};
+pub use api::{AppState, MAX_WAIT_MS, Metrics};
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorBody};
 

@@ -20,7 +20,10 @@ mod topics;
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
 pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};
-pub use projector::{AUDIT_PROJECTION, ProjectorConfig, ProjectorError, run as run_projector};
+pub use projector::{
+    AUDIT_PROJECTION, ProjectorConfig, ProjectorError, run as run_projector,
+    run_redis as run_redis_projector,
+};
 pub use registry::{RegistryError, connect_registry};
 pub use seatflow_avro::Wire;
 

@@ -1,14 +1,15 @@
-//! The projector: `reservation-completed` into the Postgres audit table, in batches, each batch
-//! written with the log positions after it in one database transaction. It reads from the
-//! positions stored in the database (not from consumer-group offsets), so the database alone
-//! says what was projected: a restart resumes exactly there, nothing lost or doubled.
+//! The projectors: the decided-event log into the Postgres audit ([`run`]) and into the Redis
+//! read models ([`run_redis`]), in batches, each batch written with the log positions after it
+//! in one transaction (a database transaction; a Redis `MULTI`/`EXEC`). Each reads from the
+//! positions stored beside its projection (not from consumer-group offsets), so the projection
+//! alone says what was projected: a restart resumes exactly there, nothing lost or doubled.
 //!
-//! One projector at a time does the work (it assigns itself every partition); a second one is
-//! harmless (rows only move forward in the log) but useless. While Postgres is down the
-//! projector retries with backoff and reads nothing more: the lag grows in Kafka and is caught
-//! up afterwards.
+//! One projector of each kind at a time does the work (it assigns itself every partition); a
+//! second one is harmless but useless. While its store is down a projector retries with backoff
+//! and reads nothing more: the lag grows in Kafka and is caught up afterwards.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +18,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use seatflow_aggregates::Event;
+use seatflow_aggregates::{Event, SectionStatus};
 use seatflow_avro::Wire;
-use seatflow_projections::audit::{AuditError, AuditRow, AuditStore};
+use seatflow_projections::audit::{AuditRow, AuditStore};
+use seatflow_projections::redis::{RedisBatch, RedisReads};
 use tracing::{debug, info, warn};
 
+use crate::client_config;
 use crate::topics::TopicsConfig;
-use crate::{client_config, forget_reached_ends};
 
 /// The name under which the audit projection stores its positions.
 pub const AUDIT_PROJECTION: &str = "audit";
@@ -34,13 +36,13 @@ pub struct ProjectorConfig {
     pub brokers: String,
     pub topics: TopicsConfig,
     pub wire: Wire,
-    /// Most records in one database transaction.
+    /// Most records in one transaction.
     pub max_batch: usize,
     /// How long a batch waits for more records after its first one.
     pub linger: Duration,
     /// Database connections writing each batch at once (each takes a share of the partitions).
     pub writers: usize,
-    /// Replay mode: stop once the ends the topic had at start are projected, logging progress.
+    /// Replay mode: stop once the ends the topics had at start are projected, logging progress.
     pub stop_at_end: bool,
 }
 
@@ -50,13 +52,106 @@ pub enum ProjectorError {
     Kafka(#[from] KafkaError),
 }
 
-/// Project until `stop` is set.
+/// Decoded records of a batch, and the next offset of every (topic, partition) it read.
+struct Batch<T> {
+    items: T,
+    next: BTreeMap<(usize, i32), i64>,
+}
+
+impl<T: Default> Default for Batch<T> {
+    fn default() -> Self {
+        Self {
+            items: T::default(),
+            next: BTreeMap::new(),
+        }
+    }
+}
+
+/// Log positions by (topic index, partition).
+type Positions = HashMap<(usize, i32), i64>;
+
+/// Adds one record to what a batch holds: `(items, topic index, partition, offset, payload)`.
+type Decode<T> = fn(&mut T, &Wire, usize, i32, i64, &[u8]);
+
+/// A consumer assigned to `topics` from `positions` (keyed by topic index; the beginning where
+/// none is stored), with the ends to stop at in replay mode.
+fn assign(
+    config: &ProjectorConfig,
+    group: &str,
+    topics: &[String],
+    positions: &Positions,
+) -> Result<(BaseConsumer, Option<Positions>), ProjectorError> {
+    let consumer: BaseConsumer = client_config(&config.brokers)
+        .set("group.id", config.topics.name(group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for (index, topic) in topics.iter().enumerate() {
+        for partition in 0..config.topics.partitions {
+            let offset = positions
+                .get(&(index, partition))
+                .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+            assignment.add_partition_offset(topic, partition, offset)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    info!(
+        ?topics,
+        resumed_partitions = positions.len(),
+        "projector running"
+    );
+    if !config.stop_at_end {
+        return Ok((consumer, None));
+    }
+    let mut ends = HashMap::new();
+    for (index, topic) in topics.iter().enumerate() {
+        for partition in 0..config.topics.partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
+            ends.insert((index, partition), high);
+        }
+    }
+    Ok((consumer, Some(ends)))
+}
+
+/// Read and decode batches on a thread of its own (the next batch is read while one is
+/// written); they arrive on the returned channel until `stop` or the end of a replay.
+fn spawn_reader<T: Default + Send + 'static>(
+    consumer: BaseConsumer,
+    config: &ProjectorConfig,
+    topics: Vec<String>,
+    decode: Decode<T>,
+    ends: Option<Positions>,
+    stop: Arc<AtomicBool>,
+) -> (
+    std::thread::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<Batch<T>>,
+) {
+    let (batches, to_write) = tokio::sync::mpsc::channel::<Batch<T>>(2);
+    let config = config.clone();
+    let reader = std::thread::Builder::new()
+        .name("projector-reader".into())
+        .spawn(move || read_batches(&consumer, &config, &topics, decode, &batches, &stop, ends))
+        .expect("spawn the projector's reader");
+    (reader, to_write)
+}
+
+/// After the writer loop: stop the reader and wait for it off the async workers (it notices
+/// within one poll, 200 ms).
+async fn stop_reader(reader: std::thread::JoinHandle<()>, stop: &AtomicBool) {
+    stop.store(true, Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    info!("projector stopping");
+}
+
+/// Project `reservation-completed` into the audit until `stop` is set.
 pub async fn run(
     config: &ProjectorConfig,
     store: &AuditStore,
     stop: Arc<AtomicBool>,
 ) -> Result<(), ProjectorError> {
-    let topic = config.topics.name("reservation-completed");
+    let topics = vec![config.topics.name("reservation-completed")];
     let Some(positions) = with_retries(&stop, "read the projection's positions", || {
         store.positions(AUDIT_PROJECTION)
     })
@@ -64,83 +159,194 @@ pub async fn run(
     else {
         return Ok(());
     };
-    let consumer: BaseConsumer = client_config(&config.brokers)
-        .set("group.id", config.topics.name("projector"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "20")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..config.topics.partitions {
-        let offset = positions
-            .get(&partition)
-            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
-        assignment.add_partition_offset(&topic, partition, offset)?;
-    }
-    consumer.assign(&assignment)?;
-    info!(
-        topic,
-        resumed_partitions = positions.len(),
-        "projector running"
-    );
-    let ends = if config.stop_at_end {
-        let mut ends = HashMap::new();
-        for partition in 0..config.topics.partitions {
-            let (_, high) =
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
-            ends.insert(partition, high);
-        }
-        Some(ends)
-    } else {
-        None
-    };
-
-    // A thread reads and decodes the next batches while one is written.
-    let (batches, mut to_write) = tokio::sync::mpsc::channel::<Batch>(2);
-    let reader = {
-        let (config, stop) = (config.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("projector-reader".into())
-            .spawn(move || read_batches(&consumer, &config, &batches, &stop, ends))
-            .expect("spawn the projector's reader")
-    };
+    let positions = positions
+        .into_iter()
+        .map(|(partition, next)| ((0, partition), next))
+        .collect();
+    let (consumer, ends) = assign(config, "projector", &topics, &positions)?;
+    let (reader, mut to_write) =
+        spawn_reader(consumer, config, topics, decode_audit, ends, stop.clone());
     while let Some(batch) = to_write.recv().await {
-        if !write_batch(store.clone(), stop.clone(), batch, config.writers.max(1)).await {
+        if !write_audit(store.clone(), stop.clone(), batch, config.writers.max(1)).await {
             break;
         }
     }
-    stop.store(true, Ordering::Release);
     drop(to_write);
-    // The reader notices within one poll (200 ms); wait for it off the async workers.
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    info!("projector stopping");
+    stop_reader(reader, &stop).await;
     Ok(())
 }
 
-/// Rows of a batch, and the next offset of every partition it read.
-#[derive(Default)]
-struct Batch {
-    rows: Vec<AuditRow>,
-    next: BTreeMap<i32, i64>,
+fn decode_audit(
+    rows: &mut Vec<AuditRow>,
+    wire: &Wire,
+    _topic: usize,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+) {
+    match wire.decode::<Event>(payload) {
+        Ok(Event::ReservationCompleted(completed)) => rows.push(AuditRow::from_reservation(
+            &completed.reservation,
+            partition,
+            offset,
+        )),
+        Ok(Event::SectionInitialized(_)) => {}
+        Err(e) => warn!(partition, offset, error = %e, "undecodable outcome skipped"),
+    }
+}
+
+/// Project `section-status` (counts, cache invalidation) and `reservation-completed`
+/// (outcomes) into the Redis read models until `stop` is set. Redis restarted without its data
+/// (no persistence) is noticed at the next batch and the models are rebuilt from the start of
+/// the log.
+pub async fn run_redis(
+    config: &ProjectorConfig,
+    store: &RedisReads,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ProjectorError> {
+    loop {
+        match project_redis(config, store, &stop).await? {
+            RedisRun::Stopped => return Ok(()),
+            RedisRun::Lost => warn!(
+                "Redis lost the read models (restarted without its data?): rebuilding them from the start of the log"
+            ),
+        }
+    }
+}
+
+enum RedisRun {
+    Stopped,
+    /// The positions vanished under the projector.
+    Lost,
+}
+
+async fn project_redis(
+    config: &ProjectorConfig,
+    store: &RedisReads,
+    stop: &Arc<AtomicBool>,
+) -> Result<RedisRun, ProjectorError> {
+    let topics = vec![
+        config.topics.name("section-status"),
+        config.topics.name("reservation-completed"),
+    ];
+    let Some(stored) = with_retries(stop, "read the Redis projection's positions", || {
+        store.positions()
+    })
+    .await
+    else {
+        return Ok(RedisRun::Stopped);
+    };
+    let positions: Positions = stored
+        .into_iter()
+        .filter_map(|((topic, partition), next)| {
+            let index = topics.iter().position(|t| *t == topic)?;
+            Some(((index, partition), next))
+        })
+        .collect();
+    let mut wrote_before = !positions.is_empty();
+    let (consumer, ends) = assign(config, "projector-redis", &topics, &positions)?;
+    // The reader has a stop flag of its own: a rebuild stops it without stopping the projector.
+    let reader_stop = Arc::new(AtomicBool::new(false));
+    let (reader, mut to_write) = spawn_reader(
+        consumer,
+        config,
+        topics.clone(),
+        decode_redis,
+        ends,
+        reader_stop.clone(),
+    );
+    let mut run = RedisRun::Stopped;
+    while let Some(batch) = to_write.recv().await {
+        let next: Vec<(String, i32, i64)> = batch
+            .next
+            .iter()
+            .map(|((topic, partition), offset)| (topics[*topic].clone(), *partition, *offset))
+            .collect();
+        let started = Instant::now();
+        let written = with_retries(stop, "write a batch to Redis", || {
+            store.apply(&batch.items, &next)
+        })
+        .await;
+        let Some(positions_existed) = written else {
+            break;
+        };
+        if wrote_before && !positions_existed {
+            run = RedisRun::Lost;
+            break;
+        }
+        wrote_before = true;
+        debug!(
+            statuses = batch.items.statuses.len(),
+            outcomes = batch.items.outcomes.len(),
+            write_ms = started.elapsed().as_millis() as u64,
+            "batch projected into Redis"
+        );
+    }
+    drop(to_write);
+    stop_reader(reader, &reader_stop).await;
+    if matches!(run, RedisRun::Lost) {
+        // Forget what this run wrote over the emptied store, positions included.
+        with_retries(stop, "clear the Redis projection's positions", || {
+            store.forget_positions()
+        })
+        .await;
+    }
+    Ok(if stop.load(Ordering::Acquire) {
+        RedisRun::Stopped
+    } else {
+        run
+    })
+}
+
+fn decode_redis(
+    batch: &mut RedisBatch,
+    wire: &Wire,
+    topic: usize,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+) {
+    if topic == 0 {
+        match wire.decode::<SectionStatus>(payload) {
+            Ok(status) => batch.statuses.push(status),
+            Err(e) => warn!(partition, offset, error = %e, "undecodable section status skipped"),
+        }
+    } else {
+        decode_audit(&mut batch.outcomes, wire, topic, partition, offset, payload);
+    }
 }
 
 /// Read batches of up to `max_batch` records (waiting at most `linger` after the first) until
-/// `stop` is set or the writer is gone.
-fn read_batches(
+/// `stop` is set, the writer is gone, or (replay) every partition reached its end.
+fn read_batches<T: Default>(
     consumer: &BaseConsumer,
     config: &ProjectorConfig,
-    batches: &tokio::sync::mpsc::Sender<Batch>,
+    topics: &[String],
+    decode: Decode<T>,
+    batches: &tokio::sync::mpsc::Sender<Batch<T>>,
     stop: &AtomicBool,
-    mut ends: Option<HashMap<i32, i64>>,
+    mut ends: Option<Positions>,
 ) {
     let max_batch = config.max_batch.max(1);
     let total: i64 = ends.as_ref().map_or(0, |ends| ends.values().sum());
     let (mut read, mut reported) = (0u64, Instant::now());
+    let topic_index = |name: &str| topics.iter().position(|t| t == name);
     while !stop.load(Ordering::Acquire) {
         if let Some(remaining) = ends.as_mut() {
             // Replay: done once every partition's position reached the end it had at start
             // (the last records are transaction markers, only the position shows them passed).
-            let _ = forget_reached_ends(consumer, remaining);
+            if let Ok(position) = consumer.position() {
+                for element in position.elements() {
+                    if let (Offset::Offset(at), Some(topic)) =
+                        (element.offset(), topic_index(element.topic()))
+                        && remaining
+                            .get(&(topic, element.partition()))
+                            .is_some_and(|end| at >= *end)
+                    {
+                        remaining.remove(&(topic, element.partition()));
+                    }
+                }
+            }
             remaining.retain(|_, end| *end > 0);
             if remaining.is_empty() {
                 info!(
@@ -154,7 +360,7 @@ fn read_batches(
                 reported = Instant::now();
             }
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch::<T>::default();
         let mut records = 0usize;
         let mut first_at: Option<Instant> = None;
         while records < max_batch {
@@ -173,16 +379,20 @@ fn read_batches(
             first_at.get_or_insert_with(Instant::now);
             records += 1;
             let (partition, offset) = (message.partition(), message.offset());
-            batch.next.insert(partition, offset + 1);
-            match message.payload().map(|p| config.wire.decode::<Event>(p)) {
-                Some(Ok(Event::ReservationCompleted(completed))) => batch.rows.push(
-                    AuditRow::from_reservation(&completed.reservation, partition, offset),
+            let Some(topic) = topic_index(message.topic()) else {
+                continue;
+            };
+            batch.next.insert((topic, partition), offset + 1);
+            match message.payload() {
+                Some(payload) => decode(
+                    &mut batch.items,
+                    &config.wire,
+                    topic,
+                    partition,
+                    offset,
+                    payload,
                 ),
-                Some(Ok(Event::SectionInitialized(_))) => {}
-                Some(Err(e)) => {
-                    warn!(partition, offset, error = %e, "undecodable outcome skipped")
-                }
-                None => warn!(partition, offset, "empty outcome record skipped"),
+                None => warn!(partition, offset, "empty record skipped"),
             }
         }
         read += records as u64;
@@ -195,27 +405,33 @@ fn read_batches(
 /// Write a batch over `writers` connections at once, each taking the rows and positions of its
 /// own partitions (`partition % writers`), so that a partition's rows and position always go
 /// through one transaction. `false` if stopped before it was written.
-async fn write_batch(
+async fn write_audit(
     store: AuditStore,
     stop: Arc<AtomicBool>,
-    batch: Batch,
+    batch: Batch<Vec<AuditRow>>,
     writers: usize,
 ) -> bool {
-    let Batch { rows, next } = batch;
+    let Batch { items: rows, next } = batch;
     let started = Instant::now();
     let total = rows.len();
     let lane_of = |partition: i32| partition.rem_euclid(writers as i32) as usize;
-    let mut lanes: Vec<Batch> = (0..writers).map(|_| Batch::default()).collect();
+    let mut lanes: Vec<Batch<Vec<AuditRow>>> = (0..writers).map(|_| Batch::default()).collect();
     for row in rows {
-        lanes[lane_of(row.log_partition)].rows.push(row);
+        lanes[lane_of(row.log_partition)].items.push(row);
     }
-    for (partition, offset) in next {
-        lanes[lane_of(partition)].next.insert(partition, offset);
+    for ((topic, partition), offset) in next {
+        lanes[lane_of(partition)]
+            .next
+            .insert((topic, partition), offset);
     }
     let mut writes = tokio::task::JoinSet::new();
     for lane in lanes.into_iter().filter(|lane| !lane.next.is_empty()) {
-        let rows = lane.rows;
-        let next: Vec<(i32, i64)> = lane.next.into_iter().collect();
+        let rows = lane.items;
+        let next: Vec<(i32, i64)> = lane
+            .next
+            .into_iter()
+            .map(|((_, partition), offset)| (partition, offset))
+            .collect();
         let (store, stop) = (store.clone(), stop.clone());
         writes.spawn(async move {
             with_retries(&stop, "write a batch", || {
@@ -237,12 +453,13 @@ async fn write_batch(
     written
 }
 
-/// Run a database call until it succeeds, waiting longer after each failure (up to 5 s); `None`
+/// Run a store call until it succeeds, waiting longer after each failure (up to 5 s); `None`
 /// if `stop` is set meanwhile.
-async fn with_retries<T, F, Fut>(stop: &AtomicBool, what: &str, mut call: F) -> Option<T>
+async fn with_retries<T, E, F, Fut>(stop: &AtomicBool, what: &str, mut call: F) -> Option<T>
 where
+    E: Display,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, AuditError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut backoff = Duration::from_millis(100);
     loop {

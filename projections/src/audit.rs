@@ -113,6 +113,63 @@ impl AuditRow {
     }
 }
 
+impl AuditRow {
+    /// The row as JSON (times in epoch milliseconds): the reservation outcome Redis holds.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "id": self.id,
+            "userId": self.user_id,
+            "eventId": self.event_id,
+            "section": self.section,
+            "seatCount": self.seat_count,
+            "seats": self.seats,
+            "status": self.status,
+            "reason": self.reason,
+            "reasonMessage": self.reason_message,
+            "requestedAt": self.requested_at.timestamp_millis(),
+            "completedAt": self.completed_at.timestamp_millis(),
+            "cancelledAt": self.cancelled_at.map(|t| t.timestamp_millis()),
+            "logPartition": self.log_partition,
+            "logOffset": self.log_offset,
+        })
+        .to_string()
+    }
+
+    /// The row [`AuditRow::to_json`] wrote.
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let text = |field: &str| {
+            value[field]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{field} missing"))
+        };
+        let optional_text = |field: &str| value[field].as_str().map(str::to_owned);
+        let number = |field: &str| {
+            value[field]
+                .as_i64()
+                .ok_or_else(|| format!("{field} missing"))
+        };
+        let at = |millis: i64| timestamp(millis);
+        Ok(Self {
+            id: uuid::Uuid::parse_str(&text("id")?).map_err(|e| e.to_string())?,
+            user_id: text("userId")?,
+            event_id: text("eventId")?,
+            section: text("section")?,
+            seat_count: i16::try_from(number("seatCount")?).map_err(|e| e.to_string())?,
+            seats: value["seats"].clone(),
+            status: text("status")?,
+            reason: optional_text("reason"),
+            reason_message: optional_text("reasonMessage"),
+            requested_at: at(number("requestedAt")?),
+            completed_at: at(number("completedAt")?),
+            cancelled_at: value["cancelledAt"].as_i64().map(at),
+            log_partition: i32::try_from(number("logPartition")?).map_err(|e| e.to_string())?,
+            log_offset: number("logOffset")?,
+        })
+    }
+}
+
 /// Insert or update rows from arrays (`unnest`), a row only taking an outcome from later in the
 /// log than the one it holds.
 async fn upsert_rows(

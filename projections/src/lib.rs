@@ -7,6 +7,7 @@
 //! records at or below a partition's last applied position are skipped.
 
 pub mod audit;
+pub mod redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

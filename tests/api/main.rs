@@ -6,7 +6,7 @@ mod helpers;
 
 use std::collections::HashSet;
 
-use helpers::{spawn_app, spawn_app_in};
+use helpers::{read, spawn_app, spawn_app_in};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -175,6 +175,75 @@ async fn a_retry_by_the_same_user_returns_the_first_reservation() {
     // Another section is another reservation.
     let (_, other) = app.reserve(&event, "B", "carol", 2).await;
     assert_ne!(other["reservationId"], first["reservationId"]);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answers_the_reservation_it_made_whatever_its_status() {
+    let app = spawn_app().await;
+    let event = app
+        .create_event(&[("A", 1, 3), ("B", 1, 3), ("S", 1, 1)])
+        .await;
+    let (_, taken) = app.reserve(&event, "S", "zed", 1).await;
+    assert_eq!(taken["status"], "CONFIRMED");
+    let keyed = |body: Value, key: &str| {
+        app.client
+            .post(app.url("/api/reservations?wait=5000"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    // Refused at once (sold out): nothing is recorded under the key.
+    let sold_out = json!({"eventId": event, "section": "S", "userId": "erin", "seatCount": 1});
+    let (status, body) = read(keyed(sold_out, "k-1").await.expect("request")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let request = json!({"eventId": event, "section": "A", "userId": "erin", "seatCount": 3});
+    let (status, first) = read(keyed(request.clone(), "k-2").await.expect("request")).await;
+    assert_eq!(
+        (status, &first["status"]),
+        (StatusCode::OK, &json!("CONFIRMED"))
+    );
+    // Cancelled: a plain retry would make a new reservation; the same key answers the first.
+    let cancelled = app
+        .client
+        .delete(app.url(&format!(
+            "/api/reservations/{}",
+            first["reservationId"].as_str().expect("id")
+        )))
+        .header("X-User-Id", "erin")
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let (status, again) = read(keyed(request.clone(), "k-2").await.expect("request")).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["reservationId"], first["reservationId"]);
+    assert_eq!(again["status"], "CANCELLED");
+
+    // The refused request's key is free for a request that succeeds.
+    let (status, fresh) = read(keyed(request, "k-1").await.expect("request")).await;
+    assert_eq!(
+        (status, &fresh["status"]),
+        (StatusCode::OK, &json!("CONFIRMED"))
+    );
+    assert_ne!(fresh["reservationId"], first["reservationId"]);
+
+    // The key of another request, or of another user's, is not a key for this one.
+    let other = json!({"eventId": event, "section": "B", "userId": "erin", "seatCount": 1});
+    let (status, body) = read(keyed(other, "k-2").await.expect("request")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "Idempotency-Key");
+    let frank = json!({"eventId": event, "section": "B", "userId": "frank", "seatCount": 1});
+    let (status, body) = read(keyed(frank, "k-2").await.expect("request")).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("CONFIRMED"))
+    );
+    assert_ne!(body["reservationId"], first["reservationId"]);
+
+    let bad = json!({"eventId": event, "section": "B", "userId": "gus", "seatCount": 1});
+    let (status, body) = read(keyed(bad, &"k".repeat(129)).await.expect("request")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "Idempotency-Key");
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 
 #[path = "../support/database.rs"]
 mod database;
+mod redis;
 mod registry;
 use database::fresh_database;
 
