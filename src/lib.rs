@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod config;
+mod embedded_audit;
 mod shared_dedup;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ struct EmbeddedSink {
     read: Arc<ReadModel>,
     status: Arc<StatusCache>,
     waiters: Arc<Waiters>,
+    /// Wakes the embedded audit projection, when there is one.
+    audit: Arc<tokio::sync::Notify>,
 }
 
 impl EmbeddedSink {
@@ -48,6 +51,7 @@ impl CommitSink for EmbeddedSink {
         for record in records {
             self.apply(record);
         }
+        self.audit.notify_one();
     }
 }
 
@@ -159,10 +163,12 @@ impl App {
         let read = Arc::new(ReadModel::new(config.partitions));
         let status = Arc::new(StatusCache::new());
         let waiters = Arc::new(Waiters::new());
+        let wake_audit = Arc::new(tokio::sync::Notify::new());
         let sink = Arc::new(EmbeddedSink {
             read: read.clone(),
             status: status.clone(),
             waiters: waiters.clone(),
+            audit: wake_audit.clone(),
         });
         let (processor, workers) = Processor::start(store.clone(), &processor_config, sink.clone())
             .context("cannot start the seat workers")?;
@@ -174,13 +180,29 @@ impl App {
             dedup.clone(),
             limits(&config),
         );
+        let audit = config
+            .database_url
+            .as_deref()
+            .map(|url| seatflow_projections::audit::AuditStore::new(url, 4))
+            .transpose()
+            .context("cannot set up the audit database pool")?;
+        let stop_audit = Arc::new(AtomicBool::new(false));
+        let audit_task = audit.as_ref().map(|audit| {
+            tokio::spawn(embedded_audit::run(
+                store.clone(),
+                config.partitions,
+                audit.clone(),
+                wake_audit.clone(),
+                stop_audit.clone(),
+            ))
+        });
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState {
             commands,
             read,
             waiters,
             ready: ready.clone(),
-            audit: None,
+            audit,
             redis: None,
             metrics: Arc::default(),
         };
@@ -212,6 +234,12 @@ impl App {
                 // The workers stop when the last handle to them is gone.
                 drop(processor);
                 workers.join();
+                // The audit projection holds the store: it must let go before we return.
+                stop_audit.store(true, Ordering::Release);
+                wake_audit.notify_one();
+                if let Some(task) = audit_task {
+                    let _ = tokio::runtime::Handle::current().block_on(task);
+                }
             }),
             replay,
         })

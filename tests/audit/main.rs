@@ -151,3 +151,160 @@ async fn a_paged_verification_counts_like_a_whole_one() {
         assert_eq!(paged, whole, "pages of {page}");
     }
 }
+
+/// The embedded all-in-one serving on `data_dir` (with `database_url` when given) until the
+/// returned sender is dropped or fired.
+async fn embedded(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let config = seatflow::Config {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_owned(),
+        partitions: 2,
+        database_url: database_url.map(str::to_owned),
+        ..seatflow::Config::default()
+    };
+    let app = seatflow::App::build(config).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (base, stop, server)
+}
+
+async fn reserve(
+    client: &reqwest::Client,
+    base: &str,
+    event: &str,
+    user: &str,
+) -> serde_json::Value {
+    let response = client
+        .post(format!("{base}/api/reservations?wait=5000"))
+        .json(
+            &serde_json::json!({"eventId": event, "section": "A", "userId": user, "seatCount": 2}),
+        )
+        .send()
+        .await
+        .expect("reserve");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_before_it_had_a_database()
+ {
+    let (url, store) = fresh_database().await;
+    let disk = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let mut told: std::collections::HashMap<String, serde_json::Value> = Default::default();
+    let keep = |told: &mut std::collections::HashMap<String, serde_json::Value>,
+                outcome: serde_json::Value| {
+        told.insert(
+            outcome["reservationId"].as_str().expect("id").to_owned(),
+            outcome,
+        );
+    };
+
+    // Without a database: nothing to audit into yet.
+    let (base, stop, server) = embedded(disk.path(), None).await;
+    let response = client
+        .post(format!("{base}/api/events"))
+        .json(&serde_json::json!({"name": "Embedded audit", "sections": [{"section": "A", "rows": 4, "seatsPerRow": 6}]}))
+        .send()
+        .await
+        .expect("create");
+    let event: serde_json::Value = response.json().await.expect("json");
+    let event = event["eventId"].as_str().expect("id").to_owned();
+    for i in 0..3 {
+        keep(
+            &mut told,
+            reserve(&client, &base, &event, &format!("early-{i}")).await,
+        );
+    }
+    let _ = stop.send(());
+    server.await.expect("join").expect("clean stop");
+
+    // With one: the earlier decisions are caught up, the new ones follow, a cancellation too.
+    let (base, stop, server) = embedded(disk.path(), Some(&url)).await;
+    for i in 0..4 {
+        keep(
+            &mut told,
+            reserve(&client, &base, &event, &format!("late-{i}")).await,
+        );
+    }
+    let (cancel_id, cancel_user) = told
+        .iter()
+        .find(|(_, o)| o["status"] == "CONFIRMED")
+        .map(|(id, o)| (id.clone(), o["userId"].as_str().expect("user").to_owned()))
+        .expect("a confirmed reservation");
+    let response = client
+        .delete(format!("{base}/api/reservations/{cancel_id}"))
+        .header("X-User-Id", &cancel_user)
+        .send()
+        .await
+        .expect("cancel");
+    keep(&mut told, response.json().await.expect("json"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = store.all_rows().await.expect("rows");
+        let matches = rows.len() == told.len()
+            && rows.iter().all(|row| {
+                told.get(&row.id.to_string())
+                    .is_some_and(|o| o["status"] == row.status.as_str())
+            });
+        if matches {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit never matched what clients were told: {} rows for {} outcomes",
+            rows.len(),
+            told.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    server.await.expect("join").expect("clean stop");
+
+    // A restart resumes from the stored positions: nothing doubled, nothing missed.
+    let (base, stop, server) = embedded(disk.path(), Some(&url)).await;
+    keep(
+        &mut told,
+        reserve(&client, &base, &event, "after-restart").await,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.count().await.expect("count") < told.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new outcome never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.count().await.expect("count"), told.len() as u64);
+    let cancelled = store
+        .find(uuid::Uuid::parse_str(&cancel_id).expect("uuid"))
+        .await
+        .expect("find")
+        .expect("row");
+    assert_eq!(cancelled.status, "CANCELLED");
+    assert!(cancelled.cancelled_at.is_some());
+    let _ = stop.send(());
+    server.await.expect("join").expect("clean stop");
+}
