@@ -73,6 +73,15 @@ impl SectionDirectory for Directory {
     ) -> Option<seatflow_aggregates::Reservation> {
         self.0.reservation(id)
     }
+
+    fn held_by(
+        &self,
+        user_id: &str,
+        key: &seatflow_aggregates::SectionKey,
+        since: seatflow_aggregates::Millis,
+    ) -> Option<seatflow_aggregates::Reservation> {
+        self.0.held_by(user_id, key, since)
+    }
 }
 
 /// The running HTTP side: the all-in-one embedded process, or a gateway on Kafka.

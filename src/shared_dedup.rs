@@ -1,7 +1,8 @@
-//! De-duplication keys shared by every gateway through Redis (`SET NX EX`), with this gateway's
-//! own claims mirrored in memory: while Redis is down, a retry that reaches this gateway is
-//! still answered with its first reservation (retries reaching another gateway are not: that is
-//! the degradation, counted in `seatflow_redis_*` and warned about once).
+//! De-duplication keys shared by every gateway through Redis (`SET NX GET EX`, made only by
+//! requests that pass the pre-filter), with this gateway's own claims mirrored in memory: while
+//! Redis is down, a retry that reaches this gateway is still answered with its first
+//! reservation (retries reaching another gateway are not: that is the degradation, counted in
+//! `seatflow_redis_*` and warned about once).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,20 +39,12 @@ fn boxed<'a, T>(future: impl Future<Output = T> + Send + 'a) -> DedupFuture<'a, 
 }
 
 impl DedupStore for SharedDedup {
-    // This gateway's own keys are looked up first: no round trip for its own retries, and they
-    // still count after Redis restarted without its data.
+    // Only this gateway's own keys: the look-up every request makes (sold-out ones included)
+    // costs no round trip. Reservations decided through other gateways are found in the read
+    // model, those still in flight there by `claim`, which is atomic in Redis. The mirror also
+    // still answers after Redis restarted without its data.
     fn holder<'a>(&'a self, key: &'a str) -> DedupFuture<'a, Option<ReservationId>> {
-        boxed(async move {
-            if let Some(holder) = self.local.get(key) {
-                return Some(holder);
-            }
-            self.redis
-                .holder(key)
-                .await
-                .ok()
-                .flatten()
-                .map(ReservationId)
-        })
+        boxed(async move { self.local.get(key) })
     }
 
     fn claim<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, Claim> {

@@ -63,6 +63,8 @@ pub trait SectionDirectory: Send + Sync + 'static {
     fn layout(&self, key: &SectionKey) -> Option<Layout>;
     fn event_exists(&self, event_id: &str) -> bool;
     fn reservation(&self, id: ReservationId) -> Option<Reservation>;
+    /// The user's newest CONFIRMED reservation in `key` requested at or after `since`.
+    fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation>;
 }
 
 /// Limits applied to requests.
@@ -262,10 +264,25 @@ impl CommandService {
         let key = SectionKey::new(request.event_id, request.section);
         let dedup_key = Dedup::key(&request.user_id, &key);
 
+        // A retry is answered before the pre-filter (a sold-out section still gives a user the
+        // seats they hold). Both looks are local: the key claimed here, or a reservation decided
+        // anywhere that this process's read model has seen. A retry of a request still in
+        // flight elsewhere is caught by the claim below, the one shared (Redis) call, made only
+        // by requests that pass the pre-filter.
         if let Some(existing) = self.dedup.holder(&dedup_key).await
             && let Some(first) = self.live_reservation(existing)
         {
             return Ok(first);
+        }
+        let window_start = now_millis().saturating_sub(
+            i64::try_from(self.limits.dedup_window.as_millis()).unwrap_or(i64::MAX),
+        );
+        if let Some(held) = self.directory.held_by(&request.user_id, &key, window_start) {
+            return Ok(Accepted {
+                reservation_id: held.id,
+                outcome: Some(held),
+                deduplicated: true,
+            });
         }
 
         let wanted = u32::from(seat_request.seat_count());

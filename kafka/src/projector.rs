@@ -256,7 +256,15 @@ async fn project_redis(
         reader_stop.clone(),
     );
     let mut run = RedisRun::Stopped;
-    while let Some(batch) = to_write.recv().await {
+    loop {
+        // The reader follows its own flag: watch the projector's here.
+        let batch = tokio::select! {
+            batch = to_write.recv() => batch,
+            () = stopped(stop) => None,
+        };
+        let Some(batch) = batch else {
+            break;
+        };
         let next: Vec<(String, i32, i64)> = batch
             .next
             .iter()
@@ -296,6 +304,13 @@ async fn project_redis(
     } else {
         run
     })
+}
+
+/// Resolves once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn decode_redis(

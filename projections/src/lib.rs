@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use seatflow_aggregates::{
-    Event, Layout, Millis, Reservation, ReservationId, SectionKey, SectionState,
+    Event, Layout, Millis, Reservation, ReservationId, SectionKey, SectionState, Status,
 };
 
 /// One section as readers see it.
@@ -171,6 +171,20 @@ impl ReadModel {
             .take(limit)
             .filter_map(|id| self.reservation(*id))
             .collect()
+    }
+
+    /// The user's newest CONFIRMED reservation in `key` requested at or after `since`: the
+    /// reservation a retry gets back, wherever it was decided.
+    pub fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation> {
+        let ids = self.by_user.get(user_id)?.clone();
+        ids.iter().rev().find_map(|id| {
+            self.reservations
+                .get(id)
+                .filter(|r| {
+                    r.status == Status::Confirmed && r.key == *key && r.requested_at >= since
+                })
+                .map(|r| r.clone())
+        })
     }
 
     pub fn section(&self, key: &SectionKey) -> Option<SectionView> {

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::{Pool, Runtime};
-use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use seatflow_aggregates::{SectionKey, SectionStatus};
 use tracing::{info, warn};
@@ -35,8 +34,11 @@ use crate::audit::AuditRow;
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
 /// How long a failing Redis is not asked again.
 const BREAKER_OPEN: Duration = Duration::from_secs(1);
-/// Longest one Redis call may take before it counts as a failure.
-const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// Longest one Redis call may take before it counts as a failure. Generous: in a flash sale's
+/// first second, with the gateway's cores saturated, a healthy local Redis took over 250 ms to
+/// answer some calls (measured). A dead Redis refuses connections at once; a hung one costs the
+/// requests in flight this long, once, then the breaker answers for it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -138,7 +140,7 @@ pub struct RedisReads {
     outcome_ttl: Duration,
     /// One multiplexed connection for the gateway's calls (it pipelines concurrent calls);
     /// taken from the pool, given back up on the first error.
-    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+    shared: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     health: Arc<RedisHealth>,
 }
 
@@ -227,6 +229,23 @@ impl RedisReads {
 
     // ---- calls --------------------------------------------------------------------------------
 
+    /// The shared connection, made once (concurrent callers wait for that one rather than each
+    /// asking the pool).
+    async fn shared_connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut shared = self.shared.lock().await;
+        if let Some(connection) = shared.as_ref() {
+            return Ok(connection.clone());
+        }
+        let taken = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| RedisError::Call(e.to_string()))?;
+        let connection = deadpool_redis::Connection::take(taken);
+        *shared = Some(connection.clone());
+        Ok(connection)
+    }
+
     /// Run one call on the shared connection, through the breaker and within the time limit.
     async fn call<T, F>(&self, call: F) -> Result<T, RedisError>
     where
@@ -235,32 +254,27 @@ impl RedisReads {
         if !self.health.may_try() {
             return Err(RedisError::Unavailable);
         }
+        let mut broken = true;
         let result = tokio::time::timeout(CALL_TIMEOUT, async {
-            let shared = self.shared.lock().clone();
-            let mut connection = match shared {
-                Some(connection) => connection,
-                None => {
-                    let taken = self
-                        .pool
-                        .get()
-                        .await
-                        .map_err(|e| RedisError::Call(e.to_string()))?;
-                    let connection = deadpool_redis::Connection::take(taken);
-                    *self.shared.lock() = Some(connection.clone());
-                    connection
-                }
-            };
-            call(&mut connection)
-                .await
-                .map_err(|e| RedisError::Call(e.to_string()))
+            let mut connection = self.shared_connection().await?;
+            call(&mut connection).await.map_err(|e| {
+                // An error Redis answered leaves the connection fine; a transport one does not.
+                broken = e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout();
+                RedisError::Call(e.to_string())
+            })
         })
         .await
         .unwrap_or(Err(RedisError::Timeout(CALL_TIMEOUT)));
         match &result {
             Ok(_) => self.health.succeeded(),
             Err(e) => {
-                // A fresh connection next time: this one may be broken.
-                self.shared.lock().take();
+                if broken {
+                    // A fresh connection next time.
+                    self.shared.lock().await.take();
+                }
                 self.health.failed(e);
             }
         }

@@ -94,6 +94,22 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
 }
 
+/// SIGTERM, then wait for the exit (at most 30 s: a role that ignores SIGTERM is a bug).
+fn terminate(child: &mut Child) {
+    Process::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Wait (at most a minute: a liveness bound, not a timing claim) until `check` holds.
 async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -404,4 +420,6 @@ async fn the_sale_goes_on_while_redis_restarts_and_the_read_models_are_rebuilt_a
             "{id}"
         );
     }
+    // The projector stops when asked.
+    terminate(&mut children.0[3]);
 }
