@@ -213,7 +213,6 @@ impl App {
             ready: ready.clone(),
             audit,
             redis: None,
-            metrics: Arc::default(),
         };
 
         let (acceptor, port) = bind(&config).await?;
@@ -336,7 +335,6 @@ impl App {
             ready,
             audit,
             redis,
-            metrics: Arc::default(),
         };
         let (acceptor, port) = bind(&config).await?;
         sweep_dedup(local_dedup);
@@ -417,14 +415,33 @@ impl App {
     }
 }
 
-/// Before the read models are rebuilt, API calls would see an empty catalogue: answer 503.
+/// Every request, timed and counted by route pattern and status; before the read models are
+/// rebuilt, API calls would see an empty catalogue: answer 503.
 async fn gate_until_ready<E: Endpoint>(
     ready: &AtomicBool,
     endpoint: Arc<E>,
     request: Request,
 ) -> poem::Result<Response> {
+    let started = Instant::now();
+    let response = answer_when_ready(ready, endpoint, request).await;
+    let route = response
+        .data::<poem::PathPattern>()
+        .map_or("unmatched", |pattern| &pattern.0);
+    seatflow_telemetry::metrics().http_request(
+        route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(response)
+}
+
+async fn answer_when_ready<E: Endpoint>(
+    ready: &AtomicBool,
+    endpoint: Arc<E>,
+    request: Request,
+) -> Response {
     if !ready.load(Ordering::Acquire) && request.uri().path().starts_with("/api/") {
-        return Ok((
+        return (
             poem::http::StatusCode::SERVICE_UNAVAILABLE,
             poem::web::Json(ErrorBody {
                 error: "starting".into(),
@@ -432,9 +449,12 @@ async fn gate_until_ready<E: Endpoint>(
                 field: None,
             }),
         )
-            .into_response());
+            .into_response();
     }
-    Ok(endpoint.call(request).await?.into_response())
+    match endpoint.call(request).await {
+        Ok(output) => output.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

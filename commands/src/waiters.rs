@@ -32,10 +32,12 @@ impl Waiters {
                 .remove_if(&id, |_, senders| senders.iter().all(|s| s.is_closed()));
             return Some(decided);
         }
+        seatflow_telemetry::metrics().parked();
         let outcome = tokio::time::timeout(wait, rx)
             .await
             .ok()
             .and_then(Result::ok);
+        seatflow_telemetry::metrics().unparked();
         if outcome.is_none() {
             // Timed out: drop our closed sender so the table does not grow.
             if let Some(mut senders) = self.parked.get_mut(&id) {

@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use seatflow_aggregates::{Reservation, ReservationId, Seat, SectionKey, Status};
 use seatflow_commands::{CommandService, NewSection, ReserveRequest, Waiters};
 use seatflow_projections::audit::{AuditRow, AuditStore};
 use seatflow_projections::redis::RedisReads;
 use seatflow_projections::{EventView, ReadModel, SectionView};
+use seatflow_telemetry::metrics;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -36,74 +37,6 @@ pub struct AppState {
     /// The Redis read models, when configured: cached event and seat-map answers, outcomes of
     /// reservations decided through other gateways.
     pub redis: Option<RedisReads>,
-    /// Counters behind `/metrics`.
-    pub metrics: Arc<Metrics>,
-}
-
-/// What the gateway counts.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Reservation requests answered with an earlier reservation (a retry, or a repeated
-    /// `Idempotency-Key`).
-    pub dedup_hits: std::sync::atomic::AtomicU64,
-    /// Event and seat-map reads answered from the Redis cache, and those that were not.
-    pub cache_hits: std::sync::atomic::AtomicU64,
-    pub cache_misses: std::sync::atomic::AtomicU64,
-}
-
-impl Metrics {
-    /// The Prometheus text exposition of the counters (and of Redis' health when configured).
-    pub fn render(&self, redis: Option<&RedisReads>) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        metric(
-            "seatflow_dedup_hits_total",
-            "counter",
-            "Reservation requests answered with an earlier reservation.",
-            count(&self.dedup_hits),
-        );
-        metric(
-            "seatflow_read_cache_hits_total",
-            "counter",
-            "Event and seat-map reads answered from the Redis cache.",
-            count(&self.cache_hits),
-        );
-        metric(
-            "seatflow_read_cache_misses_total",
-            "counter",
-            "Event and seat-map reads the Redis cache could not answer.",
-            count(&self.cache_misses),
-        );
-        if let Some(redis) = redis {
-            let health = redis.health();
-            metric(
-                "seatflow_redis_up",
-                "gauge",
-                "1 while Redis answers, 0 from a failed call until one succeeds.",
-                u64::from(health.is_up()),
-            );
-            metric(
-                "seatflow_redis_failures_total",
-                "counter",
-                "Redis calls that failed or timed out.",
-                health.failures(),
-            );
-            metric(
-                "seatflow_redis_skipped_calls_total",
-                "counter",
-                "Redis calls not tried because Redis had just failed (served locally instead).",
-                health.skipped(),
-            );
-        }
-        out
-    }
 }
 
 #[derive(Tags)]
@@ -381,6 +314,20 @@ pub enum Health {
     Starting(Json<HealthDto>),
 }
 
+/// How a refused reservation request is counted.
+fn refusal(error: &seatflow_commands::CommandError) -> &'static str {
+    use seatflow_commands::CommandError;
+    match error {
+        CommandError::PreFiltered(_) => "prefiltered",
+        CommandError::Refused(_) => "rejected",
+        CommandError::Unavailable(_) => "error",
+        CommandError::Invalid { .. }
+        | CommandError::UnknownEvent(_)
+        | CommandError::UnknownSection(_)
+        | CommandError::UnknownReservation(_) => "invalid",
+    }
+}
+
 fn wait_duration(wait: Option<u64>) -> Result<Duration, ApiError> {
     match wait {
         None => Ok(Duration::ZERO),
@@ -617,12 +564,15 @@ impl Api {
             seats,
             idempotency_key: idempotency_key.0,
         };
-        let accepted = self.state.commands.reserve(request.clone(), wait).await?;
+        let accepted = match self.state.commands.reserve(request.clone(), wait).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                metrics().reservation(refusal(&e));
+                return Err(e.into());
+            }
+        };
         if accepted.deduplicated {
-            self.state
-                .metrics
-                .dedup_hits
-                .fetch_add(1, Ordering::Relaxed);
+            metrics().dedup_hit();
         }
         let outcome = match accepted.outcome {
             Some(outcome) => Some(outcome),
@@ -631,12 +581,25 @@ impl Api {
         };
         Ok(match outcome {
             Some(reservation) if !wait.is_zero() && reservation.status != Status::Pending => {
+                metrics().reservation(if accepted.deduplicated {
+                    "deduplicated"
+                } else {
+                    match reservation.status {
+                        Status::Confirmed => "confirmed",
+                        Status::Cancelled => "cancelled",
+                        _ => "rejected",
+                    }
+                });
                 ReservationAnswer::Decided(Json(ReservationDto::from(&reservation)))
             }
-            _ => ReservationAnswer::Pending(Json(ReservationDto::pending(
-                accepted.reservation_id,
-                &request,
-            ))),
+            _ => {
+                // Asked to wait and still undecided: the timeout HighTimeoutRate watches.
+                metrics().reservation(if wait.is_zero() { "pending" } else { "timeout" });
+                ReservationAnswer::Pending(Json(ReservationDto::pending(
+                    accepted.reservation_id,
+                    &request,
+                )))
+            }
         })
     }
 
@@ -768,12 +731,6 @@ impl Api {
         }
     }
 
-    /// Metrics in the Prometheus text format.
-    #[oai(path = "/metrics", method = "get", tag = "Tag::Health")]
-    async fn metrics(&self) -> PlainText<String> {
-        PlainText(self.state.metrics.render(self.state.redis.as_ref()))
-    }
-
     /// The load generator's baseline: parses a reservation request and answers it as PENDING,
     /// touching no state. Shows the HTTP ceiling of the machine beside the real figure.
     #[oai(path = "/bench/echo", method = "post", tag = "Tag::Diagnostics")]
@@ -806,12 +763,7 @@ impl Api {
             .ok()
             .flatten()
             .and_then(|json| serde_json::from_str(&json).ok());
-        let counter = if found.is_some() {
-            &self.state.metrics.cache_hits
-        } else {
-            &self.state.metrics.cache_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        metrics().read_cache(found.is_some());
         found
     }
 

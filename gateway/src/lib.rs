@@ -8,7 +8,7 @@ mod error;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-pub use api::{AppState, MAX_WAIT_MS, Metrics};
+pub use api::{AppState, MAX_WAIT_MS};
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorBody};
 
@@ -19,12 +19,21 @@ pub fn openapi(state: AppState) -> OpenApiService<api::Api, ()> {
     )
 }
 
+/// The process's metrics (OpenMetrics text), for Prometheus.
+#[poem::handler]
+fn prometheus_metrics() -> poem::Response {
+    poem::Response::builder()
+        .content_type(seatflow_telemetry::CONTENT_TYPE)
+        .body(seatflow_telemetry::metrics().encode())
+}
+
 /// Every route of the gateway.
 pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi(state);
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
     Route::new()
+        .at("/metrics", poem::get(prometheus_metrics))
         .at("/openapi.json", spec)
         .nest("/docs", ui)
         .nest("/", api)

@@ -168,7 +168,9 @@ impl Store {
         }
         let mut options = WriteOptions::default();
         options.set_sync(self.sync);
+        let started = std::time::Instant::now();
         self.db.write_opt(write, &options)?;
+        seatflow_telemetry::metrics().rocksdb_write(started.elapsed());
         Ok(())
     }
 

@@ -85,6 +85,7 @@ impl Worker {
     }
 
     fn process(&mut self, batch: &mut Vec<Submission>) {
+        let started = std::time::Instant::now();
         let now = now_millis();
         let mut records = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -119,6 +120,7 @@ impl Worker {
                 self.sink.committed(&commit.records);
             })
         };
+        seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
         match &committed {
             Ok(()) => self.state.committed(),
             Err(e) => {

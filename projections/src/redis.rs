@@ -98,12 +98,15 @@ impl RedisHealth {
         let open = self.now_ms() >= self.closed_until.load(Ordering::Acquire);
         if !open {
             self.skipped.fetch_add(1, Ordering::Relaxed);
+            seatflow_telemetry::metrics().redis_skipped();
         }
         open
     }
 
     fn failed(&self, error: &RedisError) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        seatflow_telemetry::metrics().redis_failed();
+        seatflow_telemetry::metrics().redis_up(false);
         self.closed_until.store(
             self.now_ms() + BREAKER_OPEN.as_millis() as u64,
             Ordering::Release,
@@ -118,6 +121,7 @@ impl RedisHealth {
 
     fn succeeded(&self) {
         if !self.up.load(Ordering::Acquire) && !self.up.swap(true, Ordering::AcqRel) {
+            seatflow_telemetry::metrics().redis_up(true);
             info!("Redis reachable again");
         }
     }
