@@ -33,6 +33,7 @@ pub const SETTINGS: &[&str] = &[
     "redis_url",
     "redis_key_prefix",
     "redis_outcome_ttl_secs",
+    "metrics_bind",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,6 +94,10 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// How long Redis keeps a reservation's outcome, seconds (`SEATFLOW_REDIS_OUTCOME_TTL_SECS`).
     pub redis_outcome_ttl_secs: u64,
+    /// Where the roles without an HTTP API (seat processor, projector) serve `/metrics` and
+    /// `/health/live` (`SEATFLOW_METRICS_BIND`). The gateway and the all-in-one serve them on
+    /// `bind`.
+    pub metrics_bind: String,
 }
 
 impl Default for Config {
@@ -120,6 +125,7 @@ impl Default for Config {
             redis_url: None,
             redis_key_prefix: "seatflow".into(),
             redis_outcome_ttl_secs: 86_400,
+            metrics_bind: "0.0.0.0:9464".into(),
         }
     }
 }
@@ -229,6 +235,12 @@ impl Config {
         if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
             bail!("redis_key_prefix must be a non-empty word without spaces");
         }
+        self.metrics_bind.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "metrics_bind must be an address like 0.0.0.0:9464 (got {:?})",
+                self.metrics_bind
+            )
+        })?;
         if self.redis_outcome_ttl_secs == 0 {
             bail!("redis_outcome_ttl_secs must be at least 1");
         }

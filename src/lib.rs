@@ -457,6 +457,36 @@ async fn answer_when_ready<E: Endpoint>(
     }
 }
 
+/// Serve `/metrics` and `/health/live` on `metrics_bind` for a role without an HTTP API, until
+/// the process ends. Fails at once if the address cannot be bound.
+pub async fn serve_metrics(config: &Config) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = config.metrics_bind.parse()?;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {addr} (metrics_bind)"))?;
+    #[poem::handler]
+    fn metrics() -> Response {
+        Response::builder()
+            .content_type(seatflow_telemetry::CONTENT_TYPE)
+            .body(seatflow_telemetry::metrics().encode())
+    }
+    #[poem::handler]
+    fn live() -> poem::web::Json<serde_json::Value> {
+        poem::web::Json(serde_json::json!({"status": "up"}))
+    }
+    let routes = poem::Route::new()
+        .at("/metrics", poem::get(metrics))
+        .at("/health/live", poem::get(live));
+    tokio::spawn(async move {
+        if let Err(e) = poem::Server::new_with_acceptor(acceptor).run(routes).await {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    info!(%addr, "metrics on /metrics");
+    Ok(())
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -139,7 +139,10 @@ fn main() -> anyhow::Result<()> {
         Some(Role::Projector) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
-            runtime.block_on(run_projector(config))
+            runtime.block_on(async move {
+                seatflow::serve_metrics(&config).await?;
+                run_projector(config).await
+            })
         }
         Some(Role::Migrate) => {
             init_logging("text");
@@ -200,7 +203,10 @@ fn main() -> anyhow::Result<()> {
         Some(Role::SeatProcessor) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
-            runtime.block_on(run_seat_processor(config))
+            runtime.block_on(async move {
+                seatflow::serve_metrics(&config).await?;
+                run_seat_processor(config).await
+            })
         }
         Some(Role::Gateway) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;

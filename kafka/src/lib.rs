@@ -52,6 +52,94 @@ pub(crate) fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// Report a consumer's lag on each partition it is assigned into the metrics: the end of the
+/// partition minus the consumer's position (one watermark query per partition: call it every
+/// few seconds, off any hot path). librdkafka's own statistics were tried first: on topics
+/// without committed offsets they report no lag at all.
+pub(crate) fn report_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>, group: &str) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(topic, partition, std::time::Duration::from_secs(1))
+        else {
+            continue;
+        };
+        let at = match element.offset() {
+            Offset::Offset(at) => at,
+            _ => low,
+        };
+        seatflow_telemetry::metrics().consumer_lag(
+            group,
+            topic,
+            partition,
+            Some((high - at).max(0)),
+        );
+    }
+}
+
+/// Report a consumer group's lag (the end of each partition minus the group's committed offset)
+/// every 5 s from a thread and a client of its own, until `stop`: for the seat processor, whose
+/// loop must not wait for watermark queries and whose offsets are committed with its
+/// transactions.
+pub(crate) fn spawn_group_lag_reporter(
+    brokers: &str,
+    group_id: &str,
+    topic: &str,
+    label: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = client_config(brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let topic = topic.to_owned();
+    std::thread::Builder::new()
+        .name("group-lag".into())
+        .spawn(move || {
+            let every = std::time::Duration::from_secs(5);
+            let mut last = std::time::Instant::now() - every;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if last.elapsed() < every {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                let Ok(metadata) = consumer.fetch_metadata(Some(&topic), every) else {
+                    continue;
+                };
+                let mut wanted = rdkafka::TopicPartitionList::new();
+                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                    wanted.add_partition(&topic, partition.id());
+                }
+                let Ok(committed) = consumer.committed_offsets(wanted, every) else {
+                    continue;
+                };
+                for element in committed.elements() {
+                    let partition = element.partition();
+                    let Ok((low, high)) = consumer.fetch_watermarks(&topic, partition, every)
+                    else {
+                        continue;
+                    };
+                    let at = match element.offset() {
+                        Offset::Offset(at) => at,
+                        _ => low,
+                    };
+                    seatflow_telemetry::metrics().consumer_lag(
+                        label,
+                        &topic,
+                        partition,
+                        Some((high - at).max(0)),
+                    );
+                }
+            }
+        })
+        .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+    Ok(())
+}
+
 /// Forget the partitions whose consumer position reached the end noted for them. The last
 /// records of a transactional topic are commit markers, never delivered: only the position
 /// shows that they were passed. (Asking for it is a round trip to librdkafka's main thread:

@@ -56,6 +56,8 @@ pub enum ProjectorError {
 struct Batch<T> {
     items: T,
     next: BTreeMap<(usize, i32), i64>,
+    /// The newest record's timestamp (epoch milliseconds), for the projection lag.
+    newest: Option<i64>,
 }
 
 impl<T: Default> Default for Batch<T> {
@@ -63,9 +65,23 @@ impl<T: Default> Default for Batch<T> {
         Self {
             items: T::default(),
             next: BTreeMap::new(),
+            newest: None,
         }
     }
 }
+
+/// The lag of a projection that just wrote `batch`: how old its newest record was.
+fn report_lag<T>(projection: &'static str, batch: &Batch<T>) {
+    if let Some(newest) = batch.newest {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let lag = Duration::from_millis(u64::try_from(now - newest).unwrap_or(0));
+        seatflow_telemetry::metrics().projector_lag(projection, lag);
+    }
+}
+
+type ProjectionConsumer = BaseConsumer;
 
 /// Log positions by (topic index, partition).
 type Positions = HashMap<(usize, i32), i64>;
@@ -80,8 +96,8 @@ fn assign(
     group: &str,
     topics: &[String],
     positions: &Positions,
-) -> Result<(BaseConsumer, Option<Positions>), ProjectorError> {
-    let consumer: BaseConsumer = client_config(&config.brokers)
+) -> Result<(ProjectionConsumer, Option<Positions>), ProjectorError> {
+    let consumer: ProjectionConsumer = client_config(&config.brokers)
         .set("group.id", config.topics.name(group))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -118,7 +134,8 @@ fn assign(
 /// Read and decode batches on a thread of its own (the next batch is read while one is
 /// written); they arrive on the returned channel until `stop` or the end of a replay.
 fn spawn_reader<T: Default + Send + 'static>(
-    consumer: BaseConsumer,
+    projection: &'static str,
+    consumer: ProjectionConsumer,
     config: &ProjectorConfig,
     topics: Vec<String>,
     decode: Decode<T>,
@@ -132,7 +149,11 @@ fn spawn_reader<T: Default + Send + 'static>(
     let config = config.clone();
     let reader = std::thread::Builder::new()
         .name("projector-reader".into())
-        .spawn(move || read_batches(&consumer, &config, &topics, decode, &batches, &stop, ends))
+        .spawn(move || {
+            read_batches(
+                projection, &consumer, &config, &topics, decode, &batches, &stop, ends,
+            )
+        })
         .expect("spawn the projector's reader");
     (reader, to_write)
 }
@@ -164,12 +185,24 @@ pub async fn run(
         .map(|(partition, next)| ((0, partition), next))
         .collect();
     let (consumer, ends) = assign(config, "projector", &topics, &positions)?;
-    let (reader, mut to_write) =
-        spawn_reader(consumer, config, topics, decode_audit, ends, stop.clone());
+    let (reader, mut to_write) = spawn_reader(
+        AUDIT_PROJECTION,
+        consumer,
+        config,
+        topics,
+        decode_audit,
+        ends,
+        stop.clone(),
+    );
     while let Some(batch) = to_write.recv().await {
+        let newest = Batch::<()> {
+            newest: batch.newest,
+            ..Batch::default()
+        };
         if !write_audit(store.clone(), stop.clone(), batch, config.writers.max(1)).await {
             break;
         }
+        report_lag(AUDIT_PROJECTION, &newest);
     }
     drop(to_write);
     stop_reader(reader, &stop).await;
@@ -248,6 +281,7 @@ async fn project_redis(
     // The reader has a stop flag of its own: a rebuild stops it without stopping the projector.
     let reader_stop = Arc::new(AtomicBool::new(false));
     let (reader, mut to_write) = spawn_reader(
+        "redis",
         consumer,
         config,
         topics.clone(),
@@ -283,6 +317,7 @@ async fn project_redis(
             break;
         }
         wrote_before = true;
+        report_lag("redis", &batch);
         debug!(
             statuses = batch.items.statuses.len(),
             outcomes = batch.items.outcomes.len(),
@@ -333,8 +368,10 @@ fn decode_redis(
 
 /// Read batches of up to `max_batch` records (waiting at most `linger` after the first) until
 /// `stop` is set, the writer is gone, or (replay) every partition reached its end.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn read_batches<T: Default>(
-    consumer: &BaseConsumer,
+    projection: &'static str,
+    consumer: &ProjectionConsumer,
     config: &ProjectorConfig,
     topics: &[String],
     decode: Decode<T>,
@@ -346,7 +383,12 @@ fn read_batches<T: Default>(
     let total: i64 = ends.as_ref().map_or(0, |ends| ends.values().sum());
     let (mut read, mut reported) = (0u64, Instant::now());
     let topic_index = |name: &str| topics.iter().position(|t| t == name);
+    let mut lag_reported = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        if lag_reported.elapsed() >= Duration::from_secs(5) {
+            crate::report_lag(consumer, projection);
+            lag_reported = Instant::now();
+        }
         if let Some(remaining) = ends.as_mut() {
             // Replay: done once every partition's position reached the end it had at start
             // (the last records are transaction markers, only the position shows them passed).
@@ -384,7 +426,13 @@ fn read_batches<T: Default>(
                 Some(at) => config.linger.saturating_sub(at.elapsed()),
             };
             let message = match consumer.poll(wait) {
-                None => break,
+                None => {
+                    // Nothing more to read and nothing waiting to be written: caught up.
+                    if records == 0 && batches.capacity() == batches.max_capacity() {
+                        seatflow_telemetry::metrics().projector_lag(projection, Duration::ZERO);
+                    }
+                    break;
+                }
                 Some(Err(e)) => {
                     warn!(error = %e, "projector consumer error");
                     break;
@@ -398,6 +446,9 @@ fn read_batches<T: Default>(
                 continue;
             };
             batch.next.insert((topic, partition), offset + 1);
+            if let Some(at) = message.timestamp().to_millis() {
+                batch.newest = Some(batch.newest.map_or(at, |newest| newest.max(at)));
+            }
             match message.payload() {
                 Some(payload) => decode(
                     &mut batch.items,
@@ -426,7 +477,9 @@ async fn write_audit(
     batch: Batch<Vec<AuditRow>>,
     writers: usize,
 ) -> bool {
-    let Batch { items: rows, next } = batch;
+    let Batch {
+        items: rows, next, ..
+    } = batch;
     let started = Instant::now();
     let total = rows.len();
     let lane_of = |partition: i32| partition.rem_euclid(writers as i32) as usize;

@@ -186,6 +186,13 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
 
     let mut tasks: HashMap<i32, PartitionState> = HashMap::new();
     let max_batch = config.max_batch.max(1);
+    crate::spawn_group_lag_reporter(
+        &config.brokers,
+        &group,
+        &names.commands,
+        "seat-processor",
+        stop.clone(),
+    )?;
     while !stop.load(Ordering::Acquire) {
         // Collect a batch; no transaction is open while polling.
         let mut batch = Vec::with_capacity(max_batch);
@@ -394,6 +401,9 @@ fn process_batch(
         watchdog.watch("commit_transaction", || {
             retrying(|| producer.commit_transaction(TXN_TIMEOUT))
         })?;
+        let metrics = seatflow_telemetry::metrics();
+        metrics.transaction_committed(produced.elapsed());
+        metrics.batch_decided(batch.len(), started.elapsed());
         debug!(
             records = batch.len(),
             decide_and_produce_ms = produced.duration_since(started).as_millis() as u64,

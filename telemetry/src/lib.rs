@@ -6,6 +6,7 @@
 //! (tests/ops checks that both read only these).
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,6 +21,18 @@ pub struct HttpLabels {
     /// The route's pattern (`/api/reservations/:reservation_id`), never the raw path.
     pub route: String,
     pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabels {
+    pub projection: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +55,9 @@ pub struct Metrics {
     read_cache_hits: Counter,
     read_cache_misses: Counter,
     dedup_hits: Counter,
+    transaction_commit: Histogram,
+    consumer_lag: Family<LagLabels, Gauge>,
+    projector_lag: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     redis_up: Gauge,
     redis_failures: Counter,
     redis_skipped: Counter,
@@ -112,6 +128,24 @@ impl Metrics {
             "Reservation requests answered with an earlier reservation (a retry, or a repeated Idempotency-Key)",
             dedup_hits.clone(),
         );
+        let transaction_commit = Histogram::new(latency_buckets());
+        registry.register(
+            "seatflow_transaction_commit_seconds",
+            "Sending a batch's offsets to its Kafka transaction and committing it",
+            transaction_commit.clone(),
+        );
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "seatflow_consumer_lag_records",
+            "Records between a consumer's position and the end of its partition (librdkafka's view, every 5 s)",
+            consumer_lag.clone(),
+        );
+        let projector_lag = Family::<ProjectionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "seatflow_projector_lag_seconds",
+            "Age of the newest record a projection has written when it wrote it (0 when caught up)",
+            projector_lag.clone(),
+        );
         let redis_up = Gauge::default();
         registry.register(
             "seatflow_redis_up",
@@ -134,6 +168,9 @@ impl Metrics {
         Self {
             registry,
             dedup_hits,
+            transaction_commit,
+            consumer_lag,
+            projector_lag,
             redis_up,
             redis_failures,
             redis_skipped,
@@ -201,6 +238,33 @@ impl Metrics {
 
     pub fn dedup_hit(&self) {
         self.dedup_hits.inc();
+    }
+
+    pub fn transaction_committed(&self, took: Duration) {
+        self.transaction_commit.observe(took.as_secs_f64());
+    }
+
+    /// A consumer's lag on one partition; `None` forgets the partition (no longer assigned).
+    pub fn consumer_lag(&self, group: &str, topic: &str, partition: i32, lag: Option<i64>) {
+        let labels = LagLabels {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+        };
+        match lag {
+            Some(lag) => {
+                self.consumer_lag.get_or_create(&labels).set(lag);
+            }
+            None => {
+                self.consumer_lag.remove(&labels);
+            }
+        }
+    }
+
+    pub fn projector_lag(&self, projection: &'static str, lag: Duration) {
+        self.projector_lag
+            .get_or_create(&ProjectionLabels { projection })
+            .set(lag.as_secs_f64());
     }
 
     pub fn redis_up(&self, up: bool) {

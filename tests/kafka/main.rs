@@ -175,6 +175,7 @@ impl Sale {
 
     fn processor_with(&self, data_dir: &Path, instance: &str, env: &[(&str, &str)]) -> Child {
         Process::new(env!("CARGO_BIN_EXE_seatflow"))
+            .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
             .envs(env.iter().copied())
             .arg("seat-processor")
             .arg("--data-dir")
@@ -1003,6 +1004,7 @@ async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
 fn projector(topics: &TopicsConfig, database_url: &str) -> Child {
     Process::new(env!("CARGO_BIN_EXE_seatflow"))
         .arg("projector")
+        .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
         .env("SEATFLOW_KAFKA_BROKERS", brokers())
         .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
         .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())

@@ -37,6 +37,7 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 fn seatflow_with(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Process {
     let mut process = Process::new(env!("CARGO_BIN_EXE_seatflow"));
     process
+        .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
         .envs(borrowed(env))
         .env("SEATFLOW_KAFKA_BROKERS", brokers())
         .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
@@ -110,6 +111,18 @@ fn terminate(child: &mut Child) {
     }
 }
 
+/// The `/metrics` lines starting with `prefix`.
+async fn metric_lines(client: &reqwest::Client, base: &str, prefix: &str) -> Vec<String> {
+    let Ok(response) = client.get(format!("{base}/metrics")).send().await else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Wait (at most a minute: a liveness bound, not a timing claim) until `check` holds.
 async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -146,11 +159,24 @@ async fn retries_find_their_first_reservation_on_any_gateway_and_redis_follows_t
     let redis = RedisReads::new(&url, &prefix, Duration::from_secs(3600)).expect("pool");
     let disk = tempfile::tempdir().expect("dir");
     let (port_a, port_b) = (free_port(), free_port());
+    let (processor_metrics, projector_metrics) = (free_port(), free_port());
+    let mut projector_env = env.clone();
+    projector_env.push((
+        "SEATFLOW_METRICS_BIND",
+        format!("127.0.0.1:{projector_metrics}"),
+    ));
     let _children = Children(vec![
-        sale.processor(disk.path(), "p0"),
+        sale.processor_with(
+            disk.path(),
+            "p0",
+            &[(
+                "SEATFLOW_METRICS_BIND",
+                format!("127.0.0.1:{processor_metrics}").as_str(),
+            )],
+        ),
         gateway_with(&topics, "gw-a", 0, port_a, &borrowed(&env)),
         gateway_with(&topics, "gw-b", 1, port_b, &borrowed(&env)),
-        redis_projector(&topics, &env),
+        redis_projector(&topics, &projector_env),
     ]);
     let (a, b) = (
         format!("http://127.0.0.1:{port_a}"),
@@ -251,6 +277,57 @@ async fn retries_find_their_first_reservation_on_any_gateway_and_redis_follows_t
     );
     eventually("gateway B's seat map shows the new sale", async || {
         get_json(&client, seats_url.clone()).await["available"] == 5
+    })
+    .await;
+
+    // The roles without an HTTP API serve their metrics: the seat processor decided 5 commands
+    // (2 sections created, 3 reservations: the retries never became commands) in committed
+    // transactions and reports its lag; the projector reports how far behind it is.
+    let processor = format!("http://127.0.0.1:{processor_metrics}");
+    let decided = metric(
+        &client,
+        &processor,
+        "seatflow_seat_processor_decision_seconds_count",
+    )
+    .await;
+    assert_eq!(decided, 5, "2 sections created + 3 reservations decided");
+    assert!(
+        metric(
+            &client,
+            &processor,
+            "seatflow_transaction_commit_seconds_count"
+        )
+        .await
+            >= 1
+    );
+    eventually(
+        "the seat processor reports no lag on each of its 4 partitions (every 5 s)",
+        async || {
+            let lines = metric_lines(&client, &processor, "seatflow_consumer_lag_records{").await;
+            lines.len() == PARTITIONS as usize
+                && lines
+                    .iter()
+                    .all(|l| l.contains("group=\"seat-processor\"") && l.ends_with(" 0"))
+        },
+    )
+    .await;
+    let projector = format!("http://127.0.0.1:{projector_metrics}");
+    for base in [&processor, &projector] {
+        let live = client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .expect("live");
+        assert_eq!(live.status(), 200, "{base}: the liveness probe's endpoint");
+    }
+    eventually("the Redis projector reports its lag", async || {
+        !metric_lines(
+            &client,
+            &projector,
+            "seatflow_projector_lag_seconds{projection=\"redis\"}",
+        )
+        .await
+        .is_empty()
     })
     .await;
 

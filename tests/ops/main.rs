@@ -374,6 +374,35 @@ async fn the_gateway_probes_point_at_endpoints_that_answer() {
     }
     let _ = stop.send(());
     server.await.expect("join").expect("clean stop");
+
+    // The roles without an HTTP API are probed on their metrics endpoint, which serves
+    // /health/live on `metrics_bind` (0.0.0.0:9464 by default).
+    let default_port: u64 = seatflow::Config::default()
+        .metrics_bind
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .expect("a port");
+    for overlay in OVERLAYS {
+        let objects = render(overlay);
+        for role in ["seatflow-seat-processor", "seatflow-projector"] {
+            let workload = workloads(&objects)
+                .find(|w| w["metadata"]["name"] == role)
+                .expect("workload");
+            let container = &workload["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(
+                container["ports"][0]["containerPort"], default_port,
+                "{overlay}: {role}"
+            );
+            assert_eq!(
+                container["livenessProbe"]["httpGet"]["path"],
+                "/health/live"
+            );
+            assert_eq!(
+                workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+                default_port.to_string()
+            );
+        }
+    }
 }
 
 #[test]
