@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 mod embedded_audit;
+pub mod observability;
 mod shared_dedup;
 
 use std::sync::Arc;
@@ -423,7 +424,20 @@ async fn gate_until_ready<E: Endpoint>(
     request: Request,
 ) -> poem::Result<Response> {
     let started = Instant::now();
-    let response = answer_when_ready(ready, endpoint, request).await;
+    let response = if observability::exporting() {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let headers = request.headers().clone();
+        traced(
+            answer_when_ready(ready, endpoint, request),
+            &method,
+            &path,
+            &headers,
+        )
+        .await
+    } else {
+        answer_when_ready(ready, endpoint, request).await
+    };
     let route = response
         .data::<poem::PathPattern>()
         .map_or("unmatched", |pattern| &pattern.0);
@@ -433,6 +447,29 @@ async fn gate_until_ready<E: Endpoint>(
         started.elapsed(),
     );
     Ok(response)
+}
+
+/// The request's span continues the caller's trace (`traceparent`), if any; its id goes into
+/// every log line written while it is handled.
+async fn traced(
+    answer: impl std::future::Future<Output = Response>,
+    method: &poem::http::Method,
+    path: &str,
+    headers: &poem::http::HeaderMap,
+) -> Response {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{method} {path}"),
+        trace_id = tracing::field::Empty,
+    );
+    let _ = span.set_parent(observability::extract(headers));
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+    tracing::Instrument::instrument(answer, span).await
 }
 
 async fn answer_when_ready<E: Endpoint>(

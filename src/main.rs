@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use seatflow::bench::{self, BenchArgs};
 use seatflow::{App, Config, Overrides};
-use tracing_subscriber::EnvFilter;
 
 // glibc's malloc was the top of the server's profile under load (~20% of CPU); mimalloc's
 // thread-local free lists take that to a few percent.
@@ -118,6 +117,13 @@ enum TopicsAction {
 }
 
 fn main() -> anyhow::Result<()> {
+    let result = run();
+    // Flush the spans still buffered (a no-op without an OTLP endpoint).
+    drop(TRACING.lock().take());
+    result
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -597,14 +603,11 @@ async fn create_topics(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr: stdout is for what a command prints (`log dump` records, `replay`'s report).
+/// Logs (and traces when configured) for the process; `main` drops the guard at the end, which
+/// flushes the spans still buffered.
 fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    *TRACING.lock() = Some(seatflow::observability::init(format));
 }
+
+static TRACING: parking_lot::Mutex<Option<seatflow::observability::TracingGuard>> =
+    parking_lot::Mutex::new(None);

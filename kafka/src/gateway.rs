@@ -197,14 +197,23 @@ impl KafkaBus {
             .encode(&command)
             .map_err(|e| ProcessorError::Transport(e.to_string()))?;
         let reply_to = self.reply_partition.to_string();
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: REPLY_PARTITION_HEADER,
+            value: Some(reply_to.as_bytes()),
+        });
+        // The request's trace continues in the seat processor and the projectors.
+        let traceparent = crate::trace::current_traceparent();
+        if let Some(traceparent) = &traceparent {
+            headers = headers.insert(Header {
+                key: crate::trace::TRACEPARENT,
+                value: Some(traceparent.as_bytes()),
+            });
+        }
         let record = FutureRecord::to(&self.commands_topic)
             .partition(partition)
             .key(key.as_bytes())
             .payload(value.as_slice())
-            .headers(OwnedHeaders::new().insert(Header {
-                key: REPLY_PARTITION_HEADER,
-                value: Some(reply_to.as_bytes()),
-            }));
+            .headers(headers);
         if let Err((e, _)) = self.producer.send(record, Duration::from_secs(10)).await {
             self.pending.lock().remove(&correlation);
             return Err(ProcessorError::Transport(e.to_string()));

@@ -16,6 +16,7 @@ mod projector;
 mod registry;
 mod seat_processor;
 mod topics;
+pub mod trace;
 
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 

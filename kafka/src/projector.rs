@@ -449,6 +449,17 @@ fn read_batches<T: Default>(
             if let Some(at) = message.timestamp().to_millis() {
                 batch.newest = Some(batch.newest.map_or(at, |newest| newest.max(at)));
             }
+            let _traced = crate::trace::child_span(
+                projection,
+                message.headers().and_then(|headers| {
+                    use rdkafka::message::Headers;
+                    headers
+                        .iter()
+                        .find(|h| h.key == crate::trace::TRACEPARENT)
+                        .and_then(|h| h.value)
+                }),
+            )
+            .entered();
             match message.payload() {
                 Some(payload) => decode(
                     &mut batch.items,

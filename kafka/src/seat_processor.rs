@@ -112,6 +112,8 @@ struct Input {
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
     reply_partition: Option<i32>,
+    /// The W3C trace context the command came with.
+    traceparent: Option<Vec<u8>>,
 }
 
 struct Names {
@@ -219,6 +221,12 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                         reply_partition,
+                        traceparent: message.headers().and_then(|headers| {
+                            headers
+                                .iter()
+                                .find(|h| h.key == crate::trace::TRACEPARENT)
+                                .and_then(|h| h.value.map(<[u8]>::to_vec))
+                        }),
                     });
                 }
             }
@@ -302,6 +310,9 @@ fn process_batch(
                     continue;
                 }
             };
+            let _traced =
+                crate::trace::child_span("seat-processor decide", input.traceparent.as_deref())
+                    .entered();
             let decided = task.decide(&command, now)?;
             let key = command.key().routing_key();
             for event in &decided.events {
@@ -316,10 +327,13 @@ fn process_batch(
                     let value = value.map_err(encode_error)?;
                     send(
                         producer,
-                        BaseRecord::to(topic)
-                            .partition(input.partition)
-                            .key(key.as_bytes())
-                            .payload(value.as_slice()),
+                        traced(
+                            BaseRecord::to(topic)
+                                .partition(input.partition)
+                                .key(key.as_bytes())
+                                .payload(value.as_slice()),
+                            input.traceparent.as_deref(),
+                        ),
                     )?;
                 }
                 completed
@@ -341,10 +355,13 @@ fn process_batch(
                 let value = names.wire.encode(&reply).map_err(encode_error)?;
                 send(
                     producer,
-                    BaseRecord::to(&names.replies)
-                        .partition(reply_partition)
-                        .key(reply.correlation_id.as_bytes())
-                        .payload(value.as_slice()),
+                    traced(
+                        BaseRecord::to(&names.replies)
+                            .partition(reply_partition)
+                            .key(reply.correlation_id.as_bytes())
+                            .payload(value.as_slice()),
+                        input.traceparent.as_deref(),
+                    ),
                 )?;
             }
         }
@@ -575,6 +592,20 @@ fn flush(producer: &BaseProducer) -> Result<(), KafkaError> {
 }
 
 /// Queue a record, waiting for room if the producer's queue is full.
+/// The record with the command's trace context, if it came with one.
+fn traced<'a>(
+    record: BaseRecord<'a, [u8], [u8]>,
+    traceparent: Option<&'a [u8]>,
+) -> BaseRecord<'a, [u8], [u8]> {
+    match traceparent {
+        Some(traceparent) => record.headers(OwnedHeaders::new().insert(Header {
+            key: crate::trace::TRACEPARENT,
+            value: Some(traceparent),
+        })),
+        None => record,
+    }
+}
+
 fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
     loop {
         match producer.send(record) {

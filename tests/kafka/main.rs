@@ -22,6 +22,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 mod database;
 mod redis;
 mod registry;
+mod telemetry;
 use database::fresh_database;
 
 const PARTITIONS: i32 = 4;

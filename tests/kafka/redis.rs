@@ -16,21 +16,21 @@ use super::{
     kill, post, wait_ready,
 };
 
-fn redis_url() -> String {
+pub(super) fn redis_url() -> String {
     std::env::var("SEATFLOW_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("SEATFLOW_TEST_REDIS_URL is not set: run the tests with ops/test (it starts Redis)")
     })
 }
 
 /// The environment that points a process at a Redis and a key prefix.
-fn redis_env(url: &str, prefix: &str) -> Vec<(&'static str, String)> {
+pub(super) fn redis_env(url: &str, prefix: &str) -> Vec<(&'static str, String)> {
     vec![
         ("SEATFLOW_REDIS_URL", url.to_owned()),
         ("SEATFLOW_REDIS_KEY_PREFIX", prefix.to_owned()),
     ]
 }
 
-fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub(super) fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -50,7 +50,7 @@ fn seatflow_with(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Proce
 }
 
 /// A projector writing the Redis read models only.
-fn redis_projector(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Child {
+pub(super) fn redis_projector(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Child {
     seatflow_with(topics, env)
         .arg("projector")
         .spawn()
@@ -124,7 +124,7 @@ async fn metric_lines(client: &reqwest::Client, base: &str, prefix: &str) -> Vec
 }
 
 /// Wait (at most a minute: a liveness bound, not a timing claim) until `check` holds.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub(super) async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check().await {
         assert!(Instant::now() < deadline, "never: {what}");
