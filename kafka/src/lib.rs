@@ -58,14 +58,27 @@ pub(crate) fn client_config(brokers: &str) -> ClientConfig {
 /// few seconds, off any hot path). librdkafka's own statistics were tried first: on topics
 /// without committed offsets they report no lag at all.
 pub(crate) fn report_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>, group: &str) {
-    let Ok(positions) = consumer.position() else {
-        return;
-    };
-    for element in positions.elements() {
+    if let Ok(positions) = consumer.position() {
+        report_lag_from(
+            consumer,
+            group,
+            &positions,
+            std::time::Duration::from_secs(1),
+        );
+    }
+}
+
+/// The lag of each partition of `offsets` (where a consumer is, or what a group committed):
+/// the partition's end minus that offset (its beginning when there is none yet).
+fn report_lag_from<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    label: &str,
+    offsets: &rdkafka::TopicPartitionList,
+    timeout: std::time::Duration,
+) {
+    for element in offsets.elements() {
         let (topic, partition) = (element.topic(), element.partition());
-        let Ok((low, high)) =
-            consumer.fetch_watermarks(topic, partition, std::time::Duration::from_secs(1))
-        else {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
             continue;
         };
         let at = match element.offset() {
@@ -73,7 +86,7 @@ pub(crate) fn report_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>, group: 
             _ => low,
         };
         seatflow_telemetry::metrics().consumer_lag(
-            group,
+            label,
             topic,
             partition,
             Some((high - at).max(0)),
@@ -115,25 +128,8 @@ pub(crate) fn spawn_group_lag_reporter(
                 for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
                     wanted.add_partition(&topic, partition.id());
                 }
-                let Ok(committed) = consumer.committed_offsets(wanted, every) else {
-                    continue;
-                };
-                for element in committed.elements() {
-                    let partition = element.partition();
-                    let Ok((low, high)) = consumer.fetch_watermarks(&topic, partition, every)
-                    else {
-                        continue;
-                    };
-                    let at = match element.offset() {
-                        Offset::Offset(at) => at,
-                        _ => low,
-                    };
-                    seatflow_telemetry::metrics().consumer_lag(
-                        label,
-                        &topic,
-                        partition,
-                        Some((high - at).max(0)),
-                    );
+                if let Ok(committed) = consumer.committed_offsets(wanted, every) {
+                    report_lag_from(&consumer, label, &committed, every);
                 }
             }
         })
