@@ -8,6 +8,8 @@ use seatflow_projections::audit::AuditRow;
 
 #[path = "../support/database.rs"]
 mod database;
+#[path = "../support/embedded.rs"]
+mod embedded;
 use database::fresh_database;
 
 fn row(n: u128, status: &str, completed_at: DateTime<Utc>, offset: i64) -> AuditRow {
@@ -152,41 +154,16 @@ async fn a_paged_verification_counts_like_a_whole_one() {
     }
 }
 
-/// The embedded all-in-one serving on `data_dir` (with `database_url` when given) until the
-/// returned sender is dropped or fired.
-async fn embedded(
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let config = seatflow::Config {
+/// The embedded all-in-one on `data_dir`, with `database_url` when given.
+async fn embedded(data_dir: &std::path::Path, database_url: Option<&str>) -> embedded::Embedded {
+    embedded::start(seatflow::Config {
         bind: "127.0.0.1:0".into(),
         data_dir: data_dir.to_owned(),
         partitions: 2,
         database_url: database_url.map(str::to_owned),
         ..seatflow::Config::default()
-    };
-    let app = seatflow::App::build(config).await.expect("app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(std::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (base, stop, server)
+    })
+    .await
 }
 
 async fn reserve(
@@ -223,7 +200,8 @@ async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_befor
     };
 
     // Without a database: nothing to audit into yet.
-    let (base, stop, server) = embedded(disk.path(), None).await;
+    let app = embedded(disk.path(), None).await;
+    let base = app.base.clone();
     let response = client
         .post(format!("{base}/api/events"))
         .json(&serde_json::json!({"name": "Embedded audit", "sections": [{"section": "A", "rows": 4, "seatsPerRow": 6}]}))
@@ -238,11 +216,11 @@ async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_befor
             reserve(&client, &base, &event, &format!("early-{i}")).await,
         );
     }
-    let _ = stop.send(());
-    server.await.expect("join").expect("clean stop");
+    app.stop().await;
 
     // With one: the earlier decisions are caught up, the new ones follow, a cancellation too.
-    let (base, stop, server) = embedded(disk.path(), Some(&url)).await;
+    let app = embedded(disk.path(), Some(&url)).await;
+    let base = app.base.clone();
     for i in 0..4 {
         keep(
             &mut told,
@@ -280,11 +258,11 @@ async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_befor
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    server.await.expect("join").expect("clean stop");
+    app.stop().await;
 
     // A restart resumes from the stored positions: nothing doubled, nothing missed.
-    let (base, stop, server) = embedded(disk.path(), Some(&url)).await;
+    let app = embedded(disk.path(), Some(&url)).await;
+    let base = app.base.clone();
     keep(
         &mut told,
         reserve(&client, &base, &event, "after-restart").await,
@@ -305,6 +283,5 @@ async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_befor
         .expect("row");
     assert_eq!(cancelled.status, "CANCELLED");
     assert!(cancelled.cancelled_at.is_some());
-    let _ = stop.send(());
-    server.await.expect("join").expect("clean stop");
+    app.stop().await;
 }

@@ -3,7 +3,9 @@
 //! process-wide, and other tests' requests would count too.
 
 use std::collections::HashMap;
-use std::time::Duration;
+
+#[path = "../support/embedded.rs"]
+mod embedded;
 
 use serde_json::json;
 
@@ -21,29 +23,15 @@ fn samples(text: &str) -> HashMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_a_small_sale_did() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = seatflow::Config {
+    let app = embedded::start(seatflow::Config {
         bind: "127.0.0.1:0".into(),
         data_dir: dir.path().to_owned(),
         partitions: 2,
         ..seatflow::Config::default()
-    };
-    let app = seatflow::App::build(config).await.expect("app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(std::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
     // One section of 2 x 3 seats: three pairs sell it out.
     let created: serde_json::Value = client
@@ -153,6 +141,5 @@ async fn metrics_count_what_a_small_sale_did() {
     );
     assert_eq!(value("seatflow_redis_failures_total"), 0.0);
 
-    let _ = stop.send(());
-    server.await.expect("join").expect("clean stop");
+    app.stop().await;
 }

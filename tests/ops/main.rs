@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../support/embedded.rs"]
+mod embedded;
+
 const OVERLAYS: [&str; 2] = ["dev", "prod"];
 const ROLES: [&str; 3] = [
     "seatflow-gateway",
@@ -322,18 +325,14 @@ fn every_setting_and_command_the_manifests_use_exists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_probes_point_at_endpoints_that_answer() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = seatflow::Config {
+    let app = embedded::start(seatflow::Config {
         bind: "127.0.0.1:0".into(),
         data_dir: dir.path().to_owned(),
         partitions: 1,
         ..seatflow::Config::default()
-    };
-    let app = seatflow::App::build(config).await.expect("app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
     for overlay in OVERLAYS {
         let objects = render(overlay);
@@ -372,8 +371,7 @@ async fn the_gateway_probes_point_at_endpoints_that_answer() {
             }
         }
     }
-    let _ = stop.send(());
-    server.await.expect("join").expect("clean stop");
+    app.stop().await;
 
     // The roles without an HTTP API are probed on their metrics endpoint, which serves
     // /health/live on `metrics_bind` (0.0.0.0:9464 by default).
