@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 mod embedded_audit;
 pub mod observability;
+pub mod otlp_metrics;
 mod shared_dedup;
 
 use std::sync::Arc;

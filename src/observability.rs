@@ -1,8 +1,11 @@
-//! Logs and traces. Logs go to stderr (text, or JSON with `log_format = "json"`), filtered by
+//! Logs, traces and the metrics push. Logs go to stderr (text, or JSON with `log_format = "json"`), filtered by
 //! `RUST_LOG`. With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans also go to an OpenTelemetry
 //! collector by OTLP (HTTP/protobuf), sampled as `OTEL_TRACES_SAMPLER` / `_ARG` say (k8s:
 //! `traceidratio`, 0.1), named by `OTEL_SERVICE_NAME`; the W3C `traceparent` carries a trace
 //! from an HTTP request through the Kafka records to the seat processor and the projectors.
+//! The same endpoint also receives the metrics ([`crate::otlp_metrics`]). Every export names
+//! the process by `service.name` and `service.instance.id` (the pod's name, `HOSTNAME`, in
+//! Kubernetes), plus `OTEL_RESOURCE_ATTRIBUTES`.
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -22,22 +25,43 @@ pub fn exporting() -> bool {
     EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Flushes the spans still buffered when the process ends.
+/// Flushes the spans still buffered and pushes the metrics a last time when the process ends.
 #[derive(Debug)]
-pub struct TracingGuard(Option<SdkTracerProvider>);
+pub struct TracingGuard {
+    provider: Option<SdkTracerProvider>,
+    metrics: Option<crate::otlp_metrics::MetricsPush>,
+}
 
 impl Drop for TracingGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.0.take() {
+        if let Some(provider) = self.provider.take() {
             let _ = provider.shutdown();
         }
+        drop(self.metrics.take());
     }
 }
 
 /// Set up logging (and tracing, when an OTLP endpoint is configured) for the process.
 pub fn init(format: &str) -> TracingGuard {
+    let resource = resource();
+    let provider = init_logs_and_traces(format, &resource);
+    let metrics = crate::otlp_metrics::PushConfig::from_env(|name| std::env::var(name).ok())
+        .and_then(|config| {
+            let attributes = resource
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.as_str().into_owned()))
+                .collect();
+            crate::otlp_metrics::start(config, attributes)
+        });
+    TracingGuard { provider, metrics }
+}
+
+fn init_logs_and_traces(
+    format: &str,
+    resource: &opentelemetry_sdk::Resource,
+) -> Option<SdkTracerProvider> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let Some(provider) = otlp_provider() else {
+    let Some(provider) = otlp_provider(resource) else {
         // Logs only: the plain subscriber (a per-layer filter costs the hot path measurably).
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter())
@@ -47,7 +71,7 @@ pub fn init(format: &str) -> TracingGuard {
         } else {
             builder.init();
         }
-        return TracingGuard(None);
+        return None;
     };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if format == "json" {
@@ -66,10 +90,39 @@ pub fn init(format: &str) -> TracingGuard {
     EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
-    TracingGuard(Some(provider))
+    Some(provider)
 }
 
-fn otlp_provider() -> Option<SdkTracerProvider> {
+/// This process, for a collector: `service.name` (`OTEL_SERVICE_NAME`, else `seatflow`),
+/// `OTEL_RESOURCE_ATTRIBUTES`, and a `service.instance.id` unless those name one — several
+/// pods' cumulative counters under one identity would be read as one counter going up and down.
+fn resource() -> opentelemetry_sdk::Resource {
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "seatflow".to_owned());
+    let named = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    let instance = opentelemetry::Key::from_static_str("service.instance.id");
+    if named.get(&instance).is_some() {
+        return named;
+    }
+    // Kubernetes sets HOSTNAME to the pod's name; elsewhere several processes share a host.
+    let id = std::env::var("HOSTNAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|host| host.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        format!("{host}-{}", std::process::id())
+    });
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(
+            named
+                .iter()
+                .map(|(key, value)| opentelemetry::KeyValue::new(key.clone(), value.clone())),
+        )
+        .with_attribute(opentelemetry::KeyValue::new(instance, id))
+        .build()
+}
+
+fn otlp_provider(resource: &opentelemetry_sdk::Resource) -> Option<SdkTracerProvider> {
     std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|endpoint| !endpoint.is_empty())?;
@@ -83,15 +136,10 @@ fn otlp_provider() -> Option<SdkTracerProvider> {
             return None;
         }
     };
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "seatflow".to_owned());
     Some(
         SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(
-                opentelemetry_sdk::Resource::builder()
-                    .with_service_name(service)
-                    .build(),
-            )
+            .with_resource(resource.clone())
             .build(),
     )
 }

@@ -146,7 +146,12 @@ impl KafkaBus {
                             .payload()
                             .and_then(|bytes| wire.decode::<CommandReply>(bytes).ok())
                         else {
-                            warn!(offset = message.offset(), "undecodable reply skipped");
+                            warn!(
+                                offset = message.offset(),
+                                trace_id =
+                                    crate::trace::trace_id(crate::trace::traceparent(&message)),
+                                "undecodable reply skipped"
+                            );
                             continue;
                         };
                         on_reply(&reply);
@@ -331,14 +336,26 @@ pub fn follow(
                 if message.topic() == status_topic {
                     match wire.decode::<SectionStatus>(payload) {
                         Ok(status) => feed.status(&status),
-                        Err(e) => warn!(error = %e, "undecodable section status skipped"),
+                        Err(e) => warn!(
+                            partition = message.partition(),
+                            offset = message.offset(),
+                            trace_id = crate::trace::trace_id(crate::trace::traceparent(&message)),
+                            error = %e,
+                            "undecodable section status skipped"
+                        ),
                     }
                 } else {
                     match wire.decode::<Event>(payload) {
                         Ok(event) => {
                             feed.event(message.partition() as u32, message.offset(), &event)
                         }
-                        Err(e) => warn!(error = %e, "undecodable outcome skipped"),
+                        Err(e) => warn!(
+                            partition = message.partition(),
+                            offset = message.offset(),
+                            trace_id = crate::trace::trace_id(crate::trace::traceparent(&message)),
+                            error = %e,
+                            "undecodable outcome skipped"
+                        ),
                     }
                 }
                 let slot = (message.topic().to_owned(), message.partition());

@@ -86,8 +86,9 @@ type ProjectionConsumer = BaseConsumer;
 /// Log positions by (topic index, partition).
 type Positions = HashMap<(usize, i32), i64>;
 
-/// Adds one record to what a batch holds: `(items, topic index, partition, offset, payload)`.
-type Decode<T> = fn(&mut T, &Wire, usize, i32, i64, &[u8]);
+/// Adds one record to what a batch holds: `(items, topic index, partition, offset, payload)`;
+/// a record it cannot read is skipped, and why is logged with the record's trace id.
+type Decode<T> = fn(&mut T, &Wire, usize, i32, i64, &[u8]) -> Result<(), String>;
 
 /// A consumer assigned to `topics` from `positions` (keyed by topic index; the beginning where
 /// none is stored), with the ends to stop at in replay mode.
@@ -216,15 +217,18 @@ fn decode_audit(
     partition: i32,
     offset: i64,
     payload: &[u8],
-) {
+) -> Result<(), String> {
     match wire.decode::<Event>(payload) {
-        Ok(Event::ReservationCompleted(completed)) => rows.push(AuditRow::from_reservation(
-            &completed.reservation,
-            partition,
-            offset,
-        )),
-        Ok(Event::SectionInitialized(_)) => {}
-        Err(e) => warn!(partition, offset, error = %e, "undecodable outcome skipped"),
+        Ok(Event::ReservationCompleted(completed)) => {
+            rows.push(AuditRow::from_reservation(
+                &completed.reservation,
+                partition,
+                offset,
+            ));
+            Ok(())
+        }
+        Ok(Event::SectionInitialized(_)) => Ok(()),
+        Err(e) => Err(format!("undecodable outcome: {e}")),
     }
 }
 
@@ -355,14 +359,15 @@ fn decode_redis(
     partition: i32,
     offset: i64,
     payload: &[u8],
-) {
+) -> Result<(), String> {
     if topic == 0 {
-        match wire.decode::<SectionStatus>(payload) {
-            Ok(status) => batch.statuses.push(status),
-            Err(e) => warn!(partition, offset, error = %e, "undecodable section status skipped"),
-        }
+        let status = wire
+            .decode::<SectionStatus>(payload)
+            .map_err(|e| format!("undecodable section status: {e}"))?;
+        batch.statuses.push(status);
+        Ok(())
     } else {
-        decode_audit(&mut batch.outcomes, wire, topic, partition, offset, payload);
+        decode_audit(&mut batch.outcomes, wire, topic, partition, offset, payload)
     }
 }
 
@@ -449,18 +454,9 @@ fn read_batches<T: Default>(
             if let Some(at) = message.timestamp().to_millis() {
                 batch.newest = Some(batch.newest.map_or(at, |newest| newest.max(at)));
             }
-            let _traced = crate::trace::child_span(
-                projection,
-                message.headers().and_then(|headers| {
-                    use rdkafka::message::Headers;
-                    headers
-                        .iter()
-                        .find(|h| h.key == crate::trace::TRACEPARENT)
-                        .and_then(|h| h.value)
-                }),
-            )
-            .entered();
-            match message.payload() {
+            let traceparent = crate::trace::traceparent(&message);
+            let _traced = crate::trace::child_span(projection, traceparent).entered();
+            let decoded = match message.payload() {
                 Some(payload) => decode(
                     &mut batch.items,
                     &config.wire,
@@ -469,7 +465,17 @@ fn read_batches<T: Default>(
                     offset,
                     payload,
                 ),
-                None => warn!(partition, offset, "empty record skipped"),
+                None => Err("empty record".to_owned()),
+            };
+            if let Err(reason) = decoded {
+                warn!(
+                    topic = message.topic(),
+                    partition,
+                    offset,
+                    trace_id = crate::trace::trace_id(traceparent),
+                    %reason,
+                    "record skipped"
+                );
             }
         }
         read += records as u64;

@@ -221,12 +221,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                         reply_partition,
-                        traceparent: message.headers().and_then(|headers| {
-                            headers
-                                .iter()
-                                .find(|h| h.key == crate::trace::TRACEPARENT)
-                                .and_then(|h| h.value.map(<[u8]>::to_vec))
-                        }),
+                        traceparent: crate::trace::traceparent(&message).map(<[u8]>::to_vec),
                     });
                 }
             }
@@ -293,7 +288,13 @@ fn process_batch(
                         Some(Err(e)) => e.to_string(),
                         _ => "empty record".to_owned(),
                     };
-                    warn!(partition = input.partition, offset = input.offset, %reason, "command to dead-letter");
+                    warn!(
+                        partition = input.partition,
+                        offset = input.offset,
+                        trace_id = crate::trace::trace_id(input.traceparent.as_deref()),
+                        %reason,
+                        "command to dead-letter"
+                    );
                     let headers = OwnedHeaders::new().insert(Header {
                         key: ERROR_HEADER,
                         value: Some(reason.as_bytes()),

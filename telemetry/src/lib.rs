@@ -2,12 +2,18 @@
 //! the Prometheus text format. Process-wide (a `static`): the gateway, the workers and the Kafka
 //! clients of one process report into the same families, as one scrape target.
 //!
+//! [`Metrics::otlp_request`] is the same registry as an OTLP export request, for a collector
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`): pushed and scraped values always agree.
+//!
 //! Names are the contract of `ops/prometheus/alerts.yml` and `ops/grafana/seatflow.json`
 //! (tests/ops checks that both read only these).
 
+pub mod exposition;
+pub mod otlp;
+
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -46,6 +52,8 @@ pub struct OutcomeLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// When counting began: the start of every exported point.
+    started: SystemTime,
     http: Family<HttpLabels, Histogram>,
     reservations: Family<OutcomeLabels, Counter>,
     pending: Gauge,
@@ -167,6 +175,7 @@ impl Metrics {
         );
         Self {
             registry,
+            started: SystemTime::now(),
             dedup_hits,
             transaction_commit,
             consumer_lag,
@@ -285,6 +294,28 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    /// Every metric as one OTLP export request (protobuf) from `resource`'s attributes
+    /// (`service.name`, `service.instance.id`, ...), taken now.
+    pub fn otlp_request(
+        &self,
+        resource: &[(String, String)],
+    ) -> Result<Vec<u8>, exposition::ParseError> {
+        let families = exposition::parse(&self.encode())?;
+        let unix_nanos = |at: SystemTime| {
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64)
+        };
+        let window = otlp::Window {
+            start_unix_nano: unix_nanos(self.started),
+            now_unix_nano: unix_nanos(SystemTime::now()),
+        };
+        Ok(prost::Message::encode_to_vec(&otlp::request(
+            &families, resource, window,
+        )))
     }
 }
 

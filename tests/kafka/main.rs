@@ -175,7 +175,15 @@ impl Sale {
     }
 
     fn processor_with(&self, data_dir: &Path, instance: &str, env: &[(&str, &str)]) -> Child {
-        Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        self.processor_command(data_dir, instance, env)
+            .spawn()
+            .expect("seatflow seat-processor starts")
+    }
+
+    /// The seat processor's command line, to adjust before it is spawned.
+    fn processor_command(&self, data_dir: &Path, instance: &str, env: &[(&str, &str)]) -> Process {
+        let mut process = Process::new(env!("CARGO_BIN_EXE_seatflow"));
+        process
             .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
             .envs(env.iter().copied())
             .arg("seat-processor")
@@ -198,9 +206,8 @@ impl Sale {
                 std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::inherit()) // logs; quiet unless SEATFLOW_TEST_PROCESSOR_LOG is set
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("seatflow seat-processor starts")
+            .stderr(Stdio::inherit());
+        process
     }
 
     /// Read the committed outcomes until every reservation id has one (or time runs out), then

@@ -34,7 +34,7 @@ pub(super) fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static s
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn seatflow_with(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Process {
+pub(super) fn seatflow_with(topics: &TopicsConfig, env: &[(&'static str, String)]) -> Process {
     let mut process = Process::new(env!("CARGO_BIN_EXE_seatflow"));
     process
         .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
