@@ -425,7 +425,7 @@ async fn gate_until_ready<E: Endpoint>(
     request: Request,
 ) -> poem::Result<Response> {
     let started = Instant::now();
-    let response = if observability::exporting() {
+    let response = if observability::trace_request(request.headers()) {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let headers = request.headers().clone();
