@@ -333,30 +333,23 @@ pub fn follow(
                 };
                 let Ok(message) = message else { continue };
                 let payload = message.payload().unwrap_or_default();
-                if message.topic() == status_topic {
-                    match wire.decode::<SectionStatus>(payload) {
-                        Ok(status) => feed.status(&status),
-                        Err(e) => warn!(
-                            partition = message.partition(),
-                            offset = message.offset(),
-                            trace_id = crate::trace::trace_id(crate::trace::traceparent(&message)),
-                            error = %e,
-                            "undecodable section status skipped"
-                        ),
-                    }
+                let decoded = if message.topic() == status_topic {
+                    wire.decode::<SectionStatus>(payload)
+                        .map(|status| feed.status(&status))
                 } else {
-                    match wire.decode::<Event>(payload) {
-                        Ok(event) => {
-                            feed.event(message.partition() as u32, message.offset(), &event)
-                        }
-                        Err(e) => warn!(
-                            partition = message.partition(),
-                            offset = message.offset(),
-                            trace_id = crate::trace::trace_id(crate::trace::traceparent(&message)),
-                            error = %e,
-                            "undecodable outcome skipped"
-                        ),
-                    }
+                    wire.decode::<Event>(payload).map(|event| {
+                        feed.event(message.partition() as u32, message.offset(), &event)
+                    })
+                };
+                if let Err(e) = decoded {
+                    warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        trace_id = crate::trace::trace_id(crate::trace::traceparent(&message)),
+                        error = %e,
+                        "undecodable record skipped"
+                    );
                 }
                 let slot = (message.topic().to_owned(), message.partition());
                 if behind
