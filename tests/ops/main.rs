@@ -322,6 +322,55 @@ fn every_setting_and_command_the_manifests_use_exists() {
     }
 }
 
+/// Every role's metrics reach Prometheus exactly once: each pod is scraped on a port it
+/// declares, and the OTLP push of the same numbers is off (both would count every series
+/// twice). The tracing settings are ones seatflow supports, at the seed's 10 %.
+#[test]
+fn every_roles_metrics_are_scraped_once_and_traces_are_sampled_at_a_tenth() {
+    for overlay in OVERLAYS {
+        let objects = render(overlay);
+        let config = config(&objects);
+        assert_eq!(
+            config.get("OTEL_METRICS_EXPORTER").map(String::as_str),
+            Some("none"),
+            "{overlay}: the pods are scraped, so the OTLP metrics push must be off"
+        );
+        let ratio = seatflow::observability::root_ratio(
+            config.get("OTEL_TRACES_SAMPLER").map(String::as_str),
+            config.get("OTEL_TRACES_SAMPLER_ARG").map(String::as_str),
+        );
+        assert_eq!(ratio, Ok(0.1), "{overlay}: the trace sampler");
+        for role in ROLES {
+            let workload = workloads(&objects)
+                .find(|w| w["metadata"]["name"] == role)
+                .unwrap_or_else(|| panic!("{overlay}: no {role}"));
+            let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(
+                annotations["prometheus.io/scrape"], "true",
+                "{overlay}: {role}"
+            );
+            assert_eq!(
+                annotations["prometheus.io/path"], "/metrics",
+                "{overlay}: {role}"
+            );
+            let port: u64 = annotations["prometheus.io/port"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("{overlay}: {role} names no scrape port"));
+            let declared = pod_spec(workload)["containers"]
+                .as_array()
+                .expect("containers")
+                .iter()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .any(|p| p["containerPort"] == port);
+            assert!(
+                declared,
+                "{overlay}: {role} is scraped on {port}, a port it does not declare"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_probes_point_at_endpoints_that_answer() {
     let dir = tempfile::tempdir().expect("dir");
