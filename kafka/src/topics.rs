@@ -138,6 +138,8 @@ pub enum TopicError {
     },
     #[error("topic {0} is not in the cluster's metadata")]
     Missing(String),
+    #[error("topic {0} was created but its partitions have no leader after {1:?}")]
+    NotReady(String, Duration),
 }
 
 /// What `create_topics` did with a topic.
@@ -190,7 +192,13 @@ pub async fn create_topics(
     let mut statuses = Vec::with_capacity(specs.len());
     for (spec, result) in specs.iter().zip(results) {
         match result {
-            Ok(_) => statuses.push((spec.name.clone(), TopicStatus::Created)),
+            Ok(_) => {
+                // Created means usable: the broker answering the next metadata request (a
+                // role starting right after the topics Job, a describe) may not know the topic
+                // for a moment yet (seen on a freshly started broker).
+                wait_for_leaders(&admin, &spec.name, spec.partitions).await?;
+                statuses.push((spec.name.clone(), TopicStatus::Created));
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 let actual = describe_with(&admin, &spec.name).await?.partitions;
                 if actual != spec.partitions {
@@ -211,6 +219,37 @@ pub async fn create_topics(
         }
     }
     Ok(statuses)
+}
+
+/// Until `topic` is in the metadata with `partitions` partitions, each with a leader (at most
+/// 30 s).
+async fn wait_for_leaders(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), TopicError> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let ready = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .is_some_and(|t| {
+                t.partitions().len() as i32 == partitions
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            });
+        if ready {
+            return Ok(());
+        }
+        if started.elapsed() >= LIMIT {
+            return Err(TopicError::NotReady(topic.to_owned(), LIMIT));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Partitions, replication and the topic-level configs of one topic.
