@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use parking_lot::Mutex;
@@ -70,9 +71,7 @@ async fn stand_in_collector() -> (String, Collected) {
 /// Whether a service exported a span of the trace (the protobuf carries the trace id's 16
 /// bytes and the service name as they are).
 fn exported(received: &Received, service: &str) -> bool {
-    let trace_id: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect();
+    let trace_id = hex_bytes(TRACE_ID);
     received.lock().iter().any(|body| {
         body.windows(service.len()).any(|w| w == service.as_bytes())
             && body.windows(16).any(|w| w == trace_id.as_slice())
@@ -192,6 +191,17 @@ async fn a_request_is_one_trace_across_the_processes_and_each_process_pushes_its
         latest_metrics(&collected.metrics, "seatflow-projector").is_none(),
         "the projector's interval has not passed"
     );
+    // The requests sent without a `traceparent` (readiness polls, the event's creation) drew
+    // no trace at this sampler: the gateway made no span for them, so every span it exported
+    // is of the caller's trace.
+    let trace_id = hex_bytes(TRACE_ID);
+    let gateway_traces = traces_exported(&collected.traces, "seatflow-gateway");
+    assert_eq!(
+        gateway_traces,
+        std::collections::BTreeSet::from([trace_id]),
+        "the gateway traced only the request that asked for it"
+    );
+
     let projector = &mut children.0[2];
     kill(projector, "-TERM");
     let _ = projector.wait();
@@ -206,6 +216,33 @@ async fn a_request_is_one_trace_across_the_processes_and_each_process_pushes_its
         Some(0.0),
         "caught up when it stopped"
     );
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The trace ids of every span a service exported.
+fn traces_exported(received: &Received, service: &str) -> std::collections::BTreeSet<Vec<u8>> {
+    received
+        .lock()
+        .iter()
+        .map(|body| ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf"))
+        .flat_map(|request| request.resource_spans)
+        .filter(|spans| {
+            spans
+                .resource
+                .as_ref()
+                .and_then(|r| text(&r.attributes, "service.name"))
+                .as_deref()
+                == Some(service)
+        })
+        .flat_map(|spans| spans.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .map(|span| span.trace_id)
+        .collect()
 }
 
 /// The newest metrics push of a service.
