@@ -231,17 +231,8 @@ async fn wait_for_leaders(
     const LIMIT: Duration = Duration::from_secs(30);
     let started = std::time::Instant::now();
     loop {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let ready = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .is_some_and(|t| {
-                t.partitions().len() as i32 == partitions
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-            });
+        let ready = layout(admin, topic)?
+            .is_some_and(|found| found.partitions == partitions && found.every_partition_led);
         if ready {
             return Ok(());
         }
@@ -250,6 +241,36 @@ async fn wait_for_leaders(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What the cluster's metadata says of a topic's partitions.
+struct Layout {
+    partitions: i32,
+    /// Replicas of its first partition.
+    replication: i32,
+    every_partition_led: bool,
+}
+
+/// `None` when the metadata does not know the topic (yet).
+fn layout(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Option<Layout>, TopicError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|found| Layout {
+            partitions: found.partitions().len() as i32,
+            replication: found
+                .partitions()
+                .first()
+                .map_or(0, |p| p.replicas().len() as i32),
+            every_partition_led: found.partitions().iter().all(|p| p.leader() >= 0),
+        }))
 }
 
 /// Partitions, replication and the topic-level configs of one topic.
@@ -262,20 +283,11 @@ async fn describe_with(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<TopicDescription, TopicError> {
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .ok_or_else(|| TopicError::Missing(topic.to_owned()))?;
-    let partitions = found.partitions().len() as i32;
-    let replication = found
-        .partitions()
-        .first()
-        .map(|p| p.replicas().len() as i32)
-        .unwrap_or(0);
+    let Layout {
+        partitions,
+        replication,
+        ..
+    } = layout(admin, topic)?.ok_or_else(|| TopicError::Missing(topic.to_owned()))?;
     let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     let mut configs = HashMap::new();
     for resource in admin
