@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// own) are not settings and are left alone.
 pub const SETTINGS: &[&str] = &[
     "bind",
+    "public_url",
     "data_dir",
     "partitions",
     "max_batch",
@@ -41,6 +42,10 @@ pub const SETTINGS: &[&str] = &[
 pub struct Config {
     /// Where the HTTP API listens (`SEATFLOW_BIND`).
     pub bind: String,
+    /// The API's address as its clients reach it, e.g. `https://tickets.example.com`
+    /// (`SEATFLOW_PUBLIC_URL`): the OpenAPI document's server, which generated clients call by
+    /// default. Unset: the bound address, or `http://localhost:<port>` when bound to all of them.
+    pub public_url: Option<String>,
     /// Where the embedded store lives (`SEATFLOW_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Partitions, and so seat-worker threads (`SEATFLOW_PARTITIONS`); default: CPU cores.
@@ -105,6 +110,7 @@ impl Default for Config {
         let processor = seatflow_processor::ProcessorConfig::default();
         Self {
             bind: "0.0.0.0:8080".into(),
+            public_url: None,
             data_dir: PathBuf::from("data"),
             partitions: processor.partitions,
             max_batch: processor.max_batch,
@@ -170,6 +176,11 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.bind_addr()?;
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https:// (got {url:?})");
+        }
         if !(1..=1024).contains(&self.partitions) {
             bail!(
                 "partitions must be between 1 and 1024 (got {})",
@@ -251,6 +262,19 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The API's address for clients (`public_url`), given the port it listens on.
+    pub fn public_url(&self, port: u16) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        match self.bind_addr() {
+            Ok(addr) if !addr.ip().is_unspecified() => {
+                format!("http://{}", SocketAddr::new(addr.ip(), port))
+            }
+            _ => format!("http://localhost:{port}"),
+        }
     }
 
     pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {

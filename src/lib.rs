@@ -89,6 +89,8 @@ impl SectionDirectory for Directory {
 /// The running HTTP side: the all-in-one embedded process, or a gateway on Kafka.
 pub struct App {
     port: u16,
+    /// The API's address for clients, in the OpenAPI document.
+    public_url: String,
     acceptor: poem::listener::TcpAcceptor,
     state: AppState,
     /// Runs after the server stopped (finish the workers' last batch, stop consumers).
@@ -238,6 +240,7 @@ impl App {
 
         Ok(Self {
             port,
+            public_url: config.public_url(port),
             acceptor,
             state,
             cleanup: Box::new(move || {
@@ -346,6 +349,7 @@ impl App {
         );
         Ok(Self {
             port,
+            public_url: config.public_url(port),
             acceptor,
             state,
             cleanup: Box::new(move || {
@@ -372,10 +376,12 @@ impl App {
         stop: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let ready = self.state.ready.clone();
-        let routes = seatflow_gateway::routes(self.state).around(move |endpoint, request| {
-            let ready = ready.clone();
-            async move { gate_until_ready(&ready, endpoint, request).await }
-        });
+        let routes = seatflow_gateway::routes(self.state, &self.public_url).around(
+            move |endpoint, request| {
+                let ready = ready.clone();
+                async move { gate_until_ready(&ready, endpoint, request).await }
+            },
+        );
         // A log that cannot be replayed must stop the process, not leave it unready forever.
         let replay = self.replay;
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();

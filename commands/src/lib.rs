@@ -547,7 +547,7 @@ impl CommandService {
 
 /// Identifiers: 1 to 128 characters, no control characters.
 fn validate_id(field: &'static str, value: &str) -> Result<(), CommandError> {
-    if value.is_empty() || value.len() > 128 {
+    if value.is_empty() || value.chars().count() > 128 {
         return Err(invalid(field, "must be 1 to 128 characters"));
     }
     if value.chars().any(char::is_control) {

@@ -1,5 +1,5 @@
 //! Every error the API answers, each with one status code and the JSON body
-//! `{"error": code, "message": text, "field": name|null}`.
+//! `{"error": code, "message": text, "field": name}` (`field` only where one is at fault).
 
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
@@ -9,12 +9,15 @@ use seatflow_commands::CommandError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(rename = "ErrorResponse")]
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `invalid_request`, `sold_out`, `not_found`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
     /// The request field at fault (JSON path, parameter or header name), when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
@@ -65,7 +68,19 @@ impl ApiError {
     }
 
     pub fn unprocessable(field: &str, message: impl Into<String>) -> Self {
-        Self::Unprocessable(body("invalid_value", message, Some(field.to_owned())))
+        Self::unprocessable_owned(field.to_owned(), message)
+    }
+
+    pub fn unprocessable_owned(field: String, message: impl Into<String>) -> Self {
+        Self::Unprocessable(body("invalid_value", message, Some(field)))
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable(body("unavailable", message, None))
+    }
+
+    pub fn unknown_event() -> Self {
+        Self::not_found("unknown_event", "no such event", Some("eventId"))
     }
 
     pub fn not_found(what: &str, message: impl Into<String>, field: Option<&str>) -> Self {
@@ -122,7 +137,7 @@ impl From<CommandError> for ApiError {
             CommandError::PreFiltered(rejection) | CommandError::Refused(rejection) => {
                 Self::rejection(rejection)
             }
-            CommandError::Unavailable(_) => Self::Unavailable(body("unavailable", message, None)),
+            CommandError::Unavailable(_) => Self::unavailable(message),
         }
     }
 }
@@ -139,7 +154,12 @@ pub async fn json_errors(error: poem::Error) -> Response {
         error.downcast_ref::<poem_openapi::error::ParseParamError>()
     {
         let field = param.name.to_owned();
-        ApiError::BadRequest(body("invalid_request", param.reason.clone(), Some(field)))
+        // A parameter of the right type outside its declared bounds: the same answer as a body
+        // value out of range.
+        match out_of_bounds(&param.reason) {
+            Some(message) => ApiError::unprocessable_owned(field, message),
+            None => ApiError::bad_request_owned(field, param.reason.clone()),
+        }
     } else if let Some(content_type) = error.downcast_ref::<poem_openapi::error::ContentTypeError>()
     {
         ApiError::UnsupportedMediaType(body(
@@ -176,4 +196,44 @@ pub async fn json_errors(error: poem::Error) -> Response {
             .into_response();
     };
     api_error.into_response()
+}
+
+/// The words for a parameter that failed one of the bounds its OpenAPI schema declares
+/// (poem-openapi reports `verification failed. maximum(30000, exclusive: false)`).
+fn out_of_bounds(reason: &str) -> Option<String> {
+    let check = reason.strip_prefix("verification failed. ")?;
+    let (name, rest) = check.split_once('(')?;
+    let bound = rest.split([',', ')']).next()?;
+    Some(match name {
+        "maximum" => format!("must be at most {bound}"),
+        "minimum" => format!("must be at least {bound}"),
+        "maxLength" => format!("must be at most {bound} characters"),
+        "minLength" => format!("must be at least {bound} characters"),
+        _ => format!("must satisfy {check}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_said_in_words() {
+        assert_eq!(
+            out_of_bounds("verification failed. maximum(30000, exclusive: false)").as_deref(),
+            Some("must be at most 30000")
+        );
+        assert_eq!(
+            out_of_bounds("verification failed. minimum(1, exclusive: false)").as_deref(),
+            Some("must be at least 1")
+        );
+        assert_eq!(
+            out_of_bounds("verification failed. maxLength(128)").as_deref(),
+            Some("must be at most 128 characters")
+        );
+        assert_eq!(
+            out_of_bounds("failed to parse \"integer(uint64)\": invalid digit"),
+            None
+        );
+    }
 }

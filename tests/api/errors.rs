@@ -38,7 +38,8 @@ fn assert_error(
     );
     match field {
         Some(field) => assert_eq!(body["field"], field, "{body}"),
-        None => assert_eq!(body["field"], Value::Null, "{body}"),
+        // Left out, not null: clients generated from the document refuse a null there.
+        None => assert!(body.get("field").is_none(), "{body}"),
     }
 }
 

@@ -3,6 +3,7 @@
 mod crash;
 mod errors;
 mod helpers;
+mod openapi;
 
 use std::collections::HashSet;
 
@@ -389,11 +390,11 @@ async fn health_docs_and_spec_are_served() {
     assert_eq!(status, StatusCode::OK);
     for path in [
         "/api/events",
-        "/api/events/{event_id}",
-        "/api/events/{event_id}/sections/{section}/seats",
+        "/api/events/{eventId}",
+        "/api/events/{eventId}/sections/{section}/seats",
         "/api/reservations",
-        "/api/reservations/{reservation_id}",
-        "/api/users/{user_id}/reservations",
+        "/api/reservations/{reservationId}",
+        "/api/users/{userId}/reservations",
         "/health/ready",
     ] {
         assert!(

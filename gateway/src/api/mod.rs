@@ -1,0 +1,88 @@
+//! The HTTP operations, documented with OpenAPI: one group of operations per file (events,
+//! reservations, health), the bodies they exchange in `model`.
+
+mod events;
+mod health;
+pub mod model;
+mod reservations;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use poem_openapi::Tags;
+use seatflow_commands::{CommandService, Waiters};
+use seatflow_projections::ReadModel;
+use seatflow_projections::audit::AuditStore;
+use seatflow_projections::redis::{RedisError, RedisReads};
+use seatflow_telemetry::metrics;
+use serde::Serialize;
+
+pub use events::EventsApi;
+pub use health::HealthApi;
+pub use reservations::ReservationsApi;
+
+/// Longest a request may wait for an outcome (`?wait=`), in milliseconds.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub commands: CommandService,
+    pub read: Arc<ReadModel>,
+    pub waiters: Arc<Waiters>,
+    /// Set once the read models are rebuilt and the workers run.
+    pub ready: Arc<AtomicBool>,
+    /// The Postgres audit, when configured: a user's history is read there, and a reservation
+    /// this process does not hold in memory is looked up there.
+    pub audit: Option<AuditStore>,
+    /// The Redis read models, when configured: cached event and seat-map answers, outcomes of
+    /// reservations decided through other gateways.
+    pub redis: Option<RedisReads>,
+}
+
+impl AppState {
+    /// A cached answer from Redis, if configured, reachable and holding one.
+    async fn cached<T, F>(&self, read: F) -> Option<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: AsyncFnOnce(&RedisReads) -> Result<Option<String>, RedisError>,
+    {
+        let redis = self.redis.as_ref()?;
+        let found = read(redis)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok());
+        metrics().read_cache(found.is_some());
+        found
+    }
+
+    /// Put an answer in the Redis cache, if configured (a failure only costs the next reader
+    /// the work of building it again).
+    async fn cache<T, F>(&self, answer: &T, write: F)
+    where
+        T: Serialize,
+        F: AsyncFnOnce(&RedisReads, &str) -> Result<(), RedisError>,
+    {
+        if let Some(redis) = &self.redis
+            && let Ok(json) = serde_json::to_string(answer)
+        {
+            let _ = write(redis, &json).await;
+        }
+    }
+}
+
+#[derive(Tags)]
+enum Tag {
+    /// Events and their sections.
+    Events,
+    /// Reserving and cancelling seats.
+    Reservations,
+    /// Liveness and readiness.
+    Health,
+}
+
+/// The page size of the list operations when `limit` is not given.
+fn default_limit() -> u32 {
+    100
+}

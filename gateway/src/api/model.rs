@@ -1,0 +1,353 @@
+//! The API's request and response bodies as the OpenAPI document shows them: the names clients
+//! generate (`Reservation`, `Event`, ...), the formats (`uuid`, `date-time`) and the bounds a
+//! client can check before it sends. The bounds mirror the checks of `seatflow_commands` and the
+//! domain; `tests/api` compares the two.
+//!
+//! Absent values are left out of an answer, never `null`: the document declares them optional,
+//! and generated clients (C#, Java) refuse a `null` in a field that is not declared nullable.
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{
+    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
+use poem_openapi::{Enum, Object};
+use seatflow_aggregates::{Reservation, ReservationId, Seat, Status};
+use seatflow_commands::ReserveRequest;
+use seatflow_projections::audit::AuditRow;
+use seatflow_projections::{EventView, SectionView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A string the document gives a `format` (`uuid`, `date-time`), so that generated clients type
+/// it, while the server keeps it as the text it is (an event id given in a request is looked up
+/// as it is written: one that is not a UUID is simply unknown, 404).
+macro_rules! formatted_string {
+    ($(#[$doc:meta])* $name:ident, $format:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = String;
+            type RawElementValueType = String;
+
+            fn name() -> Cow<'static, str> {
+                concat!("string(", $format, ")").into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", $format)))
+            }
+
+            fn as_raw_value(&self) -> Option<&String> {
+                Some(&self.0)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
+        }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                match value.unwrap_or_default() {
+                    Value::String(text) => Ok(Self(text)),
+                    other => Err(ParseError::expected_type(other)),
+                }
+            }
+        }
+
+        impl ParseFromParameter for $name {
+            fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+                Ok(Self(value.to_owned()))
+            }
+        }
+
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                Some(Value::String(self.0.clone()))
+            }
+        }
+    };
+}
+
+formatted_string!(
+    /// An id the server made: a UUID.
+    UuidText,
+    "uuid"
+);
+
+formatted_string!(
+    /// An instant, RFC 3339 in UTC with milliseconds: `2026-11-29T10:00:00.000Z`.
+    Timestamp,
+    "date-time"
+);
+
+impl Timestamp {
+    pub fn from_millis(millis: i64) -> Self {
+        let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+        Self(humantime::format_rfc3339_millis(at).to_string())
+    }
+}
+
+/// One seat, 1-based; row 1 is nearest the stage.
+#[derive(Debug, Clone, Copy, Object, Deserialize)]
+#[oai(rename = "Seat", rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
+pub struct SeatDto {
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub row: i64,
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub seat: i64,
+}
+
+impl From<Seat> for SeatDto {
+    fn from(seat: Seat) -> Self {
+        Self {
+            row: i64::from(seat.row),
+            seat: i64::from(seat.seat),
+        }
+    }
+}
+
+/// A section to create.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename = "NewSection", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSectionDto {
+    /// The section's name, unique in the event.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub section: String,
+    /// Number of rows.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub rows: i64,
+    /// Seats in each row (at most 100,000 seats per section).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub seats_per_row: i64,
+}
+
+/// An event to create.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename = "NewEvent", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateEventDto {
+    /// The event's name (blanks around it are dropped).
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub sections: Vec<NewSectionDto>,
+}
+
+/// A section with its current available count.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename = "Section", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct SectionDto {
+    pub section: String,
+    pub rows: u32,
+    pub seats_per_row: u32,
+    pub available: u32,
+}
+
+impl From<&SectionView> for SectionDto {
+    fn from(view: &SectionView) -> Self {
+        Self {
+            section: view.section.clone(),
+            rows: u32::from(view.layout.rows),
+            seats_per_row: u32::from(view.layout.seats_per_row),
+            available: view.state.available(),
+        }
+    }
+}
+
+/// An event and its sections.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename = "Event", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct EventDto {
+    pub event_id: UuidText,
+    pub name: String,
+    /// When the event was created.
+    pub created_at: Timestamp,
+    pub sections: Vec<SectionDto>,
+}
+
+impl From<&EventView> for EventDto {
+    fn from(view: &EventView) -> Self {
+        Self {
+            event_id: UuidText(view.event_id.clone()),
+            name: view.name.clone(),
+            created_at: Timestamp::from_millis(view.created_at),
+            sections: view.sections.iter().map(SectionDto::from).collect(),
+        }
+    }
+}
+
+/// The seats of a section: `rowsMap[r]` describes row r+1, one character per seat,
+/// `o` free and `x` held.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename = "SeatMap", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct SeatMapDto {
+    pub event_id: UuidText,
+    pub section: String,
+    pub rows: u32,
+    pub seats_per_row: u32,
+    pub available: u32,
+    pub rows_map: Vec<String>,
+}
+
+/// Ask for `seatCount` seats next to each other (best row first) or for exactly `seats`: one
+/// of the two.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename = "ReservationRequest", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveDto {
+    pub event_id: UuidText,
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub section: String,
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub user_id: String,
+    /// How many adjacent seats (at most the server's `max_seats_per_reservation`).
+    #[oai(validator(minimum(value = "1")))]
+    pub seat_count: Option<i64>,
+    /// The exact seats wanted, all or nothing (at most the server's
+    /// `max_seats_per_reservation`).
+    #[oai(validator(min_items = 1))]
+    pub seats: Option<Vec<SeatDto>>,
+}
+
+/// Where a reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "ReservationStatus", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StatusDto {
+    Pending,
+    Confirmed,
+    Rejected,
+    Cancelled,
+}
+
+impl From<Status> for StatusDto {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Pending => Self::Pending,
+            Status::Confirmed => Self::Confirmed,
+            Status::Rejected => Self::Rejected,
+            Status::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// A reservation and where it stands.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Reservation", rename_all = "camelCase")]
+pub struct ReservationDto {
+    pub reservation_id: uuid::Uuid,
+    pub event_id: UuidText,
+    pub section: String,
+    pub user_id: String,
+    pub status: StatusDto,
+    /// Seats held (CONFIRMED) or given back (CANCELLED).
+    pub seats: Vec<SeatDto>,
+    /// Why it was rejected, as a code (`sold_out`, `no_adjacent_seats`, `seat_taken`, ...; a
+    /// string, not an enumeration, so that a client keeps working when a code is added).
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
+    /// The rejection in words.
+    #[oai(skip_serializing_if_is_none)]
+    pub reason_message: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub requested_at: Option<Timestamp>,
+    #[oai(skip_serializing_if_is_none)]
+    pub decided_at: Option<Timestamp>,
+    #[oai(skip_serializing_if_is_none)]
+    pub cancelled_at: Option<Timestamp>,
+}
+
+impl From<&Reservation> for ReservationDto {
+    fn from(r: &Reservation) -> Self {
+        Self {
+            reservation_id: r.id.0,
+            event_id: UuidText(r.key.event_id.clone()),
+            section: r.key.section.clone(),
+            user_id: r.user_id.clone(),
+            status: r.status.into(),
+            seats: r.seats.iter().map(|s| SeatDto::from(*s)).collect(),
+            reason: r.reason.map(|reason| reason.code().to_owned()),
+            reason_message: r.reason.map(|reason| reason.to_string()),
+            requested_at: Some(Timestamp::from_millis(r.requested_at)),
+            decided_at: (r.status != Status::Pending).then(|| Timestamp::from_millis(r.decided_at)),
+            cancelled_at: r.cancelled_at.map(Timestamp::from_millis),
+        }
+    }
+}
+
+impl From<&AuditRow> for ReservationDto {
+    fn from(row: &AuditRow) -> Self {
+        let status = match row.status.as_str() {
+            "CONFIRMED" => StatusDto::Confirmed,
+            "REJECTED" => StatusDto::Rejected,
+            "CANCELLED" => StatusDto::Cancelled,
+            _ => StatusDto::Pending,
+        };
+        Self {
+            reservation_id: row.id,
+            event_id: UuidText(row.event_id.clone()),
+            section: row.section.clone(),
+            user_id: row.user_id.clone(),
+            status,
+            seats: row
+                .seats
+                .as_array()
+                .map(|seats| {
+                    seats
+                        .iter()
+                        .map(|s| SeatDto {
+                            row: s["row"].as_i64().unwrap_or(0),
+                            seat: s["seat"].as_i64().unwrap_or(0),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reason: row.reason.clone(),
+            reason_message: row.reason_message.clone(),
+            requested_at: Some(Timestamp::from_millis(row.requested_at.timestamp_millis())),
+            decided_at: Some(Timestamp::from_millis(row.completed_at.timestamp_millis())),
+            cancelled_at: row
+                .cancelled_at
+                .map(|at| Timestamp::from_millis(at.timestamp_millis())),
+        }
+    }
+}
+
+impl ReservationDto {
+    /// A reservation accepted and not decided yet.
+    pub fn pending(id: ReservationId, request: &ReserveRequest) -> Self {
+        Self {
+            reservation_id: id.0,
+            event_id: UuidText(request.event_id.clone()),
+            section: request.section.clone(),
+            user_id: request.user_id.clone(),
+            status: StatusDto::Pending,
+            seats: Vec::new(),
+            reason: None,
+            reason_message: None,
+            requested_at: None,
+            decided_at: None,
+            cancelled_at: None,
+        }
+    }
+}
+
+/// What a health probe answers.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Health")]
+pub struct HealthDto {
+    /// `up` (live), `ready`, or `starting` (not ready yet).
+    pub status: String,
+}

@@ -1,0 +1,296 @@
+//! Reservations: reserve, read one (long poll), cancel, a user's history.
+
+use std::time::Duration;
+
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use seatflow_aggregates::{Reservation, ReservationId, Seat, Status};
+use seatflow_commands::{CommandError, ReserveRequest};
+use seatflow_telemetry::metrics;
+use tracing::warn;
+
+use super::model::{ReservationDto, ReserveDto, UuidText};
+use super::{AppState, Tag, default_limit};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+
+#[derive(Debug, ApiResponse)]
+pub enum ReservationAnswer {
+    /// The outcome is decided: CONFIRMED with seats, REJECTED with a reason, or CANCELLED.
+    #[oai(status = 200)]
+    Decided(Json<ReservationDto>),
+    /// Accepted and durable, not yet decided (or `wait` was 0): poll
+    /// `GET /api/reservations/{reservationId}?wait=`.
+    #[oai(status = 202)]
+    Pending(Json<ReservationDto>),
+}
+
+#[derive(Debug)]
+pub struct ReservationsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "Tag::Reservations")]
+impl ReservationsApi {
+    /// Reserve seats. Answers 202 once the request is durable, or, with `wait` > 0, 200 with the
+    /// outcome as soon as it is decided (202 if the wait ends first). A request the section
+    /// cannot satisfy by its current count is refused at once with 409. A retry by the same user
+    /// for the same event and section within the hour returns the first reservation while it
+    /// holds seats; a request repeating an `Idempotency-Key` returns the reservation that key
+    /// made, whatever its status.
+    #[oai(
+        path = "/api/reservations",
+        method = "post",
+        operation_id = "reserveSeats"
+    )]
+    async fn reserve(
+        &self,
+        body: JsonBody<ReserveDto>,
+        /// Milliseconds to wait for the outcome.
+        #[oai(default, validator(maximum(value = "30000")))]
+        wait: Query<u64>,
+        /// A key of the client's choosing that makes retries of this request safe for an hour.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<ReservationAnswer, ApiError> {
+        let wait = Duration::from_millis(wait.0);
+        let request = self.reserve_request(body.0, idempotency_key.0)?;
+        let accepted = match self.state.commands.reserve(request.clone(), wait).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                metrics().reservation(refusal(&e));
+                return Err(e.into());
+            }
+        };
+        if accepted.deduplicated {
+            metrics().dedup_hit();
+        }
+        let outcome = match accepted.outcome {
+            Some(outcome) => Some(outcome),
+            None if !wait.is_zero() => self.await_decision(accepted.reservation_id, wait).await,
+            None => None,
+        };
+        Ok(match outcome {
+            Some(reservation) if !wait.is_zero() && reservation.status != Status::Pending => {
+                metrics().reservation(if accepted.deduplicated {
+                    "deduplicated"
+                } else {
+                    match reservation.status {
+                        Status::Confirmed => "confirmed",
+                        Status::Cancelled => "cancelled",
+                        _ => "rejected",
+                    }
+                });
+                ReservationAnswer::Decided(Json(ReservationDto::from(&reservation)))
+            }
+            _ => {
+                // Asked to wait and still undecided: the timeout HighTimeoutRate watches.
+                metrics().reservation(if wait.is_zero() { "pending" } else { "timeout" });
+                ReservationAnswer::Pending(Json(ReservationDto::pending(
+                    accepted.reservation_id,
+                    &request,
+                )))
+            }
+        })
+    }
+
+    /// A reservation's outcome. With `wait` > 0 an undecided reservation is waited for (long
+    /// poll) up to that many milliseconds; 202 if it is still pending then.
+    #[oai(
+        path = "/api/reservations/:reservationId",
+        method = "get",
+        operation_id = "getReservation"
+    )]
+    async fn get_reservation(
+        &self,
+        #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
+        /// Milliseconds to wait for an undecided reservation.
+        #[oai(default, validator(maximum(value = "30000")))]
+        wait: Query<u64>,
+    ) -> Result<ReservationAnswer, ApiError> {
+        let wait = Duration::from_millis(wait.0);
+        let id = parse_reservation_id(&reservation_id.0)?;
+        let found = match self.state.read.reservation(id) {
+            Some(reservation) => Some(reservation),
+            None => {
+                if let Some(decided) = self.decided_elsewhere(id).await {
+                    return Ok(ReservationAnswer::Decided(Json(decided)));
+                }
+                if wait.is_zero() {
+                    None
+                } else {
+                    self.await_decision(id, wait).await
+                }
+            }
+        };
+        match found {
+            Some(r) if r.status == Status::Pending => {
+                Ok(ReservationAnswer::Pending(Json(ReservationDto::from(&r))))
+            }
+            Some(r) => Ok(ReservationAnswer::Decided(Json(ReservationDto::from(&r)))),
+            None => Err(ApiError::not_found(
+                "unknown_reservation",
+                "no such reservation",
+                Some("reservationId"),
+            )),
+        }
+    }
+
+    /// Cancel a confirmed reservation; only its user may (`X-User-Id`). The seats are free again
+    /// at once. Cancelling a cancelled reservation answers it again.
+    #[oai(
+        path = "/api/reservations/:reservationId",
+        method = "delete",
+        operation_id = "cancelReservation"
+    )]
+    async fn cancel_reservation(
+        &self,
+        #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
+        /// The user cancelling (must be the reservation's user).
+        #[oai(name = "X-User-Id", validator(min_length = 1, max_length = 128))]
+        user_id: Header<String>,
+    ) -> Result<Json<ReservationDto>, ApiError> {
+        let id = parse_reservation_id(&reservation_id.0)?;
+        let cancelled = self.state.commands.cancel(id, &user_id.0).await?;
+        Ok(Json(ReservationDto::from(&cancelled)))
+    }
+
+    /// A user's reservations, newest first.
+    #[oai(
+        path = "/api/users/:userId/reservations",
+        method = "get",
+        operation_id = "listUserReservations"
+    )]
+    async fn user_reservations(
+        &self,
+        #[oai(name = "userId")] user_id: Path<String>,
+        /// How many reservations to skip.
+        #[oai(default)]
+        offset: Query<u32>,
+        /// How many reservations to answer at most.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+    ) -> Result<Json<Vec<ReservationDto>>, ApiError> {
+        let (offset, limit) = (offset.0 as usize, limit.0 as usize);
+        if let Some(audit) = &self.state.audit {
+            match audit.user_history(&user_id.0, offset, limit).await {
+                Ok(rows) => return Ok(Json(rows.iter().map(ReservationDto::from).collect())),
+                // The sale does not depend on the audit: answer from memory meanwhile.
+                Err(e) => warn!(error = %e, "audit unavailable; history answered from memory"),
+            }
+        }
+        let reservations = self.state.read.user_reservations(&user_id.0, offset, limit);
+        Ok(Json(
+            reservations.iter().map(ReservationDto::from).collect(),
+        ))
+    }
+}
+
+impl ReservationsApi {
+    /// The command a reservation body asks for, its seats checked to be seat numbers.
+    fn reserve_request(
+        &self,
+        body: ReserveDto,
+        idempotency_key: Option<String>,
+    ) -> Result<ReserveRequest, ApiError> {
+        let seats = match body.seats {
+            None => None,
+            Some(seats) => Some(
+                seats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, seat)| {
+                        Ok(Seat::new(
+                            seat_number(format!("seats[{i}].row"), seat.row)?,
+                            seat_number(format!("seats[{i}].seat"), seat.seat)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?,
+            ),
+        };
+        let seat_count = match body.seat_count {
+            None => None,
+            Some(n) => Some(u16::try_from(n).map_err(|_| {
+                ApiError::unprocessable(
+                    "seatCount",
+                    format!(
+                        "must be between 1 and {}",
+                        self.state.commands.limits().max_seats_per_reservation
+                    ),
+                )
+            })?),
+        };
+        Ok(ReserveRequest {
+            event_id: body.event_id.0,
+            section: body.section,
+            user_id: body.user_id,
+            seat_count,
+            seats,
+            idempotency_key,
+        })
+    }
+
+    /// A reservation this process does not hold in memory, decided through another gateway:
+    /// Redis holds the outcomes every gateway saw decided, the audit every outcome ever decided.
+    async fn decided_elsewhere(&self, id: ReservationId) -> Option<ReservationDto> {
+        // (A Redis failure is counted and warned about by its breaker.)
+        if let Some(redis) = &self.state.redis
+            && let Ok(Some(row)) = redis.outcome(id.0).await
+        {
+            return Some(ReservationDto::from(&row));
+        }
+        if let Some(audit) = &self.state.audit {
+            match audit.find(id.0).await {
+                Ok(Some(row)) => return Some(ReservationDto::from(&row)),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "audit unavailable for a reservation lookup"),
+            }
+        }
+        None
+    }
+
+    /// Park until the reservation is decided or the wait ends (no thread is held).
+    async fn await_decision(&self, id: ReservationId, wait: Duration) -> Option<Reservation> {
+        let read = self.state.read.clone();
+        self.state
+            .waiters
+            .wait_for(id, wait, || {
+                read.reservation(id).filter(|r| r.status != Status::Pending)
+            })
+            .await
+            .or_else(|| self.state.read.reservation(id))
+    }
+}
+
+/// How a refused reservation request is counted.
+fn refusal(error: &CommandError) -> &'static str {
+    match error {
+        CommandError::PreFiltered(_) => "prefiltered",
+        CommandError::Refused(_) => "rejected",
+        CommandError::Unavailable(_) => "error",
+        CommandError::Invalid { .. }
+        | CommandError::UnknownEvent(_)
+        | CommandError::UnknownSection(_)
+        | CommandError::UnknownReservation(_) => "invalid",
+    }
+}
+
+/// A reservation id from the path: 400 naming the parameter when it is not one (poem-openapi's
+/// own parse error of a path parameter does not name it).
+fn parse_reservation_id(id: &UuidText) -> Result<ReservationId, ApiError> {
+    uuid::Uuid::parse_str(&id.0)
+        .map(ReservationId)
+        .map_err(|_| ApiError::bad_request("reservationId", "not a reservation id (a UUID)"))
+}
+
+/// A row or seat number: 1 to 65535 here; the section's own bounds are the domain's to check.
+fn seat_number(field: String, value: i64) -> Result<u16, ApiError> {
+    u16::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::unprocessable_owned(field, "must be a positive number"))
+}
