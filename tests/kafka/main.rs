@@ -692,6 +692,49 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
 
 // ---- a 3-broker cluster: the leader of a busy partition dies mid-load ------------------------
 
+/// `?wait=N` is one wait of at most N: the bus's wait for the reply and the gateway's wait for
+/// the outcome share it (each waited N: 2 s for `wait=1000` with no seat processor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_once_for_its_outcome_when_nothing_decides_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("wait-once").await;
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&sale.topics, "gw-wait", 0, port),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let event_id = create_event(
+        &client,
+        &base,
+        "Nobody decides",
+        serde_json::json!([{"section": "A", "rows": 2, "seatsPerRow": 2}]),
+    )
+    .await;
+    kill(&mut children.0[0], "-KILL");
+    children.0.remove(0);
+
+    for wait_ms in [1_000u64, 2_000] {
+        let started = Instant::now();
+        let (status, answer) = post(
+            &client,
+            format!("{base}/api/reservations?wait={wait_ms}"),
+            serde_json::json!({"eventId": event_id, "section": "A", "userId": format!("u{wait_ms}"), "seatCount": 1}),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["status"], "PENDING", "{answer}");
+        assert!(
+            took >= Duration::from_millis(wait_ms) && took < Duration::from_millis(wait_ms * 6 / 5),
+            "wait={wait_ms} answered after {took:?}"
+        );
+    }
+}
+
 fn cluster() -> String {
     std::env::var("SEATFLOW_TEST_KAFKA_CLUSTER").unwrap_or_else(|_| {
         panic!("SEATFLOW_TEST_KAFKA_CLUSTER is not set: run the tests with ops/test (it starts a 3-node cluster)")

@@ -1,6 +1,6 @@
 //! Reservations: reserve, read one (long poll), cancel, a user's history.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -55,6 +55,9 @@ impl ReservationsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<ReservationAnswer, ApiError> {
         let wait = Duration::from_millis(wait.0);
+        // One wait for the whole request: what submitting the command waited (on Kafka, for
+        // the seat processor's reply) is not waited again for the outcome.
+        let deadline = Instant::now() + wait;
         let request = self.reserve_request(body.0, idempotency_key.0)?;
         let accepted = match self.state.commands.reserve(request.clone(), wait).await {
             Ok(accepted) => accepted,
@@ -68,7 +71,10 @@ impl ReservationsApi {
         }
         let outcome = match accepted.outcome {
             Some(outcome) => Some(outcome),
-            None if !wait.is_zero() => self.await_decision(accepted.reservation_id, wait).await,
+            None if !wait.is_zero() => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.await_decision(accepted.reservation_id, left).await
+            }
             None => None,
         };
         Ok(match outcome {
