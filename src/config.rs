@@ -99,10 +99,11 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// How long Redis keeps a reservation's outcome, seconds (`SEATFLOW_REDIS_OUTCOME_TTL_SECS`).
     pub redis_outcome_ttl_secs: u64,
-    /// Where the roles without an HTTP API (seat processor, projector) serve `/metrics` and
-    /// `/health/live` (`SEATFLOW_METRICS_BIND`). The gateway and the all-in-one serve them on
+    /// Where the roles without an HTTP API serve `/metrics` and `/health/live`
+    /// (`SEATFLOW_METRICS_BIND`). Unset: the seat processor on `0.0.0.0:9464`, the projector on
+    /// `0.0.0.0:9465`, so both run on one host. The gateway and the all-in-one serve them on
     /// `bind`.
-    pub metrics_bind: String,
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for Config {
@@ -131,7 +132,7 @@ impl Default for Config {
             redis_url: None,
             redis_key_prefix: "seatflow".into(),
             redis_outcome_ttl_secs: 86_400,
-            metrics_bind: "0.0.0.0:9464".into(),
+            metrics_bind: None,
         }
     }
 }
@@ -142,6 +143,13 @@ fn default_instance_id() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "seatflow-0".to_owned())
+}
+
+/// The roles that serve their metrics on `metrics_bind` (they have no HTTP API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsRole {
+    SeatProcessor,
+    Projector,
 }
 
 /// Settings given on the command line (highest precedence).
@@ -246,12 +254,11 @@ impl Config {
         if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
             bail!("redis_key_prefix must be a non-empty word without spaces");
         }
-        self.metrics_bind.parse::<SocketAddr>().with_context(|| {
-            format!(
-                "metrics_bind must be an address like 0.0.0.0:9464 (got {:?})",
-                self.metrics_bind
-            )
-        })?;
+        if let Some(bind) = &self.metrics_bind {
+            bind.parse::<SocketAddr>().with_context(|| {
+                format!("metrics_bind must be an address like 0.0.0.0:9464 (got {bind:?})")
+            })?;
+        }
         if self.redis_outcome_ttl_secs == 0 {
             bail!("redis_outcome_ttl_secs must be at least 1");
         }
@@ -262,6 +269,17 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Where `role` serves its metrics: `metrics_bind`, or the role's own default port.
+    pub fn metrics_addr(&self, role: MetricsRole) -> anyhow::Result<SocketAddr> {
+        let default = match role {
+            MetricsRole::SeatProcessor => "0.0.0.0:9464",
+            MetricsRole::Projector => "0.0.0.0:9465",
+        };
+        let bind = self.metrics_bind.as_deref().unwrap_or(default);
+        bind.parse()
+            .with_context(|| format!("metrics_bind must be an address (got {bind:?})"))
     }
 
     /// The API's address for clients (`public_url`), given the port it listens on.
@@ -389,5 +407,33 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_roles_without_http_serve_metrics_on_ports_of_their_own() {
+        let config = Config::default();
+        let processor = config
+            .metrics_addr(MetricsRole::SeatProcessor)
+            .expect("addr");
+        let projector = config.metrics_addr(MetricsRole::Projector).expect("addr");
+        assert_ne!(processor, projector, "both run on one host");
+        assert_eq!(processor.port(), 9464);
+        assert_eq!(projector.port(), 9465);
+        let config = Config {
+            metrics_bind: Some("127.0.0.1:9999".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            config
+                .metrics_addr(MetricsRole::Projector)
+                .expect("addr")
+                .port(),
+            9999
+        );
+        let bad = Config {
+            metrics_bind: Some("nowhere".into()),
+            ..Config::default()
+        };
+        assert!(format!("{:#}", bad.validate().expect_err("refused")).contains("metrics_bind"));
     }
 }

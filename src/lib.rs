@@ -24,7 +24,7 @@ use seatflow_processor::{CommitSink, LogRecord, Processor, open_store, replay_lo
 use seatflow_projections::ReadModel;
 use tracing::info;
 
-pub use config::{Config, Overrides};
+pub use config::{Config, MetricsRole, Overrides};
 use shared_dedup::SharedDedup;
 
 /// Everything a committed batch updates before callers are answered: the read model, the
@@ -501,10 +501,10 @@ async fn answer_when_ready<E: Endpoint>(
     }
 }
 
-/// Serve `/metrics` and `/health/live` on `metrics_bind` for a role without an HTTP API, until
-/// the process ends. Fails at once if the address cannot be bound.
-pub async fn serve_metrics(config: &Config) -> anyhow::Result<()> {
-    let addr: std::net::SocketAddr = config.metrics_bind.parse()?;
+/// Serve `/metrics` and `/health/live` on `metrics_bind` (or the role's default) for a role
+/// without an HTTP API, until the process ends. Fails at once if the address cannot be bound.
+pub async fn serve_metrics(config: &Config, role: MetricsRole) -> anyhow::Result<()> {
+    let addr = config.metrics_addr(role)?;
     let acceptor = TcpListener::bind(addr)
         .into_acceptor()
         .await

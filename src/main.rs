@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use seatflow::bench::{self, BenchArgs};
-use seatflow::{App, Config, Overrides};
+use seatflow::{App, Config, MetricsRole, Overrides};
 
 // glibc's malloc was the top of the server's profile under load (~20% of CPU); mimalloc's
 // thread-local free lists take that to a few percent.
@@ -146,7 +146,7 @@ fn run() -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
             runtime.block_on(async move {
-                seatflow::serve_metrics(&config).await?;
+                seatflow::serve_metrics(&config, MetricsRole::Projector).await?;
                 run_projector(config).await
             })
         }
@@ -210,7 +210,7 @@ fn run() -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
             runtime.block_on(async move {
-                seatflow::serve_metrics(&config).await?;
+                seatflow::serve_metrics(&config, MetricsRole::SeatProcessor).await?;
                 run_seat_processor(config).await
             })
         }

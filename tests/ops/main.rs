@@ -423,15 +423,25 @@ async fn the_gateway_probes_point_at_endpoints_that_answer() {
     app.stop().await;
 
     // The roles without an HTTP API are probed on their metrics endpoint, which serves
-    // /health/live on `metrics_bind` (0.0.0.0:9464 by default).
-    let default_port: u64 = seatflow::Config::default()
-        .metrics_bind
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .expect("a port");
+    // /health/live on `metrics_bind` (each role's own port by default).
+    let default_port = |role: seatflow::MetricsRole| {
+        u64::from(
+            seatflow::Config::default()
+                .metrics_addr(role)
+                .expect("addr")
+                .port(),
+        )
+    };
     for overlay in OVERLAYS {
         let objects = render(overlay);
-        for role in ["seatflow-seat-processor", "seatflow-projector"] {
+        for (role, metrics_role) in [
+            (
+                "seatflow-seat-processor",
+                seatflow::MetricsRole::SeatProcessor,
+            ),
+            ("seatflow-projector", seatflow::MetricsRole::Projector),
+        ] {
+            let default_port = default_port(metrics_role);
             let workload = workloads(&objects)
                 .find(|w| w["metadata"]["name"] == role)
                 .expect("workload");
