@@ -129,14 +129,27 @@ impl ReadModel {
     }
 
     /// Note an outcome known before its log record arrives (a reply to this gateway), so that
-    /// this gateway's own reads see it at once. Never overwrites: the log is the authority.
+    /// this gateway's own reads see it at once: a cancellation replaces the confirmation it
+    /// ends (a retry right after a cancel must not be answered with the cancelled seats). Only
+    /// forward along a reservation's life, never back: the log is the authority, and its
+    /// record of the same outcome changes nothing when it arrives.
     pub fn note_reservation(&self, reservation: &Reservation) {
-        if self.reservations.contains_key(&reservation.id) {
-            return;
+        let stage = |status: Status| match status {
+            Status::Pending => 0,
+            Status::Confirmed | Status::Rejected => 1,
+            Status::Cancelled => 2,
+        };
+        match self.reservations.entry(reservation.id) {
+            dashmap::Entry::Occupied(mut known) => {
+                if stage(known.get().status) < stage(reservation.status) {
+                    known.insert(reservation.clone());
+                }
+                return;
+            }
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(reservation.clone());
+            }
         }
-        self.reservations
-            .entry(reservation.id)
-            .or_insert_with(|| reservation.clone());
         let mut ids = self.by_user.entry(reservation.user_id.clone()).or_default();
         if let Err(at) = ids.binary_search(&reservation.id) {
             ids.insert(at, reservation.id);
@@ -264,5 +277,43 @@ mod tests {
         assert_eq!(event.sections.len(), 1);
         assert_eq!(event.sections[0].state.held_count(), 4);
         assert_eq!(model.applied(0), 4);
+    }
+
+    fn noted(status: Status) -> Reservation {
+        Reservation {
+            id: ReservationId(uuid::Uuid::from_u128(7)),
+            key: seatflow_aggregates::test_util::key("A"),
+            user_id: "zoe".into(),
+            status,
+            requested_seats: 2,
+            seats: Vec::new(),
+            reason: None,
+            requested_at: NOW,
+            decided_at: NOW,
+            cancelled_at: (status == Status::Cancelled).then_some(NOW),
+        }
+    }
+
+    #[test]
+    fn a_noted_cancellation_ends_the_noted_confirmation_and_nothing_goes_back() {
+        let model = ReadModel::new(1);
+        let key = seatflow_aggregates::test_util::key("A");
+        model.note_reservation(&noted(Status::Confirmed));
+        assert!(model.held_by("zoe", &key, 0).is_some());
+        // The cancel's reply: a retry right after it must not find the seats held.
+        model.note_reservation(&noted(Status::Cancelled));
+        assert_eq!(model.held_by("zoe", &key, 0), None);
+        let id = ReservationId(uuid::Uuid::from_u128(7));
+        assert_eq!(
+            model.reservation(id).map(|r| r.status),
+            Some(Status::Cancelled)
+        );
+        // A late reply of the confirmation does not bring it back.
+        model.note_reservation(&noted(Status::Confirmed));
+        assert_eq!(
+            model.reservation(id).map(|r| r.status),
+            Some(Status::Cancelled)
+        );
+        assert_eq!(model.user_reservations("zoe", 0, 10).len(), 1);
     }
 }
