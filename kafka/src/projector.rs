@@ -167,6 +167,13 @@ async fn stop_reader(reader: std::thread::JoinHandle<()>, stop: &AtomicBool) {
     info!("projector stopping");
 }
 
+/// The name the audit's positions are stored under: the projection and the topic they are
+/// positions in. Offsets of one topic mean nothing in another: a projector on a new topic
+/// prefix against a database that served another must not resume at that one's offsets.
+fn audit_positions_key(topic: &str) -> String {
+    format!("{AUDIT_PROJECTION}:{topic}")
+}
+
 /// Project `reservation-completed` into the audit until `stop` is set.
 pub async fn run(
     config: &ProjectorConfig,
@@ -174,13 +181,20 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ProjectorError> {
     let topics = vec![config.topics.name("reservation-completed")];
+    let positions_key = audit_positions_key(&topics[0]);
     let Some(positions) = with_retries(&stop, "read the projection's positions", || {
-        store.positions(AUDIT_PROJECTION)
+        store.positions(&positions_key)
     })
     .await
     else {
         return Ok(());
     };
+    if positions.is_empty() {
+        info!(
+            topic = %topics[0],
+            "no audit positions stored for this topic: projecting it from its start"
+        );
+    }
     let positions = positions
         .into_iter()
         .map(|(partition, next)| ((0, partition), next))
@@ -200,7 +214,8 @@ pub async fn run(
             newest: batch.newest,
             ..Batch::default()
         };
-        if !write_audit(store.clone(), stop.clone(), batch, config.writers.max(1)).await {
+        let writers = config.writers.max(1);
+        if !write_audit(store.clone(), stop.clone(), batch, writers, &positions_key).await {
             break;
         }
         report_lag(AUDIT_PROJECTION, &newest);
@@ -493,6 +508,7 @@ async fn write_audit(
     stop: Arc<AtomicBool>,
     batch: Batch<Vec<AuditRow>>,
     writers: usize,
+    positions_key: &str,
 ) -> bool {
     let Batch {
         items: rows, next, ..
@@ -517,10 +533,10 @@ async fn write_audit(
             .into_iter()
             .map(|((_, partition), offset)| (partition, offset))
             .collect();
-        let (store, stop) = (store.clone(), stop.clone());
+        let (store, stop, positions_key) = (store.clone(), stop.clone(), positions_key.to_owned());
         writes.spawn(async move {
             with_retries(&stop, "write a batch", || {
-                store.apply(AUDIT_PROJECTION, &rows, &next)
+                store.apply(&positions_key, &rows, &next)
             })
             .await
             .is_some()

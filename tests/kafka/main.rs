@@ -1052,6 +1052,61 @@ async fn with_a_schema_registry_the_topics_carry_the_confluent_wire_format() {
     children.0.clear();
 }
 
+/// Positions name what they are positions in: a projector on another topic prefix, against a
+/// database a projector of another prefix wrote, projects every row of its own topic (it
+/// resumed at the other topic's offsets and dropped rows without a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_on_another_topic_prefix_projects_all_of_its_own_topic() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (database_url, store) = fresh_database().await;
+    let client = reqwest::Client::new();
+    for (round, name) in ["first-prefix", "second-prefix"].into_iter().enumerate() {
+        let sale = Sale::without_event(name).await;
+        let disk = tempfile::tempdir().expect("dir");
+        let port = free_port();
+        let mut children = Children(vec![
+            sale.processor(disk.path(), "p0"),
+            gateway(&sale.topics, name, 0, port),
+        ]);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&client, &base).await;
+        // Twelve sections, so that every partition holds outcomes of both topics.
+        let sections: Vec<String> = ('A'..='L').map(String::from).collect();
+        let layout: Vec<serde_json::Value> = sections
+            .iter()
+            .map(|s| serde_json::json!({"section": s, "rows": 1, "seatsPerRow": 5}))
+            .collect();
+        let event_id = create_event(&client, &base, name, serde_json::json!(layout)).await;
+        for (i, section) in sections.iter().cycle().take(24).enumerate() {
+            let (status, outcome) = post(
+                &client,
+                format!("{base}/api/reservations?wait=10000"),
+                serde_json::json!({"eventId": event_id, "section": section, "userId": format!("{name}-{i}"), "seatCount": 1}),
+            )
+            .await;
+            assert_eq!(status, 200, "{outcome}");
+        }
+        // The projector starts on a topic that already holds the sale (as after an outage),
+        // so the other topic's offsets are within this one's range.
+        children.0.push(projector(&sale.topics, &database_url));
+        let expected = 24 * (round + 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut rows = store.all_rows().await.expect("rows").len();
+        while rows < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            rows = store.all_rows().await.expect("rows").len();
+        }
+        assert_eq!(
+            rows, expected,
+            "{name}: every outcome of this topic is audited"
+        );
+        for child in &mut children.0 {
+            kill(child, "-TERM");
+        }
+        children.0.clear();
+    }
+}
+
 fn projector(topics: &TopicsConfig, database_url: &str) -> Child {
     Process::new(env!("CARGO_BIN_EXE_seatflow"))
         .arg("projector")
