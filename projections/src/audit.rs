@@ -40,26 +40,6 @@ mod schema {
     }
 
     diesel::table! {
-        /// Rows moved out of `reservation` by `archive_reservations()` (its columns and when).
-        reservation_archive (id) {
-            id -> Uuid,
-            user_id -> Text,
-            event_id -> Text,
-            section -> Text,
-            seat_count -> SmallInt,
-            seats -> Jsonb,
-            status -> Text,
-            reason -> Nullable<Text>,
-            reason_message -> Nullable<Text>,
-            requested_at -> Timestamptz,
-            completed_at -> Timestamptz,
-            cancelled_at -> Nullable<Timestamptz>,
-            log_partition -> Integer,
-            log_offset -> BigInt,
-        }
-    }
-
-    diesel::table! {
         projection_offset (projection, log_partition) {
             projection -> Text,
             log_partition -> Integer,
@@ -68,7 +48,7 @@ mod schema {
     }
 }
 
-use schema::{projection_offset, reservation, reservation_archive};
+use schema::{projection_offset, reservation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -80,8 +60,8 @@ pub enum AuditError {
     Migration(String),
 }
 
-/// One row of the `reservation` table.
-#[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
+/// One row of the `reservation` table (or of `reservation_archive`, which has its columns).
+#[derive(Debug, Clone, PartialEq, Insertable, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = reservation)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct AuditRow {
@@ -456,34 +436,19 @@ impl AuditStore {
         after: Option<uuid::Uuid>,
         through: Option<uuid::Uuid>,
     ) -> Result<Vec<AuditRow>, AuditError> {
+        use diesel::sql_types::{Nullable, Uuid};
         let current = self.rows_between(after, through, None).await?;
         let mut connection = self.connection().await?;
-        let mut query = reservation_archive::table
-            .select((
-                reservation_archive::id,
-                reservation_archive::user_id,
-                reservation_archive::event_id,
-                reservation_archive::section,
-                reservation_archive::seat_count,
-                reservation_archive::seats,
-                reservation_archive::status,
-                reservation_archive::reason,
-                reservation_archive::reason_message,
-                reservation_archive::requested_at,
-                reservation_archive::completed_at,
-                reservation_archive::cancelled_at,
-                reservation_archive::log_partition,
-                reservation_archive::log_offset,
-            ))
-            .order(reservation_archive::id)
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(reservation_archive::id.gt(after));
-        }
-        if let Some(through) = through {
-            query = query.filter(reservation_archive::id.le(through));
-        }
-        let archived: Vec<AuditRow> = query.load(&mut connection).await?;
+        // Its columns by name (QueryableByName): `reservation_archive` is created LIKE
+        // `reservation`, plus `archived_at`, which is not read.
+        let archived: Vec<AuditRow> = diesel::sql_query(
+            "SELECT * FROM reservation_archive \
+             WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR id <= $2) ORDER BY id",
+        )
+        .bind::<Nullable<Uuid>, _>(after)
+        .bind::<Nullable<Uuid>, _>(through)
+        .load(&mut connection)
+        .await?;
         let mut latest: BTreeMap<uuid::Uuid, AuditRow> = BTreeMap::new();
         for row in archived.into_iter().chain(current) {
             match latest.get(&row.id) {
