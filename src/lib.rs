@@ -84,6 +84,10 @@ impl SectionDirectory for Directory {
     ) -> Option<seatflow_aggregates::Reservation> {
         self.0.held_by(user_id, key, since)
     }
+
+    fn note_accepted(&self, pending: &seatflow_aggregates::Reservation) {
+        self.0.note_reservation(pending);
+    }
 }
 
 /// The running HTTP side: the all-in-one embedded process, or a gateway on Kafka.

@@ -65,6 +65,9 @@ pub trait SectionDirectory: Send + Sync + 'static {
     fn reservation(&self, id: ReservationId) -> Option<Reservation>;
     /// The user's newest CONFIRMED reservation in `key` requested at or after `since`.
     fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation>;
+    /// A reservation accepted (durable) but not decided when its request stopped waiting: a
+    /// poll of it must find it PENDING, not unknown, until its outcome arrives.
+    fn note_accepted(&self, pending: &Reservation);
 }
 
 /// Limits applied to requests.
@@ -310,16 +313,30 @@ impl CommandService {
             }
         }
 
+        let requested_at = now_millis();
+        let pending = Reservation {
+            id: reservation_id,
+            key: key.clone(),
+            user_id: request.user_id.clone(),
+            status: Status::Pending,
+            requested_seats: seat_request.seat_count(),
+            seats: Vec::new(),
+            reason: None,
+            requested_at,
+            decided_at: requested_at,
+            cancelled_at: None,
+        };
         let command = Command::Reserve(Reserve {
             reservation_id,
             key,
             user_id: request.user_id,
             request: seat_request,
-            requested_at: now_millis(),
+            requested_at,
         });
         let outcome = match self.bus.submit(command, wait).await {
             Ok(Submitted::Decided(outcome)) => outcome,
             Ok(Submitted::Accepted) => {
+                self.directory.note_accepted(&pending);
                 return Ok(Accepted {
                     reservation_id,
                     outcome: None,

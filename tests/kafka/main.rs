@@ -693,7 +693,8 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
 // ---- a 3-broker cluster: the leader of a busy partition dies mid-load ------------------------
 
 /// `?wait=N` is one wait of at most N: the bus's wait for the reply and the gateway's wait for
-/// the outcome share it (each waited N: 2 s for `wait=1000` with no seat processor).
+/// the outcome share it (each waited N: 2 s for `wait=1000` with no seat processor). And an
+/// accepted, undecided reservation is PENDING when polled on its gateway (it was a 404).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_once_for_its_outcome_when_nothing_decides_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -731,6 +732,23 @@ async fn a_request_waits_once_for_its_outcome_when_nothing_decides_it() {
         assert!(
             took >= Duration::from_millis(wait_ms) && took < Duration::from_millis(wait_ms * 6 / 5),
             "wait={wait_ms} answered after {took:?}"
+        );
+        // Polled on the gateway that accepted it: still PENDING (202), as documented, not 404.
+        let id = answer["reservationId"].as_str().expect("id");
+        let started = Instant::now();
+        let polled = client
+            .get(format!("{base}/api/reservations/{id}?wait=500"))
+            .send()
+            .await
+            .expect("poll");
+        let took = started.elapsed();
+        assert_eq!(polled.status(), 202);
+        let polled: serde_json::Value = polled.json().await.expect("JSON");
+        assert_eq!(polled["status"], "PENDING", "{polled}");
+        assert_eq!(polled["reservationId"], answer["reservationId"]);
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(600),
+            "wait=500 answered after {took:?}"
         );
     }
 }

@@ -118,6 +118,9 @@ impl ReservationsApi {
         let wait = Duration::from_millis(wait.0);
         let id = parse_reservation_id(&reservation_id.0)?;
         let found = match self.state.read.reservation(id) {
+            Some(pending) if pending.status == Status::Pending && !wait.is_zero() => {
+                self.await_decision(id, wait).await
+            }
             Some(reservation) => Some(reservation),
             None => {
                 if let Some(decided) = self.decided_elsewhere(id).await {
