@@ -12,8 +12,8 @@ use seatflow_kafka::TopicsConfig;
 use seatflow_projections::redis::RedisReads;
 
 use super::{
-    Children, ONE_AT_A_TIME, PARTITIONS, Sale, brokers, create_event, free_port, gateway_with,
-    kill, post, wait_ready,
+    Children, ONE_AT_A_TIME, PARTITIONS, Sale, brokers, create_event, free_port,
+    gateway_ready_with_event, gateway_with, kill, post, wait_ready,
 };
 
 pub(super) fn redis_url() -> String {
@@ -385,12 +385,8 @@ async fn the_sale_goes_on_while_redis_restarts_and_the_read_models_are_rebuilt_a
         gateway_with(&topics, "gw-a", 0, port, &borrowed(&env)),
         redis_projector(&topics, &env),
     ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_ready(&client, &base).await;
-    let event_id = create_event(
-        &client,
-        &base,
+    let (client, base, event_id) = gateway_ready_with_event(
+        port,
         "Restart night",
         serde_json::json!([
             {"section": "A", "rows": 10, "seatsPerRow": 10},

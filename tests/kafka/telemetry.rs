@@ -17,7 +17,7 @@ use prost::Message as _;
 
 use super::redis::{borrowed, eventually, redis_env, redis_projector, redis_url, seatflow_with};
 use super::{
-    Children, ONE_AT_A_TIME, Sale, create_event, free_port, gateway_with, kill, wait_ready,
+    Children, ONE_AT_A_TIME, Sale, free_port, gateway_ready_with_event, gateway_with, kill,
 };
 
 /// The client's trace: sampled (`-01`), so every process records its part of it.
@@ -116,12 +116,8 @@ async fn a_request_is_one_trace_across_the_processes_and_each_process_pushes_its
         ),
         redis_projector(&topics, &projector_env),
     ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_ready(&client, &base).await;
-    let event_id = create_event(
-        &client,
-        &base,
+    let (client, base, event_id) = gateway_ready_with_event(
+        port,
         "Traced night",
         serde_json::json!([{"section": "A", "rows": 2, "seatsPerRow": 5}]),
     )
