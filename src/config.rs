@@ -307,7 +307,7 @@ impl Config {
     /// This gateway's reply partition.
     pub fn reply_partition(&self) -> i32 {
         self.gateway_reply_partition.unwrap_or_else(|| {
-            let hash = seatflow_processor::murmur2(self.instance_id.as_bytes()) & 0x7fff_ffff;
+            let hash = seatflow_aggregates::murmur2(self.instance_id.as_bytes()) & 0x7fff_ffff;
             (hash % self.kafka_partitions.max(1) as u32) as i32
         })
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
-use seatflow_aggregates::Event;
+use seatflow_aggregates::{Event, SectionStatus};
 use seatflow_commands::{
     CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache, Waiters,
 };
@@ -38,20 +38,26 @@ struct EmbeddedSink {
 }
 
 impl EmbeddedSink {
-    fn apply(&self, record: &LogRecord) {
+    /// Fold a record of the log read at start into the read model and the pre-filter cache.
+    fn replayed(&self, record: &LogRecord) {
         self.read.apply(record.partition, record.seq, &record.event);
         self.status
             .update(record.event.key(), record.event.available_after());
-        if let Event::ReservationCompleted(completed) = &record.event {
-            self.waiters.resolve(&completed.reservation);
-        }
     }
 }
 
 impl CommitSink for EmbeddedSink {
-    fn committed(&self, records: &[LogRecord]) {
+    fn committed(&self, records: &[LogRecord], statuses: &[SectionStatus]) {
         for record in records {
-            self.apply(record);
+            self.read.apply(record.partition, record.seq, &record.event);
+        }
+        for status in statuses {
+            self.status.update(&status.key, status.available);
+        }
+        for record in records {
+            if let Event::ReservationCompleted(completed) = &record.event {
+                self.waiters.resolve(&completed.reservation);
+            }
         }
         self.audit.notify_one();
     }
@@ -230,7 +236,7 @@ impl App {
         let partitions = config.partitions;
         let replay = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let count = replay_log(&store, partitions, |record| sink.apply(record))?;
+            let count = replay_log(&store, partitions, |record| sink.replayed(record))?;
             info!(
                 records = count,
                 elapsed_ms = started.elapsed().as_millis() as u64,

@@ -7,12 +7,16 @@
 //! comes out and carries out the side effects. That keeps every rule testable without Kafka or
 //! a disk, and makes a replay of the events rebuild exactly the state that was decided.
 //!
-//! The partition-level entry point is [`decide`]: it adds the rule that a reservation id is
-//! decided once (a redelivered command is answered with the first outcome) on top of
-//! [`SectionState::decide`].
+//! [`decide`] adds to a section's rules the rule that a reservation id is decided once (a
+//! redelivered command is answered with the first outcome). [`Partition::decide_batch`] is a
+//! partition owner's whole work: a batch of commands in, the [`Action`]s that must happen out,
+//! for the embedded worker and the Kafka seat processor alike. [`partition_of`] says which
+//! partition owns a section.
 
 mod decision;
 mod model;
+mod partition;
+mod routing;
 mod section;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -24,6 +28,8 @@ pub use model::{
     MAX_SEATS_PER_ROW, MAX_SECTION_SEATS, Millis, Outcome, Rejection, Reservation, ReservationId,
     Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
+pub use partition::{Action, MemoryStore, Partition, PartitionStore};
+pub use routing::{murmur2, partition_of};
 pub use section::SectionState;
 
 #[cfg(test)]

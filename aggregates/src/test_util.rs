@@ -1,60 +1,69 @@
-//! Test helpers shared with other crates (feature `test-util`): an in-memory partition and a
+//! Test helpers shared with other crates (feature `test-util`): a partition over the in-memory
+//! store, deciding through the same [`Partition::decide_batch`] as every runtime, and a
 //! given/when/then harness for decisions.
 
-use std::collections::HashMap;
-
-use crate::decision::{Decision, decide, evolve};
+use crate::decision::Decision;
 use crate::model::{
-    Command, Event, InitSection, Layout, Millis, Reservation, ReservationId, Reserve, SeatRequest,
-    SectionKey,
+    Command, Event, InitSection, Layout, Millis, Outcome, Reserve, SeatRequest, SectionKey,
 };
-use crate::section::SectionState;
+use crate::partition::{Action, MemoryStore, Partition};
 
-/// One partition's state kept in maps: sections and the outcome of every reservation id.
+/// One partition deciding one command per batch over a [`MemoryStore`].
 #[derive(Debug, Default, Clone)]
 pub struct MemoryPartition {
-    pub sections: HashMap<SectionKey, SectionState>,
-    pub reservations: HashMap<ReservationId, Reservation>,
-    /// Every event recorded, in order.
-    pub log: Vec<Event>,
+    partition: Partition,
+    pub store: MemoryStore,
 }
 
 impl MemoryPartition {
-    /// Decide a command and record what it decided.
-    pub fn handle(&mut self, command: &Command, now: Millis) -> Decision {
-        let prior = command
-            .reservation_id()
-            .and_then(|id| self.reservations.get(&id));
-        let decision = decide(self.sections.get(command.key()), prior, command, now);
-        if let Decision::Append(events) = &decision {
-            for event in events {
-                self.apply(event);
-            }
-        }
-        decision
+    /// Decide one command as a batch of one, commit its actions, and return them.
+    pub fn actions(&mut self, command: &Command, now: Millis) -> Vec<Action> {
+        let actions =
+            match self
+                .partition
+                .decide_batch(&self.store, std::slice::from_ref(command), now)
+            {
+                Ok(actions) => actions,
+                Err(never) => match never {},
+            };
+        self.store.commit(&actions);
+        actions
     }
 
-    /// Apply one recorded event.
-    pub fn apply(&mut self, event: &Event) {
-        let mut section = self.sections.remove(event.key());
-        evolve(&mut section, event);
-        if let Some(section) = section {
-            self.sections.insert(event.key().clone(), section);
+    /// Decide one command and say what was decided, in the terms of [`crate::decide`].
+    pub fn handle(&mut self, command: &Command, now: Millis) -> Decision {
+        let actions = self.actions(command, now);
+        let events: Vec<Event> = actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Record { event, .. } => Some(event.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcome = actions.into_iter().find_map(|action| match action {
+            Action::Reply { outcome, .. } => Some(outcome),
+            _ => None,
+        });
+        match outcome {
+            _ if !events.is_empty() => Decision::Append(events),
+            Some(Outcome::Reservation(first)) => Decision::AlreadyDecided(first),
+            Some(Outcome::Refused(rejection)) => Decision::Refused(rejection),
+            Some(Outcome::SectionReady) => Decision::Append(Vec::new()),
+            None => panic!("a batch answers every command"),
         }
-        if let Event::ReservationCompleted(completed) = event {
-            self.reservations
-                .insert(completed.reservation.id, completed.reservation.clone());
-        }
-        self.log.push(event.clone());
     }
 
     /// A partition rebuilt from recorded events only.
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
-        let mut partition = Self::default();
-        for event in events {
-            partition.apply(event);
+        Self {
+            partition: Partition::new(),
+            store: MemoryStore::replay(events),
         }
-        partition
+    }
+
+    /// Every fact recorded, in order.
+    pub fn log(&self) -> &[Event] {
+        &self.store.log
     }
 }
 
@@ -111,7 +120,7 @@ pub fn init(section: &str, rows: u16, seats: u16) -> Command {
 /// A reserve command with a fresh reservation id.
 pub fn reserve(section: &str, user: &str, request: SeatRequest) -> Command {
     Command::Reserve(Reserve {
-        reservation_id: ReservationId::new_v7(),
+        reservation_id: crate::model::ReservationId::new_v7(),
         key: key(section),
         user_id: user.into(),
         request,

@@ -6,8 +6,9 @@ use proptest::prelude::*;
 
 use crate::test_util::{MemoryPartition, NOW, given, init, key, reserve};
 use crate::{
-    Cancel, Command, Completed, Decision, Event, Layout, Rejection, Reservation, ReservationId,
-    Seat, SeatRequest, SectionInitialized, SectionState, Status,
+    Action, Cancel, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome, Partition,
+    Rejection, Reservation, ReservationId, Seat, SeatRequest, SectionInitialized, SectionState,
+    Status,
 };
 
 fn initialized(section: &str, rows: u16, seats: u16) -> Event {
@@ -92,7 +93,7 @@ fn a_confirmed_reservation_holds_its_seats_and_lowers_the_count() {
         (1..=3).map(|s| Seat::new(1, s)).collect::<Vec<_>>()
     );
     assert_eq!(*available, 5);
-    assert_eq!(partition.sections[&key("A")].available(), 5);
+    assert_eq!(partition.store.sections[&key("A")].available(), 5);
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn a_redelivered_reservation_is_answered_with_its_first_outcome() {
     // Free the seats through another path would not matter: the id is decided.
     let again = partition.handle(&command, NOW + 5);
     assert_eq!(again, Decision::AlreadyDecided(first));
-    assert_eq!(partition.log.len(), 2, "nothing new is recorded");
+    assert_eq!(partition.log().len(), 2, "nothing new is recorded");
 }
 
 #[test]
@@ -133,12 +134,12 @@ fn cancelling_frees_the_seats_and_is_idempotent() {
     assert_eq!(cancelled.status, Status::Cancelled);
     assert_eq!(cancelled.seats, held.seats);
     assert_eq!(cancelled.cancelled_at, Some(NOW + 1));
-    assert_eq!(partition.sections[&key("A")].available(), 3);
+    assert_eq!(partition.store.sections[&key("A")].available(), 3);
     assert_eq!(
         partition.handle(&cancel_of(&held, "u1"), NOW + 2),
         Decision::AlreadyDecided(cancelled)
     );
-    assert_eq!(partition.sections[&key("A")].available(), 3);
+    assert_eq!(partition.store.sections[&key("A")].available(), 3);
 }
 
 #[test]
@@ -204,10 +205,16 @@ fn step() -> impl Strategy<Value = Step> {
 const SECTIONS: [&str; 2] = ["A", "B"];
 
 fn run(steps: &[Step]) -> MemoryPartition {
+    run_recording(steps).0
+}
+
+/// The partition after `steps`, decided one command per batch, and every command it decided.
+fn run_recording(steps: &[Step]) -> (MemoryPartition, Vec<Command>) {
     let mut partition = MemoryPartition::default();
-    partition.handle(&init("A", 4, 7), NOW);
-    partition.handle(&init("B", 3, 5), NOW);
-    let mut commands: Vec<Command> = Vec::new();
+    let mut commands: Vec<Command> = vec![init("A", 4, 7), init("B", 3, 5)];
+    for command in &commands {
+        partition.handle(command, NOW);
+    }
     for step in steps {
         let command = match step {
             Step::Adjacent {
@@ -230,6 +237,7 @@ fn run(steps: &[Step]) -> MemoryPartition {
             ),
             Step::Cancel { nth_confirmed } => {
                 let confirmed: Vec<&Reservation> = partition
+                    .store
                     .reservations
                     .values()
                     .filter(|r| r.status == Status::Confirmed)
@@ -250,7 +258,7 @@ fn run(steps: &[Step]) -> MemoryPartition {
         partition.handle(&command, NOW);
         commands.push(command);
     }
-    partition
+    (partition, commands)
 }
 
 proptest! {
@@ -258,7 +266,7 @@ proptest! {
     fn no_seat_is_ever_held_by_two_reservations(steps in prop::collection::vec(step(), 0..120)) {
         let partition = run(&steps);
         let mut holder: HashMap<(String, Seat), ReservationId> = HashMap::new();
-        for reservation in partition.reservations.values() {
+        for reservation in partition.store.reservations.values() {
             if reservation.status != Status::Confirmed {
                 continue;
             }
@@ -267,7 +275,7 @@ proptest! {
                 prop_assert!(previous.is_none(), "{seat} held twice");
             }
         }
-        for (section_key, state) in &partition.sections {
+        for (section_key, state) in &partition.store.sections {
             for seat in state.held_seats() {
                 prop_assert!(holder.contains_key(&(section_key.section.clone(), seat)),
                     "{seat} is held in the bitmap but by no confirmed reservation");
@@ -278,8 +286,9 @@ proptest! {
     #[test]
     fn available_is_capacity_minus_held(steps in prop::collection::vec(step(), 0..120)) {
         let partition = run(&steps);
-        for (section_key, state) in &partition.sections {
+        for (section_key, state) in &partition.store.sections {
             let held: u32 = partition
+                .store
                 .reservations
                 .values()
                 .filter(|r| r.status == Status::Confirmed && &r.key == section_key)
@@ -293,10 +302,10 @@ proptest! {
     #[test]
     fn replaying_the_events_rebuilds_the_same_state(steps in prop::collection::vec(step(), 0..120)) {
         let partition = run(&steps);
-        let replayed = MemoryPartition::replay(partition.log.iter());
-        prop_assert_eq!(&replayed.sections, &partition.sections);
-        prop_assert_eq!(&replayed.reservations, &partition.reservations);
-        for state in partition.sections.values() {
+        let replayed = MemoryPartition::replay(partition.log().iter());
+        prop_assert_eq!(&replayed.store.sections, &partition.store.sections);
+        prop_assert_eq!(&replayed.store.reservations, &partition.store.reservations);
+        for state in partition.store.sections.values() {
             prop_assert_eq!(
                 &SectionState::with_held(state.layout(), state.held_seats()),
                 state
@@ -307,10 +316,214 @@ proptest! {
     #[test]
     fn every_event_reports_the_count_its_section_has_after_it(steps in prop::collection::vec(step(), 0..80)) {
         let partition = run(&steps);
-        let mut rebuilt = MemoryPartition::default();
-        for event in &partition.log {
+        let mut rebuilt = MemoryStore::default();
+        for event in partition.log() {
             rebuilt.apply(event);
             prop_assert_eq!(rebuilt.sections[event.key()].available(), event.available_after());
         }
+    }
+}
+
+// The batch decision: what a partition owner is told to do, as data.
+
+#[test]
+fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
+    let store = MemoryStore::default();
+    let mut partition = Partition::new();
+    let first = reserve("A", "u1", SeatRequest::Adjacent(2));
+    let Command::Reserve(first_reserve) = &first else {
+        unreachable!()
+    };
+    let batch = [
+        init("A", 1, 3),
+        first.clone(),
+        first.clone(), // redelivered inside the batch
+        reserve("B", "u2", SeatRequest::Adjacent(1)),
+    ];
+    let actions = partition
+        .decide_batch(&store, &batch, NOW)
+        .expect("in memory");
+    let held = Reservation {
+        id: first_reserve.reservation_id,
+        key: key("A"),
+        user_id: "u1".into(),
+        status: Status::Confirmed,
+        requested_seats: 2,
+        seats: vec![Seat::new(1, 1), Seat::new(1, 2)],
+        reason: None,
+        requested_at: NOW,
+        decided_at: NOW,
+        cancelled_at: None,
+    };
+    let Action::Record {
+        event: Event::ReservationCompleted(unknown),
+        ..
+    } = &actions[7]
+    else {
+        panic!(
+            "expected the rejection of the unknown section, got {:?}",
+            actions[7]
+        );
+    };
+    assert_eq!(unknown.reservation.reason, Some(Rejection::UnknownSection));
+    let confirmed = Completed {
+        reservation: held.clone(),
+        available: 1,
+    };
+    let section_after = partition
+        .section(&store, &key("A"))
+        .expect("in memory")
+        .expect("decided")
+        .clone();
+    assert_eq!(section_after.available(), 1);
+    let expected = vec![
+        Action::Record {
+            input: 0,
+            event: initialized("A", 1, 3),
+        },
+        Action::PublishStatus {
+            input: 0,
+            key: key("A"),
+            available: 3,
+        },
+        Action::Reply {
+            input: 0,
+            outcome: Outcome::SectionReady,
+            available: 3,
+        },
+        Action::Record {
+            input: 1,
+            event: Event::ReservationCompleted(confirmed.clone()),
+        },
+        Action::PublishStatus {
+            input: 1,
+            key: key("A"),
+            available: 1,
+        },
+        Action::Reply {
+            input: 1,
+            outcome: Outcome::Reservation(held.clone()),
+            available: 1,
+        },
+        // The redelivery is answered with the first outcome and records nothing.
+        Action::Reply {
+            input: 2,
+            outcome: Outcome::Reservation(held),
+            available: 1,
+        },
+        Action::Record {
+            input: 3,
+            event: Event::ReservationCompleted(unknown.clone()),
+        },
+        Action::PublishStatus {
+            input: 3,
+            key: key("B"),
+            available: 0,
+        },
+        Action::Reply {
+            input: 3,
+            outcome: Outcome::Reservation(unknown.reservation.clone()),
+            available: 0,
+        },
+        // Stored once per section and reservation, as they are at the end of the batch.
+        Action::StoreSection {
+            key: key("A"),
+            state: section_after,
+        },
+        Action::StoreOutcome(confirmed),
+        Action::StoreOutcome(unknown.clone()),
+    ];
+    assert_eq!(actions, expected);
+}
+
+#[test]
+fn a_reservation_decided_twice_in_a_batch_is_stored_once_as_it_ends() {
+    let mut store = MemoryStore::default();
+    let mut partition = Partition::new();
+    let setup = partition
+        .decide_batch(&store, &[init("A", 1, 2)], NOW)
+        .expect("in memory");
+    store.commit(&setup);
+    let held = reserve("A", "u1", SeatRequest::Adjacent(2));
+    let Command::Reserve(r) = &held else {
+        unreachable!()
+    };
+    let cancel = Command::Cancel(Cancel {
+        reservation_id: r.reservation_id,
+        key: key("A"),
+        user_id: "u1".into(),
+        requested_at: NOW,
+    });
+    let actions = partition
+        .decide_batch(&store, &[held, cancel], NOW + 1)
+        .expect("in memory");
+    let stored: Vec<&Completed> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StoreOutcome(completed) => Some(completed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].reservation.status, Status::Cancelled);
+    assert_eq!(stored[0].available, 2);
+    store.commit(&actions);
+    assert_eq!(store.sections[&key("A")].available(), 2);
+}
+
+#[test]
+fn an_abandoned_batch_leaves_no_trace_in_the_next_one() {
+    let mut store = MemoryStore::default();
+    let mut partition = Partition::new();
+    let setup = partition
+        .decide_batch(&store, &[init("A", 1, 1)], NOW)
+        .expect("in memory");
+    store.commit(&setup);
+    let lost = partition
+        .decide_batch(&store, &[reserve("A", "u1", SeatRequest::Adjacent(1))], NOW)
+        .expect("in memory");
+    assert!(
+        lost.iter()
+            .any(|a| matches!(a, Action::StoreSection { .. }))
+    );
+    // The write failed: nothing of `lost` is stored.
+    partition.abandon();
+    let retried = partition
+        .decide_batch(&store, &[reserve("A", "u2", SeatRequest::Adjacent(1))], NOW)
+        .expect("in memory");
+    let reply = retried.iter().find_map(|a| match a {
+        Action::Reply {
+            outcome: Outcome::Reservation(r),
+            ..
+        } => Some(r),
+        _ => None,
+    });
+    assert_eq!(reply.map(|r| r.status), Some(Status::Confirmed));
+}
+
+proptest! {
+    #[test]
+    fn how_commands_are_cut_into_batches_changes_nothing(
+        steps in prop::collection::vec(step(), 0..60),
+        cuts in prop::collection::vec(1..8usize, 1..20),
+    ) {
+        let (one_by_one, commands) = run_recording(&steps);
+        // The same commands again, decided in batches of the given sizes.
+        let mut store = MemoryStore::default();
+        let mut partition = Partition::new();
+        let mut rest = &commands[..];
+        let mut cut = cuts.iter().cycle();
+        while !rest.is_empty() {
+            let size = (*cut.next().expect("cycle")).min(rest.len());
+            let (batch, tail) = rest.split_at(size);
+            let actions = partition.decide_batch(&store, batch, NOW).expect("in memory");
+            let replies = actions.iter().filter(|a| matches!(a, Action::Reply { .. })).count();
+            prop_assert_eq!(replies, batch.len(), "one answer per command");
+            store.commit(&actions);
+            rest = tail;
+        }
+        prop_assert_eq!(&store.log, &one_by_one.log().to_vec());
+        prop_assert_eq!(&store.sections, &one_by_one.store.sections);
+        prop_assert_eq!(&store.reservations, &one_by_one.store.reservations);
     }
 }

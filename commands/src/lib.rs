@@ -14,15 +14,29 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use seatflow_aggregates::{
-    Cancel, Command, InitSection, Layout, LayoutError, Millis, Rejection, Reservation,
+    Cancel, Command, InitSection, Layout, LayoutError, Millis, Outcome, Rejection, Reservation,
     ReservationId, Reserve, Seat, SeatRequest, SectionKey, Status,
 };
-use seatflow_processor::{Outcome, Processor, ProcessorError};
 
 /// The future a [`CommandBus`] answers with.
-pub type SubmitFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Submitted, ProcessorError>> + Send + 'a>,
->;
+pub type SubmitFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Submitted, BusError>> + Send + 'a>>;
+
+/// Why a bus gave a command no outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    /// The owner of the section could not decide (its store failed).
+    #[error("the seat processor could not decide: {0}")]
+    Unavailable(String),
+    #[error("the seat processor is shutting down")]
+    Stopped,
+    /// The command could not be made durable (the broker did not take it).
+    #[error("the command could not be handed over: {0}")]
+    Transport(String),
+    /// The command is durable but its outcome did not arrive while the caller waited.
+    #[error("no decision arrived in time; the command is recorded and will be decided")]
+    NotDecidedInTime,
+}
 
 /// Where commands go to be decided: the embedded workers, or Kafka.
 pub trait CommandBus: Send + Sync + 'static {
@@ -37,17 +51,6 @@ pub trait CommandBus: Send + Sync + 'static {
 pub enum Submitted {
     Decided(Outcome),
     Accepted,
-}
-
-/// The embedded workers decide before they answer: always `Decided`.
-impl CommandBus for Processor {
-    fn submit(&self, command: Command, _wait: Duration) -> SubmitFuture<'_> {
-        Box::pin(async move {
-            Processor::submit(self, command)
-                .await
-                .map(Submitted::Decided)
-        })
-    }
 }
 
 /// How long event creation and cancellation wait for their outcome.
@@ -114,7 +117,14 @@ pub enum CommandError {
     Refused(Rejection),
     /// The seat processor could not decide (store failure, shutdown): retry later.
     #[error("{0}")]
-    Unavailable(#[from] ProcessorError),
+    Unavailable(#[from] BusError),
+}
+
+/// A bus answered a command with an outcome of another kind of command.
+fn unexpected(what: &str) -> CommandError {
+    CommandError::Unavailable(BusError::Unavailable(format!(
+        "unexpected outcome for {what}"
+    )))
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CommandError {
@@ -364,9 +374,7 @@ impl CommandService {
                 self.dedup.forget(&dedup_key, reservation_id).await;
                 Err(CommandError::Refused(rejection))
             }
-            Outcome::SectionReady => Err(CommandError::Unavailable(ProcessorError::Store(
-                "unexpected outcome for a reservation".into(),
-            ))),
+            Outcome::SectionReady => Err(unexpected("a reservation")),
         }
     }
 
@@ -471,7 +479,7 @@ impl CommandService {
         });
         let outcome = match self.bus.submit(command, DECISION_TIMEOUT).await? {
             Submitted::Decided(outcome) => outcome,
-            Submitted::Accepted => return Err(ProcessorError::Timeout.into()),
+            Submitted::Accepted => return Err(BusError::NotDecidedInTime.into()),
         };
         match outcome {
             Outcome::Reservation(cancelled) => {
@@ -484,9 +492,7 @@ impl CommandService {
                 Err(CommandError::UnknownReservation(id))
             }
             Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
-            Outcome::SectionReady => Err(CommandError::Unavailable(ProcessorError::Store(
-                "unexpected outcome for a cancellation".into(),
-            ))),
+            Outcome::SectionReady => Err(unexpected("a cancellation")),
         }
     }
 
@@ -543,19 +549,18 @@ impl CommandService {
             submissions.spawn(async move { bus.submit(command, DECISION_TIMEOUT).await });
         }
         while let Some(joined) = submissions.join_next().await {
-            let submitted = joined.map_err(|e| ProcessorError::Store(e.to_string()))?;
+            let submitted = joined.map_err(|e| BusError::Unavailable(e.to_string()))?;
             let outcome = match submitted? {
                 Submitted::Decided(outcome) => outcome,
-                Submitted::Accepted => return Err(ProcessorError::Timeout.into()),
+                Submitted::Accepted => return Err(BusError::NotDecidedInTime.into()),
             };
             match outcome {
                 Outcome::SectionReady => {}
-                Outcome::Refused(rejection) => return Err(CommandError::Refused(rejection)),
-                Outcome::Reservation(_) => {
-                    return Err(CommandError::Unavailable(ProcessorError::Store(
-                        "unexpected outcome for a section".into(),
-                    )));
+                Outcome::Refused(rejection) => {
+                    tracing::warn!(event = %event_id, %rejection, "section initialisation refused");
+                    return Err(CommandError::Refused(rejection));
                 }
+                Outcome::Reservation(_) => return Err(unexpected("a section")),
             }
         }
         Ok(event_id)

@@ -20,10 +20,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use seatflow_aggregates::partition_of;
 use seatflow_aggregates::{Command, CommandReply, Event, SectionStatus};
 use seatflow_avro::Wire;
-use seatflow_commands::{CommandBus, SubmitFuture, Submitted};
-use seatflow_processor::{ProcessorError, partition_of};
+use seatflow_commands::{BusError, CommandBus, SubmitFuture, Submitted};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -182,7 +182,7 @@ impl KafkaBus {
         self.ready.clone()
     }
 
-    async fn publish(&self, command: Command, wait: Duration) -> Result<Submitted, ProcessorError> {
+    async fn publish(&self, command: Command, wait: Duration) -> Result<Submitted, BusError> {
         let correlation = CommandReply::correlation_of(&command);
         let receiver = if wait.is_zero() {
             None
@@ -200,7 +200,7 @@ impl KafkaBus {
         let value = self
             .wire
             .encode(&command)
-            .map_err(|e| ProcessorError::Transport(e.to_string()))?;
+            .map_err(|e| BusError::Transport(e.to_string()))?;
         let reply_to = self.reply_partition.to_string();
         let mut headers = OwnedHeaders::new().insert(Header {
             key: REPLY_PARTITION_HEADER,
@@ -221,7 +221,7 @@ impl KafkaBus {
             .headers(headers);
         if let Err((e, _)) = self.producer.send(record, Duration::from_secs(10)).await {
             self.pending.lock().remove(&correlation);
-            return Err(ProcessorError::Transport(e.to_string()));
+            return Err(BusError::Transport(e.to_string()));
         }
         let Some(receiver) = receiver else {
             return Ok(Submitted::Accepted);

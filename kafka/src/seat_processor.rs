@@ -1,11 +1,11 @@
 //! The seat processor on Kafka: consume `reservation-commands`, decide with the same
-//! [`PartitionState`] as the embedded runtime, and produce the outcomes
+//! [`Partition::decide_batch`] as the embedded runtime, and produce the outcomes
 //! (`reservation-completed`), the slim counts (`section-status`), the replies
 //! (`reservation-replies`, to the partition the command's gateway named) and the state changelog
 //! (`seat-state-changelog`) together with the consumer offsets in ONE Kafka transaction.
 //!
 //! One consumer and one transactional producer per process; each assigned partition is one
-//! task (its own [`PartitionState`]), so workers == partitions across the group. The loop never
+//! task (its own [`Partition`]), so workers == partitions across the group. The loop never
 //! keeps a transaction open across a poll that could rebalance; records of partitions revoked
 //! while a batch was collected are dropped from it (their next owner gets them).
 //!
@@ -28,11 +28,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use seatflow_aggregates::{Command, CommandReply, Completed, Event, SectionKey, SectionStatus};
+use seatflow_aggregates::{
+    Action, Command, CommandReply, Completed, Millis, Partition, SectionKey, SectionState,
+    SectionStatus,
+};
 use seatflow_avro::{StoredSection, Wire, decode, encode};
 use seatflow_processor::{
-    CommitBatch, LogRecord, PartitionState, ProcessorConfig, Store, StoreError, now_millis,
-    open_store,
+    CommitBatch, Position, ProcessorConfig, Store, StoreError, now_millis, open_store,
 };
 use tracing::{debug, info, warn};
 
@@ -186,7 +188,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
     producer.init_transactions(TXN_TIMEOUT)?;
     info!(group, instance = %config.instance_id, "seat processor running");
 
-    let mut tasks: HashMap<i32, PartitionState> = HashMap::new();
+    let mut tasks: HashMap<i32, Partition> = HashMap::new();
     let max_batch = config.max_batch.max(1);
     crate::spawn_group_lag_reporter(
         &config.brokers,
@@ -245,13 +247,15 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
     Ok(())
 }
 
+/// Decide a batch and make it visible in ONE transaction, then write the local state. A batch
+/// that fails before its commit is aborted and read again from the committed offsets.
 fn process_batch(
     consumer: &BaseConsumer<RebalanceContext>,
     producer: &BaseProducer,
     watchdog: &Watchdog,
     store: &Store,
     names: &Names,
-    tasks: &mut HashMap<i32, PartitionState>,
+    tasks: &mut HashMap<i32, Partition>,
     batch: Vec<Input>,
 ) -> Result<(), SeatProcessorError> {
     let mut new_partitions: Vec<i32> = batch
@@ -264,94 +268,136 @@ fn process_batch(
     if !new_partitions.is_empty() {
         tasks.extend(start_tasks(consumer, store, names, &new_partitions)?);
     }
-    let now = now_millis();
     let started = Instant::now();
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut first_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut completed: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
+    let by_partition = by_partition(&batch);
     producer.begin_transaction()?;
-    let outcome: Result<(), SeatProcessorError> = (|| {
-        for input in &batch {
-            first_offsets.entry(input.partition).or_insert(input.offset);
-            next_offsets.insert(input.partition, input.offset + 1);
-            let Some(task) = tasks.get_mut(&input.partition) else {
-                continue;
-            };
-            let command = match input
-                .payload
-                .as_deref()
-                .map(|p| names.wire.decode::<Command>(p))
-            {
-                Some(Ok(command)) => command,
-                other => {
-                    let reason = match other {
-                        Some(Err(e)) => e.to_string(),
-                        _ => "empty record".to_owned(),
-                    };
-                    warn!(
-                        partition = input.partition,
-                        offset = input.offset,
-                        trace_id = crate::trace::trace_id(input.traceparent.as_deref()),
-                        %reason,
-                        "command to dead-letter"
-                    );
-                    let headers = OwnedHeaders::new().insert(Header {
-                        key: ERROR_HEADER,
-                        value: Some(reason.as_bytes()),
-                    });
-                    let mut record =
-                        BaseRecord::<[u8], [u8]>::to(&names.dead_letter).headers(headers);
-                    if let Some(key) = &input.key {
-                        record = record.key(key.as_slice());
-                    }
-                    if let Some(payload) = &input.payload {
-                        record = record.payload(payload.as_slice());
-                    }
-                    send(producer, record)?;
-                    continue;
+    let committed = produce_batch(producer, store, names, tasks, &by_partition, now_millis())
+        .and_then(|writes| {
+            commit_transaction(consumer, producer, watchdog, names, &writes)?;
+            Ok(writes)
+        });
+    match committed {
+        Ok(writes) => {
+            seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
+            store_locally(store, tasks, writes);
+            Ok(())
+        }
+        Err(error) => abort_batch(consumer, producer, names, tasks, &by_partition, error),
+    }
+}
+
+/// The batch's inputs per partition, each partition's in offset order.
+fn by_partition(batch: &[Input]) -> BTreeMap<i32, Vec<&Input>> {
+    let mut grouped: BTreeMap<i32, Vec<&Input>> = BTreeMap::new();
+    for input in batch {
+        grouped.entry(input.partition).or_default().push(input);
+    }
+    grouped
+}
+
+/// What a partition writes to its local store once the transaction committed.
+struct LocalWrite {
+    partition: i32,
+    sections: Vec<(SectionKey, SectionState)>,
+    outcomes: Vec<Completed>,
+    /// The next input offset: the partition's position once written.
+    next_offset: i64,
+}
+
+/// Decide each partition's commands and produce what the decisions make happen, inside the open
+/// transaction: the interpreter of [`Action`]s on Kafka.
+fn produce_batch(
+    producer: &BaseProducer,
+    store: &Store,
+    names: &Names,
+    tasks: &mut HashMap<i32, Partition>,
+    by_partition: &BTreeMap<i32, Vec<&Input>>,
+    now: Millis,
+) -> Result<Vec<LocalWrite>, SeatProcessorError> {
+    let mut writes = Vec::with_capacity(by_partition.len());
+    for (&partition, inputs) in by_partition {
+        let Some(task) = tasks.get_mut(&partition) else {
+            continue;
+        };
+        let mut commands = Vec::with_capacity(inputs.len());
+        let mut origins = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match decode_command(names, input) {
+                Ok(command) => {
+                    commands.push(command);
+                    origins.push(*input);
                 }
-            };
-            let _traced =
-                crate::trace::child_span("seat-processor decide", input.traceparent.as_deref())
-                    .entered();
-            let decided = task.decide(&command, now)?;
-            let key = command.key().routing_key();
-            for event in &decided.events {
-                let status = SectionStatus {
-                    key: event.key().clone(),
-                    available: event.available_after(),
-                };
-                for (topic, value) in [
-                    (&names.completed, names.wire.encode(event)),
-                    (&names.status, names.wire.encode(&status)),
-                ] {
-                    let value = value.map_err(encode_error)?;
-                    send(
-                        producer,
-                        traced(
-                            BaseRecord::to(topic)
-                                .partition(input.partition)
-                                .key(key.as_bytes())
-                                .payload(value.as_slice()),
-                            input.traceparent.as_deref(),
-                        ),
-                    )?;
-                }
-                completed
-                    .entry(input.partition)
-                    .or_default()
-                    .push(LogRecord {
-                        partition: input.partition as u32,
-                        seq: 0,
-                        event: event.clone(),
-                    });
+                Err(reason) => dead_letter(producer, names, input, &reason)?,
             }
-            if let Some(reply_partition) = input.reply_partition {
+        }
+        let mut write = LocalWrite {
+            partition,
+            sections: Vec::new(),
+            outcomes: Vec::new(),
+            next_offset: inputs.last().map_or(0, |input| input.offset + 1),
+        };
+        let batch = Decided {
+            partition,
+            commands: &commands,
+            origins: &origins,
+        };
+        for action in task.decide_batch(store, &commands, now)? {
+            batch.produce(producer, names, action, &mut write)?;
+        }
+        writes.push(write);
+    }
+    Ok(writes)
+}
+
+/// One partition's decided commands and the records they came from (same index).
+struct Decided<'a> {
+    partition: i32,
+    commands: &'a [Command],
+    origins: &'a [&'a Input],
+}
+
+impl Decided<'_> {
+    fn produce(
+        &self,
+        producer: &BaseProducer,
+        names: &Names,
+        action: Action,
+        write: &mut LocalWrite,
+    ) -> Result<(), SeatProcessorError> {
+        match action {
+            Action::Record { input, event } => {
+                let value = names.wire.encode(&event).map_err(encode_error)?;
+                self.produce_to(producer, &names.completed, input, event.key(), &value)
+            }
+            Action::PublishStatus {
+                input,
+                key,
+                available,
+            } => {
+                let status = SectionStatus { key, available };
+                let value = names.wire.encode(&status).map_err(encode_error)?;
+                self.produce_to(producer, &names.status, input, &status.key, &value)
+            }
+            Action::Reply {
+                input,
+                outcome,
+                available,
+            } => {
+                let origin = self.origins[input];
+                let _traced = crate::trace::child_span(
+                    "seat-processor decide",
+                    origin.traceparent.as_deref(),
+                )
+                .entered();
+                let Some(reply_partition) = origin.reply_partition else {
+                    return Ok(());
+                };
+                let command = &self.commands[input];
                 let reply = CommandReply {
-                    correlation_id: CommandReply::correlation_of(&command),
+                    correlation_id: CommandReply::correlation_of(command),
                     key: command.key().clone(),
-                    available: task.available(command.key())?.unwrap_or(0),
-                    outcome: decided.outcome,
+                    available,
+                    outcome,
                 };
                 let value = names.wire.encode(&reply).map_err(encode_error)?;
                 send(
@@ -361,135 +407,209 @@ fn process_batch(
                             .partition(reply_partition)
                             .key(reply.correlation_id.as_bytes())
                             .payload(value.as_slice()),
-                        input.traceparent.as_deref(),
+                        origin.traceparent.as_deref(),
                     ),
                 )?;
+                Ok(())
             }
-        }
-        // The state changes of this batch, for a task that has to rebuild.
-        for (partition, task) in tasks.iter() {
-            if !next_offsets.contains_key(partition) {
-                continue;
-            }
-            for (key, state) in task.changed_sections() {
+            Action::StoreSection { key, state } => {
                 let value = encode(&StoredSection {
                     key: key.clone(),
-                    state,
+                    state: state.clone(),
                 })
                 .map_err(encode_error)?;
-                let changelog_key = section_changelog_key(&key);
-                send(
-                    producer,
-                    BaseRecord::to(&names.changelog)
-                        .partition(*partition)
-                        .key(changelog_key.as_bytes())
-                        .payload(value.as_slice()),
-                )?;
+                self.changelog(producer, names, &section_changelog_key(&key), &value)?;
+                write.sections.push((key, state));
+                Ok(())
             }
-            for reservation in task.changed_reservations() {
-                let value = encode(&Completed {
-                    reservation: reservation.clone(),
-                    available: 0,
-                })
-                .map_err(encode_error)?;
-                let changelog_key = format!("r:{}", reservation.id);
-                send(
-                    producer,
-                    BaseRecord::to(&names.changelog)
-                        .partition(*partition)
-                        .key(changelog_key.as_bytes())
-                        .payload(value.as_slice()),
-                )?;
+            Action::StoreOutcome(completed) => {
+                let value = encode(&completed).map_err(encode_error)?;
+                let key = format!("r:{}", completed.reservation.id);
+                self.changelog(producer, names, &key, &value)?;
+                write.outcomes.push(completed);
+                Ok(())
             }
         }
-        let mut offsets = TopicPartitionList::new();
-        for (partition, next) in &next_offsets {
-            offsets.add_partition_offset(&names.commands, *partition, Offset::Offset(*next))?;
-        }
-        let group = consumer
-            .group_metadata()
-            .ok_or_else(|| KafkaError::Canceled)?;
-        // Deliver everything before the offsets and the commit.
-        flush(producer)?;
-        let produced = Instant::now();
-        watchdog.watch("send_offsets_to_transaction", || {
-            retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))
-        })?;
-        let offsets_sent = Instant::now();
-        watchdog.watch("commit_transaction", || {
-            retrying(|| producer.commit_transaction(TXN_TIMEOUT))
-        })?;
-        let metrics = seatflow_telemetry::metrics();
-        metrics.transaction_committed(produced.elapsed());
-        metrics.batch_decided(batch.len(), started.elapsed());
-        debug!(
-            records = batch.len(),
-            decide_and_produce_ms = produced.duration_since(started).as_millis() as u64,
-            send_offsets_ms = offsets_sent.duration_since(produced).as_millis() as u64,
-            commit_ms = offsets_sent.elapsed().as_millis() as u64,
-            "batch committed"
-        );
-        Ok(())
-    })();
+    }
 
-    if let Err(error) = outcome {
-        // Nothing of the batch is visible: abort, forget the in-memory decisions and read the
-        // batch again from the committed offsets.
-        warn!(%error, "batch failed; aborting its transaction");
-        if let SeatProcessorError::Kafka(KafkaError::Transaction(e)) = &error
-            && e.is_fatal()
-        {
-            return Err(error);
+    /// A record on a public topic, in the input's partition, with the input's trace context.
+    fn produce_to(
+        &self,
+        producer: &BaseProducer,
+        topic: &str,
+        input: usize,
+        key: &SectionKey,
+        value: &[u8],
+    ) -> Result<(), SeatProcessorError> {
+        let key = key.routing_key();
+        send(
+            producer,
+            traced(
+                BaseRecord::to(topic)
+                    .partition(self.partition)
+                    .key(key.as_bytes())
+                    .payload(value),
+                self.origins[input].traceparent.as_deref(),
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// A state change, for a task that has to rebuild.
+    fn changelog(
+        &self,
+        producer: &BaseProducer,
+        names: &Names,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), SeatProcessorError> {
+        send(
+            producer,
+            BaseRecord::to(&names.changelog)
+                .partition(self.partition)
+                .key(key.as_bytes())
+                .payload(value),
+        )?;
+        Ok(())
+    }
+}
+
+fn decode_command(names: &Names, input: &Input) -> Result<Command, String> {
+    match input.payload.as_deref() {
+        None => Err("empty record".to_owned()),
+        Some(payload) => names
+            .wire
+            .decode::<Command>(payload)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A record that is not a command goes to the dead-letter topic, with why.
+fn dead_letter(
+    producer: &BaseProducer,
+    names: &Names,
+    input: &Input,
+    reason: &str,
+) -> Result<(), SeatProcessorError> {
+    warn!(
+        partition = input.partition,
+        offset = input.offset,
+        trace_id = crate::trace::trace_id(input.traceparent.as_deref()),
+        %reason,
+        "command to dead-letter"
+    );
+    let headers = OwnedHeaders::new().insert(Header {
+        key: ERROR_HEADER,
+        value: Some(reason.as_bytes()),
+    });
+    let mut record = BaseRecord::<[u8], [u8]>::to(&names.dead_letter).headers(headers);
+    if let Some(key) = &input.key {
+        record = record.key(key.as_slice());
+    }
+    if let Some(payload) = &input.payload {
+        record = record.payload(payload.as_slice());
+    }
+    send(producer, record)?;
+    Ok(())
+}
+
+/// Deliver everything, send the consumed offsets and commit.
+fn commit_transaction(
+    consumer: &BaseConsumer<RebalanceContext>,
+    producer: &BaseProducer,
+    watchdog: &Watchdog,
+    names: &Names,
+    writes: &[LocalWrite],
+) -> Result<(), SeatProcessorError> {
+    let mut offsets = TopicPartitionList::new();
+    for write in writes {
+        offsets.add_partition_offset(
+            &names.commands,
+            write.partition,
+            Offset::Offset(write.next_offset),
+        )?;
+    }
+    let group = consumer
+        .group_metadata()
+        .ok_or_else(|| KafkaError::Canceled)?;
+    // Deliver everything before the offsets and the commit.
+    let started = Instant::now();
+    flush(producer)?;
+    let produced = Instant::now();
+    watchdog.watch("send_offsets_to_transaction", || {
+        retrying(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT))
+    })?;
+    let offsets_sent = Instant::now();
+    watchdog.watch("commit_transaction", || {
+        retrying(|| producer.commit_transaction(TXN_TIMEOUT))
+    })?;
+    seatflow_telemetry::metrics().transaction_committed(produced.elapsed());
+    debug!(
+        partitions = writes.len(),
+        flush_ms = produced.duration_since(started).as_millis() as u64,
+        send_offsets_ms = offsets_sent.duration_since(produced).as_millis() as u64,
+        commit_ms = offsets_sent.elapsed().as_millis() as u64,
+        "batch committed"
+    );
+    Ok(())
+}
+
+/// Nothing of the batch is visible: abort, forget the in-memory decisions and read the batch
+/// again from its first offsets. Fatal producer errors and store failures end the process.
+fn abort_batch(
+    consumer: &BaseConsumer<RebalanceContext>,
+    producer: &BaseProducer,
+    names: &Names,
+    tasks: &mut HashMap<i32, Partition>,
+    by_partition: &BTreeMap<i32, Vec<&Input>>,
+    error: SeatProcessorError,
+) -> Result<(), SeatProcessorError> {
+    warn!(%error, "batch failed; aborting its transaction");
+    if let SeatProcessorError::Kafka(KafkaError::Transaction(e)) = &error
+        && e.is_fatal()
+    {
+        return Err(error);
+    }
+    retrying(|| producer.abort_transaction(TXN_TIMEOUT))?;
+    for (partition, inputs) in by_partition {
+        if let Some(task) = tasks.get_mut(partition) {
+            task.abandon();
         }
-        retrying(|| producer.abort_transaction(TXN_TIMEOUT))?;
-        for (partition, first) in &first_offsets {
-            if let Some(task) = tasks.get_mut(partition) {
-                task.abandon();
-            }
+        if let Some(first) = inputs.first() {
             consumer.seek(
                 &names.commands,
                 *partition,
-                Offset::Offset(*first),
+                Offset::Offset(first.offset),
                 TXN_TIMEOUT,
             )?;
         }
-        if matches!(error, SeatProcessorError::Store(_)) {
-            return Err(error);
-        }
-        return Ok(());
     }
-
-    // Committed: now the local state, with the next input offset as the applied position, for
-    // every partition of the batch in one write (one sync).
-    let batches: Vec<CommitBatch> = next_offsets
-        .iter()
-        .filter_map(|(partition, next)| {
-            tasks.get(partition).map(|task| CommitBatch {
-                partition: *partition as u32,
-                sections: task.changed_sections(),
-                records: completed.remove(partition).unwrap_or_default(),
-                applied: *next as u64,
-                append_to_log: false,
-            })
-        })
-        .collect();
-    match store.commit_all(&batches) {
-        Ok(()) => {
-            for partition in next_offsets.keys() {
-                if let Some(task) = tasks.get_mut(partition) {
-                    task.committed();
-                }
-            }
-        }
-        Err(e) => {
-            // Kafka has the batch; the disk does not. These partitions rebuild from the changelog.
-            warn!(error = %e, "local state write failed; the batch's partitions will rebuild");
-            for partition in next_offsets.keys() {
-                tasks.remove(partition);
-            }
-        }
+    if matches!(error, SeatProcessorError::Store(_)) {
+        return Err(error);
     }
     Ok(())
+}
+
+/// The transaction committed: now the local state, with the next input offset as each
+/// partition's position, for every partition of the batch in one write (one sync).
+fn store_locally(store: &Store, tasks: &mut HashMap<i32, Partition>, writes: Vec<LocalWrite>) {
+    let partitions: Vec<i32> = writes.iter().map(|w| w.partition).collect();
+    let batches: Vec<CommitBatch> = writes
+        .into_iter()
+        .map(|write| CommitBatch {
+            partition: write.partition as u32,
+            sections: write.sections,
+            outcomes: write.outcomes,
+            position: Position::InputOffset(write.next_offset as u64),
+        })
+        .collect();
+    if let Err(e) = store.commit_all(&batches) {
+        // Kafka has the batch; the disk does not. These partitions rebuild from the changelog.
+        warn!(error = %e, "local state write failed; the batch's partitions will rebuild");
+        for partition in partitions {
+            tasks.remove(&partition);
+        }
+    }
 }
 
 /// How long one transactional call may block before the process gives up on it.
@@ -631,7 +751,7 @@ fn start_tasks(
     store: &Store,
     names: &Names,
     partitions: &[i32],
-) -> Result<Vec<(i32, PartitionState)>, SeatProcessorError> {
+) -> Result<Vec<(i32, Partition)>, SeatProcessorError> {
     let mut wanted = TopicPartitionList::new();
     for partition in partitions {
         wanted.add_partition(&names.commands, *partition);
@@ -648,7 +768,7 @@ fn start_tasks(
     let mut to_rebuild = Vec::new();
     for partition in partitions {
         let committed = committed.get(partition).copied().unwrap_or(0);
-        let applied = store.applied(*partition as u32)? as i64;
+        let applied = store.input_offset(*partition as u32)? as i64;
         if applied == committed {
             info!(
                 partition,
@@ -679,10 +799,7 @@ fn start_tasks(
             "changelog rebuild done"
         );
     }
-    Ok(partitions
-        .iter()
-        .map(|p| (*p, PartitionState::new(*p as u32, store.clone())))
-        .collect())
+    Ok(partitions.iter().map(|p| (*p, Partition::new())).collect())
 }
 
 /// Read the changelog partitions of `targets` (partition, committed input offset) to their ends
@@ -745,7 +862,7 @@ fn restore_from_changelog(
     }
     for (partition, committed) in targets {
         let mut sections = Vec::new();
-        let mut records = Vec::new();
+        let mut outcomes = Vec::new();
         for (key, payload) in latest.remove(partition).unwrap_or_default() {
             let key = String::from_utf8_lossy(&key).into_owned();
             let bad = |reason: String| SeatProcessorError::Changelog {
@@ -757,12 +874,7 @@ fn restore_from_changelog(
                 let stored = decode::<StoredSection>(&payload).map_err(|e| bad(e.to_string()))?;
                 sections.push((stored.key, stored.state));
             } else if key.starts_with("r:") {
-                let completed = decode::<Completed>(&payload).map_err(|e| bad(e.to_string()))?;
-                records.push(LogRecord {
-                    partition: *partition as u32,
-                    seq: 0,
-                    event: Event::ReservationCompleted(completed),
-                });
+                outcomes.push(decode::<Completed>(&payload).map_err(|e| bad(e.to_string()))?);
             } else {
                 return Err(bad("unknown key kind".into()));
             }
@@ -770,9 +882,8 @@ fn restore_from_changelog(
         store.commit(&CommitBatch {
             partition: *partition as u32,
             sections,
-            records,
-            applied: *committed as u64,
-            append_to_log: false,
+            outcomes,
+            position: Position::InputOffset(*committed as u64),
         })?;
     }
     Ok(counts)

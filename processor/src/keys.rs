@@ -34,9 +34,17 @@ pub(crate) fn decode_log(key: &[u8]) -> Option<(u32, u64)> {
     Some((partition, seq))
 }
 
-/// `applied/[u32 partition]`.
-pub(crate) fn applied(partition: u32) -> Vec<u8> {
+/// `applied/[u32 partition]`: the last sequence number of the partition's own log (embedded).
+pub(crate) fn last_log_seq(partition: u32) -> Vec<u8> {
     let mut out = b"applied/".to_vec();
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+/// `input/[u32 partition]`: the next offset of the partition's input topic (Kafka). A key of its
+/// own: a position in a topic is never read as a position in the local log, or the reverse.
+pub(crate) fn input_offset(partition: u32) -> Vec<u8> {
+    let mut out = b"input/".to_vec();
     out.extend_from_slice(&partition.to_be_bytes());
     out
 }

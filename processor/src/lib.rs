@@ -1,14 +1,14 @@
 //! The seat processor of the embedded default: partition-local workers that decide every
 //! command of the sections they own, over a RocksDB store that holds section states, the outcome
-//! of every reservation id, the decided-event log and the applied positions.
+//! of every reservation id, the decided-event log and the partitions' positions. The store is
+//! also the Kafka seat processor's local state.
 //!
 //! Commands of one section always go to the same worker (Kafka's murmur2 partitioner over
 //! `eventId/section`), and each worker is one OS thread that owns its partition's state: decisions
-//! are in order per section with no lock on the hot path. See `worker` for the commit protocol.
+//! are in order per section with no lock on the hot path. What a batch decides comes from
+//! [`seatflow_aggregates::Partition::decide_batch`]; see `worker` for how it is carried out.
 
 mod keys;
-mod partition;
-mod routing;
 mod store;
 mod worker;
 
@@ -16,13 +16,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use seatflow_aggregates::Command;
+use seatflow_aggregates::{Command, partition_of};
+use seatflow_commands::{BusError, CommandBus, SubmitFuture, Submitted};
 use tokio::sync::{mpsc, oneshot};
 
-pub use partition::{Decided, PartitionState};
-pub use routing::{murmur2, partition_of};
 pub use seatflow_aggregates::Outcome;
-pub use store::{CommitBatch, LogRecord, Store, StoreError};
+pub use store::{CommitBatch, LogRecord, Position, Store, StoreError};
 pub use worker::{CommitSink, ProcessorError, now_millis};
 
 use worker::{Submission, Worker};
@@ -114,6 +113,21 @@ impl Processor {
             .await
             .map_err(|_| ProcessorError::Stopped)?;
         answer.await.map_err(|_| ProcessorError::Stopped)?
+    }
+}
+
+/// The embedded workers decide before they answer: always `Decided`.
+impl CommandBus for Processor {
+    fn submit(&self, command: Command, _wait: std::time::Duration) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            Processor::submit(self, command)
+                .await
+                .map(Submitted::Decided)
+                .map_err(|e| match e {
+                    ProcessorError::Store(reason) => BusError::Unavailable(reason),
+                    ProcessorError::Stopped => BusError::Stopped,
+                })
+        })
     }
 }
 

@@ -1,6 +1,7 @@
-//! The RocksDB store of the embedded seat processor: section states, the outcome of every
-//! reservation id (the de-duplication table), the decided-event log and each partition's applied
-//! position, one column family per table. A worker writes everything one decision batch
+//! The RocksDB store of a seat processor: section states, the outcome of every reservation id
+//! (the de-duplication table), the decided-event log (embedded only) and each partition's
+//! position, one column family per table. It is the [`PartitionStore`] that batches are decided
+//! against, in both runtimes. A worker writes everything one decision batch
 //! changed in ONE atomic write batch, so a crash at any moment leaves either all of a batch or
 //! none of it.
 
@@ -11,7 +12,9 @@ use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
     WriteOptions,
 };
-use seatflow_aggregates::{Completed, Event, Reservation, ReservationId, SectionKey, SectionState};
+use seatflow_aggregates::{
+    Completed, Event, PartitionStore, Reservation, ReservationId, SectionKey, SectionState,
+};
 use seatflow_avro::{StoredSection, decode, encode};
 
 use crate::keys;
@@ -145,12 +148,21 @@ impl Store {
         }
     }
 
-    /// The partition's applied position (0 when nothing was applied): the last log sequence
-    /// number (embedded) or the next input offset (Kafka).
-    pub fn applied(&self, partition: u32) -> Result<u64, StoreError> {
+    /// The sequence number of the last record in the partition's log (0 when it is empty).
+    pub fn last_log_seq(&self, partition: u32) -> Result<u64, StoreError> {
+        self.position(keys::last_log_seq(partition))
+    }
+
+    /// The next offset of the partition's input topic this store has applied (Kafka; 0 when
+    /// nothing was).
+    pub fn input_offset(&self, partition: u32) -> Result<u64, StoreError> {
+        self.position(keys::input_offset(partition))
+    }
+
+    fn position(&self, key: Vec<u8>) -> Result<u64, StoreError> {
         Ok(self
             .db
-            .get_cf(self.cf(META), keys::applied(partition))?
+            .get_cf(self.cf(META), key)?
             .map(|bytes| keys::decode_u64(&bytes))
             .unwrap_or(0))
     }
@@ -182,27 +194,36 @@ impl Store {
             };
             write.put_cf(self.cf(SECTIONS), keys::section(key), encode(&record)?);
         }
-        for record in &batch.records {
-            if let Event::ReservationCompleted(completed) = &record.event {
-                write.put_cf(
-                    self.cf(RESERVATIONS),
-                    keys::reservation(completed.reservation.id),
-                    encode(completed)?,
-                );
-            }
-            if batch.append_to_log {
-                write.put_cf(
-                    self.cf(LOG),
-                    keys::log(record.partition, record.seq),
-                    encode(&record.event)?,
-                );
-            }
+        for completed in &batch.outcomes {
+            write.put_cf(
+                self.cf(RESERVATIONS),
+                keys::reservation(completed.reservation.id),
+                encode(completed)?,
+            );
         }
-        write.put_cf(
-            self.cf(META),
-            keys::applied(batch.partition),
-            batch.applied.to_be_bytes(),
-        );
+        match &batch.position {
+            Position::Log(records) => {
+                for record in records {
+                    write.put_cf(
+                        self.cf(LOG),
+                        keys::log(record.partition, record.seq),
+                        encode(&record.event)?,
+                    );
+                }
+                if let Some(last) = records.last() {
+                    write.put_cf(
+                        self.cf(META),
+                        keys::last_log_seq(batch.partition),
+                        last.seq.to_be_bytes(),
+                    );
+                }
+            }
+            Position::InputOffset(next) => write.put_cf(
+                self.cf(META),
+                keys::input_offset(batch.partition),
+                next.to_be_bytes(),
+            ),
+        }
         Ok(())
     }
 
@@ -236,18 +257,36 @@ impl Store {
     }
 }
 
+impl PartitionStore for Store {
+    type Error = StoreError;
+
+    fn section(&self, key: &SectionKey) -> Result<Option<SectionState>, StoreError> {
+        Store::section(self, key)
+    }
+
+    fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
+        Store::reservation(self, id)
+    }
+}
+
 /// What one decision batch of one partition writes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommitBatch {
     pub partition: u32,
     /// The new state of every section the batch changed.
     pub sections: Vec<(SectionKey, SectionState)>,
-    /// The decided events, with their log positions.
-    pub records: Vec<LogRecord>,
-    /// The partition's applied position after this batch: the last log sequence number
-    /// (embedded) or the next input offset (Kafka).
-    pub applied: u64,
-    /// Keep the records in the local log (embedded: it is THE log). On Kafka the log is the
-    /// topic and only the state is written here.
-    pub append_to_log: bool,
+    /// The outcome of every reservation the batch decided.
+    pub outcomes: Vec<Completed>,
+    /// Where the partition stands once the batch is written.
+    pub position: Position,
+}
+
+/// A partition's position, in the log that is the source of truth of its runtime.
+#[derive(Debug)]
+pub enum Position {
+    /// Embedded: the store's log is THE log. These records are appended; the last one's
+    /// sequence number is the new position.
+    Log(Vec<LogRecord>),
+    /// Kafka: the log is the topic. The next input offset to read (the records are in Kafka).
+    InputOffset(u64),
 }

@@ -1,31 +1,27 @@
 //! One partition worker: the only place the sections of its partition are decided.
 //!
-//! The worker takes every command waiting in its queue (up to a batch limit), decides them in
-//! order against its in-memory sections, writes the whole batch in one RocksDB write batch, and
-//! only then carries out the side effects: hand the committed events to the [`CommitSink`]
-//! (read models, status cache) and answer each waiting caller. A caller is never told about a
-//! decision that is not on disk. The worker owns its sections, so no lock is taken on this path.
+//! The worker takes every command waiting in its queue (up to a batch limit), asks
+//! [`Partition::decide_batch`] what they make happen, and carries the actions out: the records,
+//! section states and outcomes go into ONE RocksDB write batch; only once it is written are the
+//! statuses and records handed to the [`CommitSink`] (read models, pre-filter cache) and the
+//! callers answered. A caller is never told about a decision that is not on disk. The worker
+//! owns its partition, so no lock is taken on this path.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use seatflow_aggregates::{Command, Millis, Outcome};
+use seatflow_aggregates::{Action, Command, Millis, Outcome, Partition, SectionStatus};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::partition::PartitionState;
-use crate::store::{CommitBatch, LogRecord, Store, StoreError};
+use crate::store::{CommitBatch, LogRecord, Position, Store, StoreError};
 
-/// Why a command got no outcome.
+/// Why the embedded processor gave a command no outcome.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessorError {
     #[error("the seat store failed: {0}")]
     Store(String),
     #[error("the seat processor is shutting down")]
     Stopped,
-    #[error("no decision arrived in time; the command is recorded and will be decided")]
-    Timeout,
-    #[error("the command could not be handed over: {0}")]
-    Transport(String),
 }
 
 impl From<StoreError> for ProcessorError {
@@ -34,109 +30,127 @@ impl From<StoreError> for ProcessorError {
     }
 }
 
-/// Receives every committed batch, in commit order per partition, before callers are answered.
+/// Receives every committed batch, in commit order per partition, before callers are answered:
+/// the decided facts with their log positions, and the sections' counts after them.
 pub trait CommitSink: Send + Sync + 'static {
-    fn committed(&self, records: &[LogRecord]);
+    fn committed(&self, records: &[LogRecord], statuses: &[SectionStatus]);
 }
+
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, ProcessorError>>;
 
 pub(crate) struct Submission {
     pub command: Command,
-    pub reply: oneshot::Sender<Result<Outcome, ProcessorError>>,
+    pub reply: Reply,
 }
 
 pub(crate) struct Worker {
+    id: u32,
     store: Store,
-    state: PartitionState,
+    partition: Partition,
     sink: std::sync::Arc<dyn CommitSink>,
-    applied: u64,
+    last_seq: u64,
     max_batch: usize,
 }
 
 impl Worker {
     pub fn new(
-        partition: u32,
+        id: u32,
         store: Store,
         sink: std::sync::Arc<dyn CommitSink>,
         max_batch: usize,
     ) -> Result<Self, StoreError> {
-        let applied = store.applied(partition)?;
+        let last_seq = store.last_log_seq(id)?;
         Ok(Self {
-            state: PartitionState::new(partition, store.clone()),
+            id,
             store,
+            partition: Partition::new(),
             sink,
-            applied,
+            last_seq,
             max_batch,
         })
     }
 
     /// Run until every sender is gone.
     pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut commands = Vec::with_capacity(self.max_batch);
+        let mut replies = Vec::with_capacity(self.max_batch);
         while let Some(first) = queue.blocking_recv() {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(submission) = next.take() {
+                commands.push(submission.command);
+                replies.push(submission.reply);
+                if commands.len() < self.max_batch {
+                    next = queue.try_recv().ok();
                 }
             }
-            self.process(&mut batch);
+            self.process(&commands, &mut replies);
+            commands.clear();
         }
     }
 
-    fn process(&mut self, batch: &mut Vec<Submission>) {
-        let started = std::time::Instant::now();
-        let now = now_millis();
-        let mut records = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for submission in batch.iter() {
-            let decided = self.state.decide(&submission.command, now);
-            outcomes.push(match decided {
-                Ok(decided) => {
-                    for event in decided.events {
-                        records.push(LogRecord {
-                            partition: self.state.partition(),
-                            seq: self.applied + records.len() as u64 + 1,
-                            event,
-                        });
-                    }
-                    Ok(decided.outcome)
-                }
-                Err(e) => Err(ProcessorError::from(e)),
-            });
-        }
-        let committed = if records.is_empty() {
-            Ok(())
-        } else {
-            let commit = CommitBatch {
-                partition: self.state.partition(),
-                sections: self.state.changed_sections(),
-                applied: self.applied + records.len() as u64,
-                records,
-                append_to_log: true,
-            };
-            self.store.commit(&commit).map(|()| {
-                self.applied = commit.applied;
-                self.sink.committed(&commit.records);
-            })
-        };
-        seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
-        match &committed {
-            Ok(()) => self.state.committed(),
+    fn process(&mut self, commands: &[Command], replies: &mut Vec<Reply>) {
+        let started = Instant::now();
+        let result = self
+            .partition
+            .decide_batch(&self.store, commands, now_millis())
+            .and_then(|actions| self.carry_out(actions));
+        seatflow_telemetry::metrics().batch_decided(commands.len(), started.elapsed());
+        let answers = match result {
+            Ok(answers) => answers,
             Err(e) => {
-                error!(partition = self.state.partition(), error = %e, "commit failed; batch refused");
-                self.state.abandon();
+                error!(partition = self.id, error = %e, "batch not written; its commands are refused");
+                self.partition.abandon();
+                let failed = ProcessorError::from(e);
+                replies.iter().map(|_| Err(failed.clone())).collect()
+            }
+        };
+        for (reply, answer) in replies.drain(..).zip(answers) {
+            // The caller may have given up waiting; the decision stands either way.
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Write the batch, publish it, and return the answer to each command, in input order
+    /// (a batch answers every command once, in order).
+    fn carry_out(
+        &mut self,
+        actions: Vec<Action>,
+    ) -> Result<Vec<Result<Outcome, ProcessorError>>, StoreError> {
+        let mut records = Vec::new();
+        let mut statuses = Vec::new();
+        let mut sections = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut answers = Vec::new();
+        for action in actions {
+            match action {
+                Action::Record { event, .. } => records.push(LogRecord {
+                    partition: self.id,
+                    seq: self.last_seq + records.len() as u64 + 1,
+                    event,
+                }),
+                Action::PublishStatus { key, available, .. } => {
+                    statuses.push(SectionStatus { key, available });
+                }
+                Action::Reply { outcome, .. } => answers.push(Ok(outcome)),
+                Action::StoreSection { key, state } => sections.push((key, state)),
+                Action::StoreOutcome(completed) => outcomes.push(completed),
             }
         }
-        for (submission, outcome) in batch.drain(..).zip(outcomes) {
-            let answer = match (&committed, outcome) {
-                (_, Err(e)) => Err(e),
-                (Err(e), Ok(_)) => Err(ProcessorError::Store(e.to_string())),
-                (Ok(()), Ok(outcome)) => Ok(outcome),
+        if let Some(last) = records.last() {
+            let last_seq = last.seq;
+            let batch = CommitBatch {
+                partition: self.id,
+                sections,
+                outcomes,
+                position: Position::Log(records),
             };
-            // The caller may have given up waiting; the decision stands either way.
-            let _ = submission.reply.send(answer);
+            self.store.commit(&batch)?;
+            self.last_seq = last_seq;
+            if let Position::Log(records) = &batch.position {
+                self.sink.committed(records, &statuses);
+            }
         }
+        Ok(answers)
     }
 }
 

@@ -263,7 +263,7 @@ mod tests {
             partition.handle(&reserve("A", user, SeatRequest::Adjacent(2)), NOW);
         }
         let model = ReadModel::new(1);
-        for (i, event) in partition.log.iter().enumerate() {
+        for (i, event) in partition.log().iter().enumerate() {
             model.apply(0, i as u64 + 1, event);
             model.apply(0, i as u64 + 1, event); // a repeat changes nothing
         }

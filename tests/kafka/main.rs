@@ -145,7 +145,7 @@ impl Sale {
         for command in commands {
             let key = command.key().routing_key();
             let value = encode(command).expect("encode");
-            let partition = seatflow_processor::partition_of(command.key(), PARTITIONS as u32);
+            let partition = seatflow_aggregates::partition_of(command.key(), PARTITIONS as u32);
             let headers = OwnedHeaders::new().insert(Header {
                 key: REPLY_PARTITION_HEADER,
                 value: Some("0".as_bytes()),
@@ -845,7 +845,7 @@ async fn the_sale_goes_on_when_the_leader_broker_of_a_busy_partition_is_killed()
             let key = SectionKey::new(sale.event_id.as_str(), *section);
             leader_of(
                 &commands_topic,
-                seatflow_processor::partition_of(&key, PARTITIONS as u32) as i32,
+                seatflow_aggregates::partition_of(&key, PARTITIONS as u32) as i32,
             )
         })
         .collect();

@@ -57,7 +57,7 @@ fn send_commands(topics: &TopicsConfig, commands: &[Command]) {
             key: REPLY_PARTITION_HEADER,
             value: Some("0".as_bytes()),
         });
-        let partition = seatflow_processor::partition_of(command.key(), topics.partitions as u32);
+        let partition = seatflow_aggregates::partition_of(command.key(), topics.partitions as u32);
         producer
             .send(
                 BaseRecord::to(&topics.name("reservation-commands"))

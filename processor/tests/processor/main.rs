@@ -5,16 +5,16 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use seatflow_aggregates::test_util::{init, key, reserve};
 use seatflow_aggregates::{Command, Event, Rejection, SeatRequest, Status};
+use seatflow_aggregates::{SectionStatus, partition_of};
 use seatflow_processor::{
-    CommitSink, LogRecord, Outcome, Processor, ProcessorConfig, open_store, partition_of,
-    replay_log,
+    CommitSink, LogRecord, Outcome, Processor, ProcessorConfig, open_store, replay_log,
 };
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<LogRecord>>);
 
 impl CommitSink for Collect {
-    fn committed(&self, records: &[LogRecord]) {
+    fn committed(&self, records: &[LogRecord], _statuses: &[SectionStatus]) {
         self.0.lock().extend_from_slice(records);
     }
 }
@@ -131,7 +131,7 @@ async fn decisions_survive_reopening_and_a_redelivered_command_is_answered_the_s
             "partition {partition}"
         );
         assert_eq!(
-            store.applied(partition).expect("applied"),
+            store.last_log_seq(partition).expect("position"),
             seqs.len() as u64
         );
     }

@@ -3,7 +3,7 @@
 //! the embedded runtime and on a Kafka topic partitioned by the Java client or by librdkafka
 //! with `partitioner=murmur2_random`.
 
-use seatflow_aggregates::SectionKey;
+use crate::model::SectionKey;
 
 /// The partition of a section among `partitions`.
 pub fn partition_of(key: &SectionKey, partitions: u32) -> u32 {
