@@ -16,12 +16,10 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use seatflow_aggregates::{Event, SectionStatus};
-use seatflow_commands::{
-    CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache, Waiters,
-};
+use seatflow_commands::{CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache};
 use seatflow_gateway::{AppState, ErrorBody};
 use seatflow_processor::{CommitSink, LogRecord, Processor, open_store, replay_log};
-use seatflow_projections::ReadModel;
+use seatflow_projections::{Queries, ReadModel, Waiters};
 use tracing::info;
 
 pub use config::{Config, MetricsRole, Overrides};
@@ -222,10 +220,9 @@ impl App {
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState {
             commands,
+            queries: Queries::new(read.clone(), waiters, None, audit),
             read,
-            waiters,
             ready: ready.clone(),
-            audit,
             redis: None,
         };
 
@@ -345,10 +342,9 @@ impl App {
             .context("cannot set up the audit database pool")?;
         let state = AppState {
             commands,
+            queries: Queries::new(read.clone(), waiters, redis.clone(), audit),
             read,
-            waiters,
             ready,
-            audit,
             redis,
         };
         let (acceptor, port) = bind(&config).await?;

@@ -8,7 +8,6 @@
 
 mod dedup;
 mod status;
-mod waiters;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,7 +58,6 @@ use tracing::instrument;
 
 pub use dedup::{Claim, Dedup, DedupFuture, DedupStore};
 pub use status::StatusCache;
-pub use waiters::Waiters;
 
 /// Where the command side looks up what sections exist (the catalogue read model).
 pub trait SectionDirectory: Send + Sync + 'static {
@@ -458,19 +456,16 @@ impl CommandService {
         Ok(seat_request)
     }
 
-    /// Cancel a confirmed reservation of `user_id`.
+    /// Cancel reservation `id` of section `key` (where the read side found it) for `user_id`;
+    /// the section's owner checks that it is the user's and that it holds seats.
     #[instrument(level = "debug", skip(self), fields(reservation = %id))]
     pub async fn cancel(
         &self,
         id: ReservationId,
+        key: SectionKey,
         user_id: &str,
     ) -> Result<Reservation, CommandError> {
         validate_id("X-User-Id", user_id)?;
-        let reservation = self
-            .directory
-            .reservation(id)
-            .ok_or(CommandError::UnknownReservation(id))?;
-        let key = reservation.key.clone();
         let command = Command::Cancel(Cancel {
             reservation_id: id,
             key: key.clone(),

@@ -7,12 +7,17 @@
 //! records at or below a partition's last applied position are skipped.
 
 pub mod audit;
+mod queries;
 pub mod redis;
+mod waiters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
+pub use queries::{Found, Queries};
+pub use waiters::Waiters;
+
 use seatflow_aggregates::{
     Event, Layout, Millis, Reservation, ReservationId, SectionKey, SectionState, Status,
 };

@@ -588,6 +588,49 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
     )
     .await;
 
+    // A reservation answered by one gateway is cancelled through the other at once (it was a
+    // 404: DELETE looked only in that gateway's memory, which the feed had not reached yet).
+    // Accepted without waiting: the other gateway cannot have seen its outcome yet.
+    for round in 0..3 {
+        let user = format!("early-{round}");
+        let (status, first) = post(
+            &client,
+            format!("{a}/api/reservations"),
+            serde_json::json!({"eventId": event_id, "section": "A", "userId": user, "seatCount": 1}),
+        )
+        .await;
+        assert_eq!(status, 202, "{first}");
+        let id = first["reservationId"].as_str().expect("id");
+        let cancelled = client
+            .delete(format!("{b}/api/reservations/{id}"))
+            .header("X-User-Id", &user)
+            .send()
+            .await
+            .expect("delete");
+        let status = cancelled.status().as_u16();
+        let body: serde_json::Value = cancelled.json().await.expect("json");
+        assert_eq!(status, 200, "cancel on the other gateway: {body}");
+        assert_eq!(body["status"], "CANCELLED", "{body}");
+        // The same user asks again on the gateway that cancelled: new seats, not the old id.
+        let (status, again) = post(
+            &client,
+            format!("{b}/api/reservations?wait=10000"),
+            serde_json::json!({"eventId": event_id, "section": "A", "userId": user, "seatCount": 1}),
+        )
+        .await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["status"], "CONFIRMED", "{again}");
+        assert_ne!(again["reservationId"], first["reservationId"], "{again}");
+        let again_id = again["reservationId"].as_str().expect("id");
+        let freed = client
+            .delete(format!("{b}/api/reservations/{again_id}"))
+            .header("X-User-Id", &user)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(freed.status().as_u16(), 200);
+    }
+
     // Customers on both gateways, until both sections refuse at once.
     let mut held = HashSet::new();
     let mut confirmed = Vec::new();

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use poem_openapi::Tags;
-use seatflow_commands::{CommandService, Waiters};
-use seatflow_projections::ReadModel;
-use seatflow_projections::audit::AuditStore;
+use seatflow_commands::CommandService;
 use seatflow_projections::redis::{RedisError, RedisReads};
+use seatflow_projections::{Queries, ReadModel};
 use seatflow_telemetry::metrics;
 use serde::Serialize;
 
@@ -28,15 +27,13 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub commands: CommandService,
+    /// The catalogue: events, sections, seat maps.
     pub read: Arc<ReadModel>,
-    pub waiters: Arc<Waiters>,
+    /// Reservations and histories, wherever they are held.
+    pub queries: Queries,
     /// Set once the read models are rebuilt and the workers run.
     pub ready: Arc<AtomicBool>,
-    /// The Postgres audit, when configured: a user's history is read there, and a reservation
-    /// this process does not hold in memory is looked up there.
-    pub audit: Option<AuditStore>,
-    /// The Redis read models, when configured: cached event and seat-map answers, outcomes of
-    /// reservations decided through other gateways.
+    /// The Redis read models, when configured: cached event and seat-map answers.
     pub redis: Option<RedisReads>,
 }
 

@@ -17,7 +17,7 @@ use poem_openapi::{Enum, Object};
 use seatflow_aggregates::{Reservation, ReservationId, Seat, Status};
 use seatflow_commands::ReserveRequest;
 use seatflow_projections::audit::AuditRow;
-use seatflow_projections::{EventView, SectionView};
+use seatflow_projections::{EventView, Found, SectionView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -267,6 +267,15 @@ pub struct ReservationDto {
     pub decided_at: Option<Timestamp>,
     #[oai(skip_serializing_if_is_none)]
     pub cancelled_at: Option<Timestamp>,
+}
+
+impl From<&Found> for ReservationDto {
+    fn from(found: &Found) -> Self {
+        match found {
+            Found::Here(reservation) => Self::from(reservation),
+            Found::Shared(row) => Self::from(row),
+        }
+    }
 }
 
 impl From<&Reservation> for ReservationDto {

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-use seatflow_aggregates::{Reservation, ReservationId, Seat, Status};
+use seatflow_aggregates::{ReservationId, Seat};
 use seatflow_commands::{CommandError, ReserveRequest};
+use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
-use tracing::warn;
 
 use super::model::{ReservationDto, ReserveDto, UuidText};
 use super::{AppState, Tag, default_limit};
@@ -70,25 +70,28 @@ impl ReservationsApi {
             metrics().dedup_hit();
         }
         let outcome = match accepted.outcome {
-            Some(outcome) => Some(outcome),
+            Some(outcome) => Some(Found::Here(outcome)),
             None if !wait.is_zero() => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                self.await_decision(accepted.reservation_id, left).await
+                self.state
+                    .queries
+                    .reservation(accepted.reservation_id, left)
+                    .await
             }
             None => None,
         };
         Ok(match outcome {
-            Some(reservation) if !wait.is_zero() && reservation.status != Status::Pending => {
+            Some(found) if !wait.is_zero() && !found.is_pending() => {
                 metrics().reservation(if accepted.deduplicated {
                     "deduplicated"
                 } else {
-                    match reservation.status {
-                        Status::Confirmed => "confirmed",
-                        Status::Cancelled => "cancelled",
+                    match found.status() {
+                        "CONFIRMED" => "confirmed",
+                        "CANCELLED" => "cancelled",
                         _ => "rejected",
                     }
                 });
-                ReservationAnswer::Decided(Json(ReservationDto::from(&reservation)))
+                ReservationAnswer::Decided(Json(ReservationDto::from(&found)))
             }
             _ => {
                 // Asked to wait and still undecided: the timeout HighTimeoutRate watches.
@@ -115,34 +118,16 @@ impl ReservationsApi {
         #[oai(default, validator(maximum(value = "30000")))]
         wait: Query<u64>,
     ) -> Result<ReservationAnswer, ApiError> {
-        let wait = Duration::from_millis(wait.0);
         let id = parse_reservation_id(&reservation_id.0)?;
-        let found = match self.state.read.reservation(id) {
-            Some(pending) if pending.status == Status::Pending && !wait.is_zero() => {
-                self.await_decision(id, wait).await
-            }
-            Some(reservation) => Some(reservation),
-            None => {
-                if let Some(decided) = self.decided_elsewhere(id).await {
-                    return Ok(ReservationAnswer::Decided(Json(decided)));
-                }
-                if wait.is_zero() {
-                    None
-                } else {
-                    self.await_decision(id, wait).await
-                }
-            }
-        };
-        match found {
-            Some(r) if r.status == Status::Pending => {
-                Ok(ReservationAnswer::Pending(Json(ReservationDto::from(&r))))
-            }
-            Some(r) => Ok(ReservationAnswer::Decided(Json(ReservationDto::from(&r)))),
-            None => Err(ApiError::not_found(
-                "unknown_reservation",
-                "no such reservation",
-                Some("reservationId"),
-            )),
+        let wait = Duration::from_millis(wait.0);
+        match self.state.queries.reservation(id, wait).await {
+            Some(found) if found.is_pending() => Ok(ReservationAnswer::Pending(Json(
+                ReservationDto::from(&found),
+            ))),
+            Some(found) => Ok(ReservationAnswer::Decided(Json(ReservationDto::from(
+                &found,
+            )))),
+            None => Err(unknown_reservation()),
         }
     }
 
@@ -161,7 +146,18 @@ impl ReservationsApi {
         user_id: Header<String>,
     ) -> Result<Json<ReservationDto>, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
-        let cancelled = self.state.commands.cancel(id, &user_id.0).await?;
+        // Any gateway may be asked, right after another one answered the reservation.
+        let found = self
+            .state
+            .queries
+            .reservation_to_change(id)
+            .await
+            .ok_or_else(unknown_reservation)?;
+        let cancelled = self
+            .state
+            .commands
+            .cancel(id, found.key(), &user_id.0)
+            .await?;
         Ok(Json(ReservationDto::from(&cancelled)))
     }
 
@@ -184,18 +180,12 @@ impl ReservationsApi {
         )]
         limit: Query<u32>,
     ) -> Result<Json<Vec<ReservationDto>>, ApiError> {
-        let (offset, limit) = (offset.0 as usize, limit.0 as usize);
-        if let Some(audit) = &self.state.audit {
-            match audit.user_history(&user_id.0, offset, limit).await {
-                Ok(rows) => return Ok(Json(rows.iter().map(ReservationDto::from).collect())),
-                // The sale does not depend on the audit: answer from memory meanwhile.
-                Err(e) => warn!(error = %e, "audit unavailable; history answered from memory"),
-            }
-        }
-        let reservations = self.state.read.user_reservations(&user_id.0, offset, limit);
-        Ok(Json(
-            reservations.iter().map(ReservationDto::from).collect(),
-        ))
+        let history = self
+            .state
+            .queries
+            .user_history(&user_id.0, offset.0 as usize, limit.0 as usize)
+            .await;
+        Ok(Json(history.iter().map(ReservationDto::from).collect()))
     }
 }
 
@@ -242,37 +232,14 @@ impl ReservationsApi {
             idempotency_key,
         })
     }
+}
 
-    /// A reservation this process does not hold in memory, decided through another gateway:
-    /// Redis holds the outcomes every gateway saw decided, the audit every outcome ever decided.
-    async fn decided_elsewhere(&self, id: ReservationId) -> Option<ReservationDto> {
-        // (A Redis failure is counted and warned about by its breaker.)
-        if let Some(redis) = &self.state.redis
-            && let Ok(Some(row)) = redis.outcome(id.0).await
-        {
-            return Some(ReservationDto::from(&row));
-        }
-        if let Some(audit) = &self.state.audit {
-            match audit.find(id.0).await {
-                Ok(Some(row)) => return Some(ReservationDto::from(&row)),
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "audit unavailable for a reservation lookup"),
-            }
-        }
-        None
-    }
-
-    /// Park until the reservation is decided or the wait ends (no thread is held).
-    async fn await_decision(&self, id: ReservationId, wait: Duration) -> Option<Reservation> {
-        let read = self.state.read.clone();
-        self.state
-            .waiters
-            .wait_for(id, wait, || {
-                read.reservation(id).filter(|r| r.status != Status::Pending)
-            })
-            .await
-            .or_else(|| self.state.read.reservation(id))
-    }
+fn unknown_reservation() -> ApiError {
+    ApiError::not_found(
+        "unknown_reservation",
+        "no such reservation",
+        Some("reservationId"),
+    )
 }
 
 /// How a refused reservation request is counted.
