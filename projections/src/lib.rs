@@ -49,6 +49,8 @@ pub struct ReadModel {
     reservations: DashMap<ReservationId, Reservation>,
     by_user: DashMap<String, Vec<ReservationId>>,
     applied: Vec<AtomicU64>,
+    /// Woken whenever a section is added: event creation waits on it to answer with the event.
+    section_added: tokio::sync::Notify,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +71,32 @@ impl ReadModel {
             reservations: DashMap::new(),
             by_user: DashMap::new(),
             applied: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            section_added: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The event once it shows `sections` sections, waiting up to `wait` for them to arrive.
+    pub async fn event_with_sections(
+        &self,
+        event_id: &str,
+        sections: usize,
+        wait: std::time::Duration,
+    ) -> Option<EventView> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check: a section added between the check and the wait
+            // still wakes it.
+            let added = self.section_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if let Some(view) = self.event(event_id)
+                && view.sections.len() >= sections
+            {
+                return Some(view);
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -111,6 +139,7 @@ impl ReadModel {
                 if created {
                     self.event_order.write().push(init.key.event_id.clone());
                 }
+                self.section_added.notify_waiters();
             }
             Event::ReservationCompleted(completed) => {
                 let reservation = &completed.reservation;
@@ -282,6 +311,37 @@ mod tests {
         assert_eq!(event.sections.len(), 1);
         assert_eq!(event.sections[0].state.held_count(), 4);
         assert_eq!(model.applied(0), 4);
+    }
+
+    #[tokio::test]
+    async fn an_event_is_answered_as_soon_as_its_last_section_is_applied() {
+        let mut partition = MemoryPartition::default();
+        partition.handle(&init("A", 2, 2), NOW);
+        partition.handle(&init("B", 1, 1), NOW);
+        let model = std::sync::Arc::new(ReadModel::new(1));
+        let log = partition.log().to_vec();
+        model.apply(0, 1, &log[0]);
+        let waiting = {
+            let model = model.clone();
+            tokio::spawn(async move {
+                model
+                    .event_with_sections("evt-1", 2, std::time::Duration::from_secs(30))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let started = std::time::Instant::now();
+        model.apply(0, 2, &log[1]);
+        let view = waiting.await.expect("join").expect("answered");
+        assert_eq!(view.sections.len(), 2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Never complete: answered empty when the wait ends.
+        assert!(
+            model
+                .event_with_sections("evt-1", 3, std::time::Duration::from_millis(20))
+                .await
+                .is_none()
+        );
     }
 
     fn noted(status: Status) -> Reservation {

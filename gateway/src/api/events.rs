@@ -1,6 +1,6 @@
 //! Events and their sections: create, list, read one, the seat map.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -49,19 +49,16 @@ impl EventsApi {
             .commands
             .create_event(&body.name, &sections)
             .await?;
-        let deadline = Instant::now() + READABLE_WITHIN;
-        loop {
-            if let Some(view) = self.state.read.event(&event_id)
-                && view.sections.len() == sections.len()
-            {
-                return Ok(CreatedEvent::Created(Json(EventDto::from(&view))));
-            }
-            if Instant::now() > deadline {
-                return Err(ApiError::unavailable(format!(
-                    "event {event_id} was created but is not readable yet; retry GET /api/events/{event_id}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        match self
+            .state
+            .read
+            .event_with_sections(&event_id, sections.len(), READABLE_WITHIN)
+            .await
+        {
+            Some(view) => Ok(CreatedEvent::Created(Json(EventDto::from(&view)))),
+            None => Err(ApiError::unavailable(format!(
+                "event {event_id} was created but is not readable yet; retry GET /api/events/{event_id}"
+            ))),
         }
     }
 
