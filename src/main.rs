@@ -130,6 +130,15 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let outcome = run_role(cli, &runtime);
+    // A role that ended on an error may leave blocking work behind (a Kafka client closing):
+    // the process still stops, within a bound.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    outcome
+}
+
+/// Run what the command line asks for on `runtime`.
+fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     match cli.command {
         Some(Role::Bench(args)) => {
             init_logging("text");
@@ -237,19 +246,18 @@ fn run() -> anyhow::Result<()> {
                 return runtime.block_on(async move {
                     let app = App::build(config).await?;
                     tracing::info!(port = app.port(), "all roles on Kafka; Swagger UI at /docs");
-                    let projections = async {
-                        if projector.database_url.is_some() || projector.redis_url.is_some() {
-                            run_projector(projector).await
-                        } else {
-                            Ok(())
-                        }
-                    };
-                    tokio::try_join!(
-                        run_seat_processor(processor),
-                        app.run_until_stopped(),
-                        projections
-                    )
-                    .map(drop)
+                    // Each role a task of its own: one that blocks (a synchronous call) or waits
+                    // must not hold up the others, the HTTP listener least of all.
+                    let mut roles = tokio::task::JoinSet::new();
+                    roles.spawn(run_seat_processor(processor));
+                    roles.spawn(app.run_until_stopped());
+                    if projector.database_url.is_some() || projector.redis_url.is_some() {
+                        roles.spawn(run_projector(projector));
+                    }
+                    while let Some(finished) = roles.join_next().await {
+                        finished.context("a role panicked")??;
+                    }
+                    Ok(())
                 });
             }
             init_logging(&config.log_format);

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::client_config;
+use crate::closing::ClosesWithin;
 use crate::seat_processor::REPLY_PARTITION_HEADER;
 use crate::topics::TopicsConfig;
 
@@ -46,7 +47,7 @@ type Pending = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<CommandReply>>>>>;
 
 /// Commands to Kafka, replies from this gateway's reply partition.
 pub struct KafkaBus {
-    producer: FutureProducer,
+    producer: ClosesWithin<FutureProducer>,
     commands_topic: String,
     partitions: u32,
     reply_partition: i32,
@@ -86,12 +87,14 @@ impl KafkaBus {
             .set("compression.type", "lz4")
             .set("partitioner", "murmur2_random")
             .create()?;
+        let producer = ClosesWithin::new("gateway producer", producer);
         let replies: BaseConsumer = client_config(&config.brokers)
             .set("group.id", config.topics.name("gateway-replies"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "5")
             .create()?;
+        let replies = ClosesWithin::new("gateway replies consumer", replies);
         let pending: Pending = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(false));
@@ -265,6 +268,7 @@ pub fn follow(
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "10")
         .create()?;
+    let consumer = ClosesWithin::new("gateway read consumer", consumer);
     let status_topic = topics.name("section-status");
     let completed_topic = topics.name("reservation-completed");
     let partitions = topics.partitions;

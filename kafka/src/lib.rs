@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset};
 
+mod closing;
 mod gateway;
 mod log;
 mod projector;
@@ -18,6 +19,7 @@ mod seat_processor;
 mod topics;
 pub mod trace;
 
+pub use closing::{CLOSE_LIMIT, ClosesWithin, close_within};
 pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
 pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};

@@ -25,6 +25,7 @@ use seatflow_projections::redis::{RedisBatch, RedisReads};
 use tracing::{debug, info, warn};
 
 use crate::client_config;
+use crate::closing::ClosesWithin;
 use crate::topics::TopicsConfig;
 
 /// The name under which the audit projection stores its positions.
@@ -81,7 +82,7 @@ fn report_lag<T>(projection: &'static str, batch: &Batch<T>) {
     }
 }
 
-type ProjectionConsumer = BaseConsumer;
+type ProjectionConsumer = ClosesWithin<BaseConsumer>;
 
 /// Log positions by (topic index, partition).
 type Positions = HashMap<(usize, i32), i64>;
@@ -98,12 +99,13 @@ fn assign(
     topics: &[String],
     positions: &Positions,
 ) -> Result<(ProjectionConsumer, Option<Positions>), ProjectorError> {
-    let consumer: ProjectionConsumer = client_config(&config.brokers)
+    let consumer: BaseConsumer = client_config(&config.brokers)
         .set("group.id", config.topics.name(group))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "20")
         .create()?;
+    let consumer: ProjectionConsumer = ClosesWithin::new("projector consumer", consumer);
     let mut assignment = TopicPartitionList::new();
     for (index, topic) in topics.iter().enumerate() {
         for partition in 0..config.topics.partitions {

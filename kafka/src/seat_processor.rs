@@ -38,6 +38,7 @@ use seatflow_processor::{
 };
 use tracing::{debug, info, warn};
 
+use crate::closing::ClosesWithin;
 use crate::topics::TopicsConfig;
 use crate::{client_config, forget_reached_ends};
 
@@ -151,39 +152,45 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         },
     )?;
     let group = config.topics.name("seat-processor");
-    let consumer: BaseConsumer<RebalanceContext> = client_config(&config.brokers)
-        .set("group.id", &group)
-        // Static membership: a restarted instance (same id, e.g. the same StatefulSet pod) takes
-        // its partitions back at once, without a rebalance of the whole group.
-        .set("group.instance.id", &config.instance_id)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .create_with_context(RebalanceContext::default())?;
+    let consumer: ClosesWithin<BaseConsumer<RebalanceContext>> = ClosesWithin::new(
+        "seat processor consumer",
+        client_config(&config.brokers)
+            .set("group.id", &group)
+            // Static membership: a restarted instance (same id, e.g. the same StatefulSet pod) takes
+            // its partitions back at once, without a rebalance of the whole group.
+            .set("group.instance.id", &config.instance_id)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(RebalanceContext::default())?,
+    );
     consumer.subscribe(&[&names.commands])?;
-    let producer: BaseProducer = client_config(&config.brokers)
-        .set(
-            "transactional.id",
-            format!("{group}-{}", config.instance_id),
-        )
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000")
-        // A failed record fails the transaction anyway (abortable error at commit), so only
-        // failures need a report. Without this every delivered record waits in the event queue
-        // until it is polled, and the flush before the commit waits for them.
-        .set("delivery.report.only.error", "true")
-        // librdkafka 2.12 can wait forever in send_offsets_to_transaction when the group
-        // coordinator's broker died: it waits for a broker state change that a decommissioned
-        // broker never makes (librdkafka issues #5511, #5456; seen in our broker-kill test).
-        // Closing idle connections makes such a change within a few seconds of the stall (no
-        // record is produced while it lasts), and the coordinator is looked up again.
-        .set("connections.max.idle.ms", "5000")
-        .create()?;
+    let producer: ClosesWithin<BaseProducer> = ClosesWithin::new(
+        "seat processor producer",
+        client_config(&config.brokers)
+            .set(
+                "transactional.id",
+                format!("{group}-{}", config.instance_id),
+            )
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", "1000000")
+            // A failed record fails the transaction anyway (abortable error at commit), so only
+            // failures need a report. Without this every delivered record waits in the event queue
+            // until it is polled, and the flush before the commit waits for them.
+            .set("delivery.report.only.error", "true")
+            // librdkafka 2.12 can wait forever in send_offsets_to_transaction when the group
+            // coordinator's broker died: it waits for a broker state change that a decommissioned
+            // broker never makes (librdkafka issues #5511, #5456; seen in our broker-kill test).
+            // Closing idle connections makes such a change within a few seconds of the stall (no
+            // record is produced while it lasts), and the coordinator is looked up again.
+            .set("connections.max.idle.ms", "5000")
+            .create()?,
+    );
     let watchdog = Watchdog::start(stop.clone());
     producer.init_transactions(TXN_TIMEOUT)?;
     info!(group, instance = %config.instance_id, "seat processor running");

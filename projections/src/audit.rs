@@ -249,15 +249,21 @@ impl AuditStore {
             .map_err(|e| AuditError::Connection(e.to_string()))
     }
 
-    /// Apply the pending migrations of `sql/` (idempotent). Needs a multi-threaded runtime
-    /// (diesel's migration runner is synchronous).
+    /// Apply the pending migrations of `sql/` (idempotent). Diesel's migration runner is
+    /// synchronous (diesel-async wraps it in `block_in_place`): it runs on a blocking thread of
+    /// its own, never inside a task that also polls other work (run inside one join with the
+    /// other roles of `seatflow all`, it stalled them all, the HTTP listener included).
     pub async fn migrate(&self) -> Result<Vec<String>, AuditError> {
         let connection = self.connection().await?;
-        let mut harness = AsyncMigrationHarness::new(connection);
-        let applied = harness
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| AuditError::Migration(e.to_string()))?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+        tokio::task::spawn_blocking(move || {
+            let mut harness = AsyncMigrationHarness::new(connection);
+            harness
+                .run_pending_migrations(MIGRATIONS)
+                .map(|applied| applied.iter().map(ToString::to_string).collect())
+                .map_err(|e| AuditError::Migration(e.to_string()))
+        })
+        .await
+        .map_err(|e| AuditError::Migration(format!("the migration runner panicked: {e}")))?
     }
 
     /// Where a projection stopped in each partition: the next offset to read.

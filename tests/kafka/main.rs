@@ -1557,3 +1557,117 @@ async fn sales_go_on_while_postgres_is_down_and_the_audit_catches_up_after() {
     }
     children.0.clear();
 }
+
+// ---- `seatflow all` on Kafka: alive at once, stopped within a bound ---------------------------
+
+/// One role of seatflow on Kafka (`all`: every role in one process) with an audit database.
+fn role(
+    name: &str,
+    topics: &TopicsConfig,
+    database_url: &str,
+    port: u16,
+    data_dir: &Path,
+) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .arg(name)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0")
+        .env("SEATFLOW_KAFKA_BROKERS", brokers())
+        .env("SEATFLOW_KAFKA_TOPIC_PREFIX", &topics.prefix)
+        .env("SEATFLOW_KAFKA_PARTITIONS", PARTITIONS.to_string())
+        .env("SEATFLOW_KAFKA_REPLICATION", "1")
+        .env("SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS", "1")
+        .env("SEATFLOW_INSTANCE_ID", format!("{name}-{port}"))
+        .env("SEATFLOW_DATABASE_URL", database_url)
+        .env(
+            "RUST_LOG",
+            std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .spawn()
+        .expect("seatflow starts")
+}
+
+/// SIGTERM, then the exit status if the process ended within `limit`.
+fn terminate_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    Process::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// `seatflow all` with an audit database hung at start in 2 of ~10 cold starts (the migration,
+/// a block_in_place, ran inside one join with every other role, so not even `/health/live`
+/// answered), and a SIGTERM during start-up once waited for ever (the Kafka consumer's close
+/// has no bound). Every role, stopped during its start and once running: each answers
+/// `/health/live` at once (those with an API) and exits within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_is_alive_at_once_and_stops_within_a_bound_on_sigterm() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("roles").await;
+    let client = reqwest::Client::new();
+    for (name, has_api) in [
+        ("all", true),
+        ("gateway", true),
+        ("seat-processor", false),
+        ("projector", false),
+    ] {
+        for stop_after in [Duration::from_millis(200), Duration::from_millis(1500)] {
+            let (database_url, _store) = fresh_database().await;
+            let disk = tempfile::tempdir().expect("dir");
+            let port = free_port();
+            let mut running = Children(vec![role(
+                name,
+                &sale.topics,
+                &database_url,
+                port,
+                disk.path(),
+            )]);
+            let started = Instant::now();
+            if has_api && stop_after > Duration::from_secs(1) {
+                loop {
+                    let live = client
+                        .get(format!("http://127.0.0.1:{port}/health/live"))
+                        .timeout(Duration::from_secs(1))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .ok();
+                    if live == Some(200) {
+                        break;
+                    }
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "{name}: /health/live unanswered for {:?}",
+                        started.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            tokio::time::sleep(stop_after.saturating_sub(started.elapsed())).await;
+            let stopping = Instant::now();
+            let status = terminate_within(&mut running.0[0], Duration::from_secs(20));
+            let Some(status) = status else {
+                panic!("{name}: still running 20 s after SIGTERM ({stop_after:?} after start)");
+            };
+            assert!(
+                status.success(),
+                "{name}: exit {status} on SIGTERM {stop_after:?} after start"
+            );
+            eprintln!(
+                "{name}: stopped {:?} after SIGTERM ({stop_after:?} after start)",
+                stopping.elapsed()
+            );
+            running.0.clear();
+        }
+    }
+}
