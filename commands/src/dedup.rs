@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -35,6 +36,70 @@ pub trait DedupStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> DedupFuture<'a, ()>;
     /// Release `key` if `id` still holds it.
     fn forget<'a>(&'a self, key: &'a str, id: ReservationId) -> DedupFuture<'a, ()>;
+}
+
+/// A key taken for a reservation: released when dropped unless it was settled or its command
+/// may already be durable. Every exit of a request that claimed a key goes through here, so
+/// no arm has to remember to give it back.
+#[must_use = "a claimed key is released when dropped"]
+pub struct Held {
+    store: Arc<dyn DedupStore>,
+    key: String,
+    id: ReservationId,
+    /// What dropping it does: release (nothing was sent) or keep (the command may be durable
+    /// and decided later: a retry must find the key and wait for that reservation).
+    release_on_drop: bool,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Held {
+    /// `key`, just claimed by `id` in `store`.
+    pub fn new(store: Arc<dyn DedupStore>, key: String, id: ReservationId) -> Self {
+        Self {
+            store,
+            key,
+            id,
+            release_on_drop: true,
+        }
+    }
+
+    /// The reservation's command is about to be handed over: from now on a request that is
+    /// dropped (its client gone) keeps the key.
+    pub fn in_flight(&mut self) {
+        self.release_on_drop = false;
+    }
+
+    /// The request is answered: `holder` is the reservation the key now names (kept; handed
+    /// over when it is another one, e.g. the first reservation of a retry), or none (released:
+    /// nothing holds seats under it).
+    pub async fn settle(mut self, holder: Option<ReservationId>) {
+        self.release_on_drop = false;
+        match holder {
+            Some(holder) if holder == self.id => {}
+            Some(holder) => self.store.replace(&self.key, self.id, holder).await,
+            None => self.store.forget(&self.key, self.id).await,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.release_on_drop {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, key, id) = (self.store.clone(), std::mem::take(&mut self.key), self.id);
+            runtime.spawn(async move { store.forget(&key, id).await });
+        }
+    }
 }
 
 /// Escape the separator so that `a:b` + `c` and `a` + `b:c` never make the same key.
@@ -176,6 +241,43 @@ impl DedupStore for Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_held_key_is_released_unless_settled_or_in_flight() {
+        let dedup = Arc::new(Dedup::new(Duration::from_secs(60)));
+        let store: Arc<dyn DedupStore> = dedup.clone();
+        let (first, second) = (ReservationId::new_v7(), ReservationId::new_v7());
+        // Dropped before its command was sent: released.
+        assert_eq!(dedup.claim("k", first), Claim::Claimed);
+        drop(Held::new(store.clone(), "k".into(), first));
+        for _ in 0..100 {
+            if dedup.get("k").is_none() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(dedup.get("k"), None);
+        // Dropped while its command may be durable: kept.
+        assert_eq!(dedup.claim("k", first), Claim::Claimed);
+        let mut held = Held::new(store.clone(), "k".into(), first);
+        held.in_flight();
+        drop(held);
+        tokio::task::yield_now().await;
+        assert_eq!(dedup.get("k"), Some(first));
+        // Settled: kept, handed over, or released.
+        Held::new(store.clone(), "k".into(), first)
+            .settle(Some(first))
+            .await;
+        assert_eq!(dedup.get("k"), Some(first));
+        Held::new(store.clone(), "k".into(), first)
+            .settle(Some(second))
+            .await;
+        assert_eq!(dedup.get("k"), Some(second));
+        Held::new(store.clone(), "k".into(), second)
+            .settle(None)
+            .await;
+        assert_eq!(dedup.get("k"), None);
+    }
 
     #[test]
     fn keys_of_different_requests_never_collide() {

@@ -56,7 +56,7 @@ pub enum Submitted {
 pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::instrument;
 
-pub use dedup::{Claim, Dedup, DedupFuture, DedupStore};
+pub use dedup::{Claim, Dedup, DedupFuture, DedupStore, Held};
 pub use status::StatusCache;
 
 /// Where the command side looks up what sections exist (the catalogue read model).
@@ -222,20 +222,16 @@ impl CommandService {
         if let Claim::Existing(first) = self.dedup.claim(&key, reservation_id).await {
             return self.answer_again(first, &request);
         }
+        let mut held = Held::new(self.dedup.clone(), key, reservation_id);
+        // A request dropped from here on may have sent its command: its retry must find the key.
+        held.in_flight();
         let result = self
             .reserve_once(request, seat_request, reservation_id, wait)
             .await;
-        match &result {
-            // Answered with the first reservation of a retry: the key names that one.
-            Ok(accepted) if accepted.reservation_id != reservation_id => {
-                self.dedup
-                    .replace(&key, reservation_id, accepted.reservation_id)
-                    .await;
-            }
-            Ok(_) => {}
-            // Nothing was recorded: the same key may try again.
-            Err(_) => self.dedup.forget(&key, reservation_id).await,
-        }
+        // The key names the reservation answered (the first one, for a retry); nothing was
+        // recorded on an error, and the same key may try again.
+        held.settle(result.as_ref().ok().map(|accepted| accepted.reservation_id))
+            .await;
         result
     }
 
@@ -320,6 +316,7 @@ impl CommandService {
                     .await;
             }
         }
+        let mut held = Held::new(self.dedup.clone(), dedup_key, reservation_id);
 
         let requested_at = now_millis();
         let pending = Reservation {
@@ -341,38 +338,35 @@ impl CommandService {
             request: seat_request,
             requested_at,
         });
-        let outcome = match self.bus.submit(command, wait).await {
-            Ok(Submitted::Decided(outcome)) => outcome,
-            Ok(Submitted::Accepted) => {
+        held.in_flight();
+        let submitted = self.bus.submit(command, wait).await;
+        // Only a reservation that holds seats, or may still come to, keeps the key.
+        let holds = match &submitted {
+            Ok(Submitted::Accepted) => true,
+            Ok(Submitted::Decided(Outcome::Reservation(reservation))) => {
+                reservation.status == Status::Confirmed
+            }
+            Ok(Submitted::Decided(_)) | Err(_) => false,
+        };
+        held.settle(holds.then_some(reservation_id)).await;
+        match submitted? {
+            Submitted::Accepted => {
                 self.directory.note_accepted(&pending);
-                return Ok(Accepted {
+                Ok(Accepted {
                     reservation_id,
                     outcome: None,
                     deduplicated: false,
-                });
-            }
-            Err(e) => {
-                self.dedup.forget(&dedup_key, reservation_id).await;
-                return Err(e.into());
-            }
-        };
-        match outcome {
-            Outcome::Reservation(reservation) => {
-                if reservation.status != Status::Confirmed {
-                    // Only a held reservation blocks a new attempt.
-                    self.dedup.forget(&dedup_key, reservation_id).await;
-                }
-                Ok(Accepted {
-                    reservation_id,
-                    outcome: Some(reservation),
-                    deduplicated: false,
                 })
             }
-            Outcome::Refused(rejection) => {
-                self.dedup.forget(&dedup_key, reservation_id).await;
+            Submitted::Decided(Outcome::Reservation(reservation)) => Ok(Accepted {
+                reservation_id,
+                outcome: Some(reservation),
+                deduplicated: false,
+            }),
+            Submitted::Decided(Outcome::Refused(rejection)) => {
                 Err(CommandError::Refused(rejection))
             }
-            Outcome::SectionReady => Err(unexpected("a reservation")),
+            Submitted::Decided(Outcome::SectionReady) => Err(unexpected("a reservation")),
         }
     }
 
