@@ -89,12 +89,12 @@ pub struct Config {
     /// The Postgres of the audit projection, `postgres://user:password@host:port/db`
     /// (`SEATFLOW_DATABASE_URL`). Set: `seatflow projector` (and `seatflow all` on Kafka) write
     /// every outcome there. Unset: no audit.
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     /// The Redis of the shared read models, `redis://host:port/db` (`SEATFLOW_REDIS_URL`). Set:
     /// gateways keep de-duplication keys there (shared by all of them), cache event and seat-map
     /// answers, and look up outcomes there; `seatflow projector` (and `seatflow all` on Kafka)
     /// writes counts and outcomes there. Unset: each process keeps its own in memory.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret>,
     /// Prepended to every Redis key, `<prefix>:...` (`SEATFLOW_REDIS_KEY_PREFIX`).
     pub redis_key_prefix: String,
     /// How long Redis keeps a reservation's outcome, seconds (`SEATFLOW_REDIS_OUTCOME_TTL_SECS`).
@@ -241,12 +241,12 @@ impl Config {
         {
             bail!("schema_registry_url must start with http:// or https:// (got {url:?})");
         }
-        if let Some(url) = &self.database_url
+        if let Some(url) = self.database_url.as_ref().map(Secret::expose)
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             bail!("database_url must start with postgres:// (got a URL of another kind)");
         }
-        if let Some(url) = &self.redis_url
+        if let Some(url) = self.redis_url.as_ref().map(Secret::expose)
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             bail!("redis_url must start with redis:// or rediss:// (got a URL of another kind)");
@@ -324,7 +324,8 @@ impl Config {
     /// The Redis read models, if configured.
     pub fn redis(&self) -> anyhow::Result<Option<seatflow_projections::redis::RedisReads>> {
         self.redis_url
-            .as_deref()
+            .as_ref()
+            .map(Secret::expose)
             .map(|url| {
                 seatflow_projections::redis::RedisReads::new(
                     url,
@@ -346,10 +347,68 @@ impl Config {
     }
 }
 
+/// A setting that carries a credential (a URL with a password). Debug output and logs show it
+/// with the password as `***`; only [`Secret::expose`] gives the value, at the one place that
+/// connects with it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, to connect with. Never to be logged.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    /// `scheme://user:***@host/...`: enough to tell which server, never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return f.write_str("\"***\"");
+        };
+        let shown = match rest.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None => format!("{scheme}://{user_info}@{host}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        };
+        write!(f, "{shown:?}")
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_url_never_prints() {
+        let config = Config {
+            database_url: Some(Secret::new("postgres://seatflow:hunter2@db:5432/seatflow")),
+            redis_url: Some(Secret::new("rediss://:s3cret@cache:6380/0")),
+            ..Config::default()
+        };
+        let printed = format!("{config:?} {config:#?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("postgres://seatflow:***@db:5432/seatflow"),
+            "{printed}"
+        );
+        assert!(printed.contains("rediss://:***@cache:6380/0"), "{printed}");
+        assert_eq!(
+            config.database_url.as_ref().map(Secret::expose),
+            Some("postgres://seatflow:hunter2@db:5432/seatflow")
+        );
+    }
 
     #[test]
     fn every_setting_can_come_from_the_environment() {

@@ -203,7 +203,8 @@ impl App {
         );
         let audit = config
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(config::Secret::expose)
             .map(|url| seatflow_projections::audit::AuditStore::new(url, 4))
             .transpose()
             .context("cannot set up the audit database pool")?;
@@ -336,7 +337,8 @@ impl App {
         );
         let audit = config
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(config::Secret::expose)
             .map(|url| seatflow_projections::audit::AuditStore::new(url, 8))
             .transpose()
             .context("cannot set up the audit database pool")?;

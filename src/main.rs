@@ -338,7 +338,8 @@ where
 fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::AuditStore> {
     let url = config
         .database_url
-        .as_deref()
+        .as_ref()
+        .map(seatflow::config::Secret::expose)
         .context("database_url is not set (SEATFLOW_DATABASE_URL=postgres://...)")?;
     // The projector writes over 2 connections at once, plus one for reading its positions.
     Ok(seatflow_projections::audit::AuditStore::new(url, 6)?)

@@ -160,7 +160,7 @@ async fn embedded(data_dir: &std::path::Path, database_url: Option<&str>) -> emb
         bind: "127.0.0.1:0".into(),
         data_dir: data_dir.to_owned(),
         partitions: 2,
-        database_url: database_url.map(str::to_owned),
+        database_url: database_url.map(seatflow::config::Secret::new),
         ..seatflow::Config::default()
     })
     .await

@@ -596,3 +596,41 @@ fn the_dashboard_has_the_seeds_four_rows_and_reads_only_known_series() {
         }
     }
 }
+
+/// The HTTP gateway and the command side link no storage engine: commands do not depend on the
+/// seat processor (they did, and every gateway linked RocksDB). Read from Cargo's own resolution
+/// of the lock file, not from the manifests.
+#[test]
+fn the_gateway_and_the_command_side_link_no_rocksdb() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for package in [
+        "seatflow-gateway",
+        "seatflow-commands",
+        "seatflow-aggregates",
+    ] {
+        let output = Command::new(&cargo)
+            .args([
+                "tree",
+                "--offline",
+                "--locked",
+                "-e",
+                "normal",
+                "-p",
+                package,
+            ])
+            .current_dir(repo())
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            output.status.success(),
+            "cargo tree -p {package}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tree = String::from_utf8_lossy(&output.stdout);
+        assert!(tree.contains(package), "{tree}");
+        assert!(
+            !tree.contains("rocksdb"),
+            "{package} links RocksDB:\n{tree}"
+        );
+    }
+}
