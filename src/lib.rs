@@ -305,7 +305,7 @@ impl App {
             status: status.clone(),
             waiters: waiters.clone(),
         });
-        let follower = seatflow_kafka::follow(
+        let (follower, barrier) = seatflow_kafka::follow(
             &brokers,
             &topics,
             wire,
@@ -334,7 +334,8 @@ impl App {
             status,
             dedup,
             limits(&config),
-        );
+        )
+        .with_read_barrier(Arc::new(barrier));
         let audit = config
             .database_url
             .as_ref()

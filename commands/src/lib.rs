@@ -45,6 +45,19 @@ pub trait CommandBus: Send + Sync + 'static {
     fn submit(&self, command: Command, wait: Duration) -> SubmitFuture<'_>;
 }
 
+/// The future a [`ReadBarrier`] answers with.
+pub type BarrierFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+
+/// Where this process's read model may be behind decisions made through other processes
+/// (several gateways on Kafka), the way to wait until it has every outcome of a section
+/// committed before the call. The embedded runtime has none: its read model is updated
+/// before any caller is answered.
+pub trait ReadBarrier: Send + Sync + 'static {
+    /// Wait (bounded) until the read side has every outcome committed for `key` so far; false
+    /// if it could not tell in time (the read model then answers as it is).
+    fn caught_up<'a>(&'a self, key: &'a SectionKey) -> BarrierFuture<'a>;
+}
+
 /// What a bus says about a submitted command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
@@ -170,6 +183,7 @@ pub struct CommandService {
     status: Arc<StatusCache>,
     dedup: Arc<dyn DedupStore>,
     limits: Limits,
+    barrier: Option<Arc<dyn ReadBarrier>>,
 }
 
 impl std::fmt::Debug for CommandService {
@@ -194,7 +208,15 @@ impl CommandService {
             status,
             dedup,
             limits,
+            barrier: None,
         }
+    }
+
+    /// Read after `barrier` before answering a retry with seats held (a read model that may
+    /// lag behind other gateways).
+    pub fn with_read_barrier(mut self, barrier: Arc<dyn ReadBarrier>) -> Self {
+        self.barrier = Some(barrier);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -278,20 +300,13 @@ impl CommandService {
         // anywhere that this process's read model has seen. A retry of a request still in
         // flight elsewhere is caught by the claim below, the one shared (Redis) call, made only
         // by requests that pass the pre-filter.
-        if let Some(existing) = self.dedup.holder(&dedup_key).await
-            && let Some(first) = self.live_reservation(existing)
+        if let Some(first) = self
+            .read_after_barrier(&key, || {
+                self.known_retry(&dedup_key, &request.user_id, &key)
+            })
+            .await
         {
             return Ok(first);
-        }
-        let window_start = now_millis().saturating_sub(
-            i64::try_from(self.limits.dedup_window.as_millis()).unwrap_or(i64::MAX),
-        );
-        if let Some(held) = self.directory.held_by(&request.user_id, &key, window_start) {
-            return Ok(Accepted {
-                reservation_id: held.id,
-                outcome: Some(held),
-                deduplicated: true,
-            });
         }
 
         let wanted = u32::from(seat_request.seat_count());
@@ -308,7 +323,10 @@ impl CommandService {
         match self.dedup.claim(&dedup_key, reservation_id).await {
             Claim::Claimed => {}
             Claim::Existing(existing) => {
-                if let Some(first) = self.live_reservation(existing) {
+                if let Some(first) = self
+                    .read_after_barrier(&key, || async { self.live_reservation(existing) })
+                    .await
+                {
                     return Ok(first);
                 }
                 self.dedup
@@ -367,6 +385,55 @@ impl CommandService {
                 Err(CommandError::Refused(rejection))
             }
             Submitted::Decided(Outcome::SectionReady) => Err(unexpected("a reservation")),
+        }
+    }
+
+    /// What this process knows of a retry: the reservation holding its de-duplication key, or
+    /// one the user holds in the section by the read model, if it still holds seats (or is
+    /// undecided).
+    async fn known_retry(
+        &self,
+        dedup_key: &str,
+        user_id: &str,
+        key: &SectionKey,
+    ) -> Option<Accepted> {
+        if let Some(existing) = self.dedup.holder(dedup_key).await
+            && let Some(first) = self.live_reservation(existing)
+        {
+            return Some(first);
+        }
+        let window_start = now_millis().saturating_sub(
+            i64::try_from(self.limits.dedup_window.as_millis()).unwrap_or(i64::MAX),
+        );
+        self.directory
+            .held_by(user_id, key, window_start)
+            .map(|held| Accepted {
+                reservation_id: held.id,
+                outcome: Some(held),
+                deduplicated: true,
+            })
+    }
+
+    /// `read` answered with seats held is read again once the read side has every outcome of
+    /// the section committed so far, where it may lag behind other processes (several gateways):
+    /// a cancellation made through another gateway a moment ago must not be answered as seats
+    /// the user holds.
+    async fn read_after_barrier<F, R>(&self, key: &SectionKey, read: F) -> Option<Accepted>
+    where
+        F: Fn() -> R,
+        R: std::future::Future<Output = Option<Accepted>>,
+    {
+        let first = read().await?;
+        let holds_seats = first
+            .outcome
+            .as_ref()
+            .is_some_and(|r| r.status == Status::Confirmed);
+        match &self.barrier {
+            Some(barrier) if holds_seats => {
+                barrier.caught_up(key).await;
+                read().await
+            }
+            _ => Some(first),
         }
     }
 

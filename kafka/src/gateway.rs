@@ -251,8 +251,99 @@ pub trait ReadFeed: Send + Sync + 'static {
     fn event(&self, partition: u32, offset: i64, event: &Event);
 }
 
+/// A request to the follow loop: tell `done` once everything committed to `partition` of
+/// `reservation-completed` before the request was read.
+struct Barrier {
+    partition: i32,
+    done: oneshot::Sender<()>,
+}
+
+/// Read-your-writes across gateways: waits until this gateway's read model has every outcome
+/// committed for a section before the call (a cancellation made through another gateway a
+/// moment ago included). Answered by the follow loop from its consumer's position.
+#[derive(Debug, Clone)]
+pub struct FeedBarrier {
+    requests: std::sync::mpsc::Sender<Barrier>,
+    partitions: u32,
+}
+
+/// Longest a barrier waits; past it the read model answers as it is.
+const BARRIER_LIMIT: Duration = Duration::from_secs(2);
+
+impl seatflow_commands::ReadBarrier for FeedBarrier {
+    fn caught_up<'a>(
+        &'a self,
+        key: &'a seatflow_aggregates::SectionKey,
+    ) -> seatflow_commands::BarrierFuture<'a> {
+        Box::pin(async move {
+            let (done, reached) = oneshot::channel();
+            let partition = partition_of(key, self.partitions) as i32;
+            if self.requests.send(Barrier { partition, done }).is_err() {
+                return false;
+            }
+            let caught_up = matches!(
+                tokio::time::timeout(BARRIER_LIMIT, reached).await,
+                Ok(Ok(()))
+            );
+            if !caught_up {
+                warn!(section = %key, "read side not caught up within the barrier's limit");
+            }
+            caught_up
+        })
+    }
+}
+
+/// Barriers waiting for the consumer to reach a position: (partition, end at request, done).
+type Waiting = Vec<(i32, i64, oneshot::Sender<()>)>;
+
+/// Take new barrier requests: each waits for the end `reservation-completed` has now.
+fn take_barriers(
+    consumer: &BaseConsumer,
+    topic: &str,
+    requests: &std::sync::mpsc::Receiver<Barrier>,
+    waiting: &mut Waiting,
+) {
+    while let Ok(request) = requests.try_recv() {
+        match consumer.fetch_watermarks(topic, request.partition, BARRIER_LIMIT) {
+            Ok((_, high)) => waiting.push((request.partition, high, request.done)),
+            // Unknown end: the waiter's limit answers it.
+            Err(e) => warn!(error = %e, "no end for a read barrier"),
+        }
+    }
+}
+
+/// Release the barriers whose partition the consumer has read to their end (positions, not
+/// records: transaction markers take offsets too).
+fn release_barriers(consumer: &BaseConsumer, topic: &str, waiting: &mut Waiting) {
+    if waiting.is_empty() {
+        return;
+    }
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    let reached: HashMap<i32, i64> = position
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(at) => Some((e.partition(), at)),
+            _ => None,
+        })
+        .collect();
+    let mut still = Vec::with_capacity(waiting.len());
+    for (partition, end, done) in waiting.drain(..) {
+        if end <= 0 || reached.get(&partition).is_some_and(|at| *at >= end) {
+            let _ = done.send(());
+        } else if !done.is_closed() {
+            still.push((partition, end, done));
+        }
+    }
+    *waiting = still;
+}
+
 /// Follow `section-status` and `reservation-completed` from the earliest offset until `stop`;
-/// `caught_up` is set once both reached the ends they had when this started.
+/// `caught_up` is set once both reached the ends they had when this started. The barrier
+/// waits for the loop to reach the current end of one section's partition.
 pub fn follow(
     brokers: &str,
     topics: &TopicsConfig,
@@ -261,7 +352,12 @@ pub fn follow(
     also_ready: Arc<AtomicBool>,
     caught_up: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, rdkafka::error::KafkaError> {
+) -> Result<(std::thread::JoinHandle<()>, FeedBarrier), rdkafka::error::KafkaError> {
+    let (barrier_requests, barriers) = std::sync::mpsc::channel::<Barrier>();
+    let barrier = FeedBarrier {
+        requests: barrier_requests,
+        partitions: u32::try_from(topics.partitions).unwrap_or(1),
+    };
     let consumer: BaseConsumer = client_config(brokers)
         .set("group.id", topics.name("gateway-read"))
         .set("enable.auto.commit", "false")
@@ -317,9 +413,15 @@ pub fn follow(
                     caught_up.store(true, Ordering::Release);
                 }
             };
+            let mut waiting: Waiting = Vec::new();
             while !stop.load(Ordering::Acquire) {
                 mark(&behind);
-                let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                take_barriers(&consumer, &completed_topic, &barriers, &mut waiting);
+                release_barriers(&consumer, &completed_topic, &mut waiting);
+                // Short polls while a barrier waits: its end is often a transaction marker,
+                // which only an empty poll moves the position past.
+                let wait = if waiting.is_empty() { 100 } else { 2 };
+                let Some(message) = consumer.poll(Duration::from_millis(wait)) else {
                     if !behind.is_empty() {
                         // Transaction markers take offsets too: compare positions, not records.
                         if let Ok(position) = consumer.position() {
@@ -365,5 +467,5 @@ pub fn follow(
             }
         })
         .map_err(|e| rdkafka::error::KafkaError::ClientCreation(e.to_string()))?;
-    Ok(handle)
+    Ok((handle, barrier))
 }

@@ -20,7 +20,7 @@ mod topics;
 pub mod trace;
 
 pub use closing::{CLOSE_LIMIT, ClosesWithin, close_within};
-pub use gateway::{GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
+pub use gateway::{FeedBarrier, GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
 
 pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};
 pub use projector::{

@@ -760,6 +760,95 @@ async fn a_sale_through_kafka_sells_out_exactly_and_any_gateway_answers() {
     children.0.clear();
 }
 
+/// Reserved and answered on A, cancelled on B, asked again on A at once, while the section is
+/// busy: A's read model may not have B's cancellation yet, and it answered the cancelled
+/// reservation as CONFIRMED (the client was told it held seats it did not hold). A retry that
+/// would be answered with held seats now reads after a barrier: A's feed has every outcome of
+/// the section committed before the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_right_after_a_cancel_on_another_gateway_gets_new_seats() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("again").await;
+    let disk = tempfile::tempdir().expect("dir");
+    let (port_a, port_b) = (free_port(), free_port());
+    let _children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&sale.topics, "gw-a", 0, port_a),
+        gateway(&sale.topics, "gw-b", 1, port_b),
+    ]);
+    let (client, a, event_id) = gateway_ready_with_event(
+        port_a,
+        "Again night",
+        serde_json::json!([{"section": "A", "rows": 100, "seatsPerRow": 100}]),
+    )
+    .await;
+    let b = format!("http://127.0.0.1:{port_b}");
+    wait_ready(&client, &b).await;
+    // Other fans keep the section's partition busy on both gateways meanwhile.
+    let busy = {
+        let (client, a, b, event_id) = (client.clone(), a.clone(), b.clone(), event_id.clone());
+        tokio::spawn(async move {
+            let mut fans = Vec::new();
+            for i in 0..2_000 {
+                let (client, base, event_id) = (
+                    client.clone(),
+                    if i % 2 == 0 { a.clone() } else { b.clone() },
+                    event_id.clone(),
+                );
+                fans.push(tokio::spawn(async move {
+                    post(
+                        &client,
+                        format!("{base}/api/reservations?wait=10000"),
+                        serde_json::json!({"eventId": event_id, "section": "A", "userId": format!("fan-{i}"), "seatCount": 1}),
+                    )
+                    .await
+                }));
+            }
+            for fan in fans {
+                let _ = fan.await;
+            }
+        })
+    };
+    let mut stale = Vec::new();
+    for round in 0..20 {
+        let user = format!("again-{round}");
+        let reserve =
+            serde_json::json!({"eventId": event_id, "section": "A", "userId": user, "seatCount": 1});
+        let (status, first) = post(
+            &client,
+            format!("{a}/api/reservations?wait=10000"),
+            reserve.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(first["status"], "CONFIRMED", "{first}");
+        let id = first["reservationId"].as_str().expect("id").to_owned();
+        let cancelled = client
+            .delete(format!("{b}/api/reservations/{id}"))
+            .header("X-User-Id", &user)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(cancelled.status().as_u16(), 200);
+        let (status, again) = post(
+            &client,
+            format!("{a}/api/reservations?wait=10000"),
+            reserve,
+        )
+        .await;
+        assert_eq!(status, 200, "{again}");
+        if again["reservationId"] == first["reservationId"] {
+            stale.push(round);
+        }
+        assert_eq!(again["status"], "CONFIRMED", "{again}");
+    }
+    busy.await.expect("join");
+    assert!(
+        stale.is_empty(),
+        "rounds {stale:?}: a retry was answered with the reservation cancelled on the other gateway"
+    );
+}
+
 // ---- a 3-broker cluster: the leader of a busy partition dies mid-load ------------------------
 
 /// `?wait=N` is one wait of at most N: the bus's wait for the reply and the gateway's wait for
