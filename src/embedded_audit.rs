@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
 use std::time::Duration;
 
 use seatflow_aggregates::Event;
@@ -71,11 +72,11 @@ pub async fn run(
     partitions: u32,
     audit: AuditStore,
     wake: Arc<Notify>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut next: Option<HashMap<i32, i64>> = None;
-    while !stop.load(Ordering::Acquire) {
+    while !stop.is_cancelled() {
         let step: Result<bool, String> = async {
             let positions = match &mut next {
                 Some(positions) => positions,

@@ -11,6 +11,7 @@ mod shared_dedup;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -208,7 +209,7 @@ impl App {
             .map(|url| seatflow_projections::audit::AuditStore::new(url, 4))
             .transpose()
             .context("cannot set up the audit database pool")?;
-        let stop_audit = Arc::new(AtomicBool::new(false));
+        let stop_audit = CancellationToken::new();
         let audit_task = audit.as_ref().map(|audit| {
             tokio::spawn(embedded_audit::run(
                 store.clone(),
@@ -256,7 +257,7 @@ impl App {
                 drop(processor);
                 workers.join();
                 // The audit projection holds the store: it must let go before we return.
-                stop_audit.store(true, Ordering::Release);
+                stop_audit.cancel();
                 wake_audit.notify_one();
                 if let Some(task) = audit_task {
                     let _ = tokio::runtime::Handle::current().block_on(task);
@@ -299,7 +300,7 @@ impl App {
         )
         .context("cannot connect the gateway to Kafka")?;
         let ready = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let feed = Arc::new(KafkaFeed {
             read: read.clone(),
             status: status.clone(),
@@ -362,7 +363,7 @@ impl App {
             acceptor,
             state,
             cleanup: Box::new(move || {
-                stop.store(true, Ordering::Release);
+                stop.cancel();
                 let _ = follower.join();
             }),
             replay: tokio::spawn(async { Ok(()) }),
@@ -542,6 +543,28 @@ pub async fn serve_metrics(config: &Config, role: MetricsRole) -> anyhow::Result
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
+    shutdown_token().cancelled().await;
+}
+
+/// The process's one shutdown signal: cancelled on SIGTERM or Ctrl-C. Every role stops on it
+/// (or on a child of it); the signal is listened for once, by the first caller (inside the
+/// runtime).
+pub fn shutdown_token() -> CancellationToken {
+    static ROOT: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let token = CancellationToken::new();
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            terminate_or_interrupt().await;
+            info!("shutting down");
+            cancel.cancel();
+        });
+        token
+    })
+    .clone()
+}
+
+async fn terminate_or_interrupt() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -562,7 +585,6 @@ pub async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
-    info!("shutting down");
 }
 
 /// How records are framed on Kafka: the Confluent wire format when a Schema Registry is

@@ -1,6 +1,7 @@
 //! The `seatflow` command: parse the command line, set up logging, run what is asked.
 
 use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -305,7 +306,7 @@ async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
         data_dir = %processor.data_dir.display(),
         "starting the seat processor on Kafka"
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = seatflow::shutdown_token().child_token();
     let worker = {
         let stop = stop.clone();
         tokio::task::spawn_blocking(move || seatflow_kafka::run_seat_processor(&processor, stop))
@@ -313,11 +314,12 @@ async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
     until_done_or_signalled("seat processor", worker, &stop).await
 }
 
-/// Wait for a role's task; on SIGTERM/Ctrl-C set its `stop` flag and wait for it to wind down.
+/// Wait for a role's task; when `stop` is cancelled (SIGTERM/Ctrl-C: it is a child of the
+/// process's shutdown token), wait for the task to wind down.
 async fn until_done_or_signalled<T, E>(
     what: &str,
     worker: tokio::task::JoinHandle<Result<T, E>>,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()>
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -328,9 +330,8 @@ where
             finished.with_context(|| format!("{what} panicked"))??;
             return Ok(());
         }
-        _ = seatflow::shutdown_signal() => {}
+        _ = stop.cancelled() => {}
     }
-    stop.store(true, std::sync::atomic::Ordering::Release);
     worker.await.with_context(|| format!("{what} panicked"))??;
     Ok(())
 }
@@ -414,7 +415,7 @@ async fn project_audit(
         }
     }
     projector.wire = seatflow::wire(config).await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = seatflow::shutdown_token().child_token();
     let worker = {
         let stop = stop.clone();
         tokio::spawn(async move { seatflow_kafka::run_projector(&projector, &store, stop).await })
@@ -431,7 +432,7 @@ async fn project_redis(
 ) -> anyhow::Result<()> {
     let mut projector = projector_config(config, stop_at_end)?;
     projector.wire = seatflow::wire(config).await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = seatflow::shutdown_token().child_token();
     let worker = {
         let stop = stop.clone();
         tokio::spawn(
@@ -572,7 +573,7 @@ async fn read_log(config: Config, args: &LogArgs, follow: bool) -> anyhow::Resul
         follow,
         limit: args.limit,
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = seatflow::shutdown_token().child_token();
     let reader = {
         let stop = stop.clone();
         tokio::task::spawn_blocking(move || {

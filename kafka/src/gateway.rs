@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -53,7 +54,7 @@ pub struct KafkaBus {
     reply_partition: i32,
     wire: Wire,
     pending: Pending,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     ready: Arc<AtomicBool>,
 }
 
@@ -68,7 +69,7 @@ impl std::fmt::Debug for KafkaBus {
 
 impl Drop for KafkaBus {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.cancel();
     }
 }
 
@@ -96,7 +97,7 @@ impl KafkaBus {
             .create()?;
         let replies = ClosesWithin::new("gateway replies consumer", replies);
         let pending: Pending = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
         let replies_topic = config.topics.name("reservation-replies");
         let reply_partition = config.reply_partition;
@@ -109,7 +110,7 @@ impl KafkaBus {
                     // Start at the end as it is NOW (not "End", which is resolved later and
                     // could skip a reply produced in between). Retry until the broker answers
                     // (topics just created have no leader for a moment).
-                    while !stop.load(Ordering::Acquire) {
+                    while !stop.is_cancelled() {
                         let assigned = replies
                             .fetch_watermarks(
                                 &replies_topic,
@@ -134,7 +135,7 @@ impl KafkaBus {
                         }
                     }
                     ready.store(true, Ordering::Release);
-                    while !stop.load(Ordering::Acquire) {
+                    while !stop.is_cancelled() {
                         let Some(message) = replies.poll(Duration::from_millis(100)) else {
                             continue;
                         };
@@ -351,7 +352,7 @@ pub fn follow(
     feed: Arc<dyn ReadFeed>,
     also_ready: Arc<AtomicBool>,
     caught_up: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Result<(std::thread::JoinHandle<()>, FeedBarrier), rdkafka::error::KafkaError> {
     let (barrier_requests, barriers) = std::sync::mpsc::channel::<Barrier>();
     let barrier = FeedBarrier {
@@ -374,7 +375,7 @@ pub fn follow(
             // The ends to catch up with, as they are now; retried until the broker answers.
             let mut ends: HashMap<(String, i32), i64> = HashMap::new();
             let mut assignment = TopicPartitionList::new();
-            'connect: while !stop.load(Ordering::Acquire) {
+            'connect: while !stop.is_cancelled() {
                 ends.clear();
                 assignment = TopicPartitionList::new();
                 for topic in [&status_topic, &completed_topic] {
@@ -414,7 +415,7 @@ pub fn follow(
                 }
             };
             let mut waiting: Waiting = Vec::new();
-            while !stop.load(Ordering::Acquire) {
+            while !stop.is_cancelled() {
                 mark(&behind);
                 take_barriers(&consumer, &completed_topic, &barriers, &mut waiting);
                 release_barriers(&consumer, &completed_topic, &mut waiting);

@@ -105,7 +105,7 @@ pub(crate) fn spawn_group_lag_reporter(
     group_id: &str,
     topic: &str,
     label: &'static str,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), KafkaError> {
     let consumer: BaseConsumer = client_config(brokers)
         .set("group.id", group_id)
@@ -117,7 +117,7 @@ pub(crate) fn spawn_group_lag_reporter(
         .spawn(move || {
             let every = std::time::Duration::from_secs(5);
             let mut last = std::time::Instant::now() - every;
-            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            while !stop.is_cancelled() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 if last.elapsed() < every {
                     continue;

@@ -2,7 +2,8 @@
 //! partition, offset and key, its value decoded from Avro into JSON in its schema's shape.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,7 +56,7 @@ pub struct LogQuery {
 /// topic had when it started (unless following), at `limit`, or when `stop` is set.
 pub fn read_log(
     query: &LogQuery,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     mut emit: impl FnMut(Value),
 ) -> Result<usize, KafkaError> {
     let topic = query.topics.name(&query.topic);
@@ -87,7 +88,7 @@ pub fn read_log(
         return Ok(0);
     }
     let mut count = 0;
-    while !stop.load(Ordering::Acquire) && query.limit.is_none_or(|limit| count < limit) {
+    while !stop.is_cancelled() && query.limit.is_none_or(|limit| count < limit) {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             if query.follow {
                 continue;

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -143,7 +143,7 @@ fn spawn_reader<T: Default + Send + 'static>(
     topics: Vec<String>,
     decode: Decode<T>,
     ends: Option<Positions>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> (
     std::thread::JoinHandle<()>,
     tokio::sync::mpsc::Receiver<Batch<T>>,
@@ -163,8 +163,8 @@ fn spawn_reader<T: Default + Send + 'static>(
 
 /// After the writer loop: stop the reader and wait for it off the async workers (it notices
 /// within one poll, 200 ms).
-async fn stop_reader(reader: std::thread::JoinHandle<()>, stop: &AtomicBool) {
-    stop.store(true, Ordering::Release);
+async fn stop_reader(reader: std::thread::JoinHandle<()>, stop: &CancellationToken) {
+    stop.cancel();
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     info!("projector stopping");
 }
@@ -180,7 +180,7 @@ fn audit_positions_key(topic: &str) -> String {
 pub async fn run(
     config: &ProjectorConfig,
     store: &AuditStore,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Result<(), ProjectorError> {
     let topics = vec![config.topics.name("reservation-completed")];
     let positions_key = audit_positions_key(&topics[0]);
@@ -256,7 +256,7 @@ fn decode_audit(
 pub async fn run_redis(
     config: &ProjectorConfig,
     store: &RedisReads,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Result<(), ProjectorError> {
     loop {
         match project_redis(config, store, &stop).await? {
@@ -277,7 +277,7 @@ enum RedisRun {
 async fn project_redis(
     config: &ProjectorConfig,
     store: &RedisReads,
-    stop: &Arc<AtomicBool>,
+    stop: &CancellationToken,
 ) -> Result<RedisRun, ProjectorError> {
     let topics = vec![
         config.topics.name("section-status"),
@@ -300,7 +300,7 @@ async fn project_redis(
     let mut wrote_before = !positions.is_empty();
     let (consumer, ends) = assign(config, "projector-redis", &topics, &positions)?;
     // The reader has a stop flag of its own: a rebuild stops it without stopping the projector.
-    let reader_stop = Arc::new(AtomicBool::new(false));
+    let reader_stop = CancellationToken::new();
     let (reader, mut to_write) = spawn_reader(
         "redis",
         consumer,
@@ -355,7 +355,7 @@ async fn project_redis(
         })
         .await;
     }
-    Ok(if stop.load(Ordering::Acquire) {
+    Ok(if stop.is_cancelled() {
         RedisRun::Stopped
     } else {
         run
@@ -363,10 +363,8 @@ async fn project_redis(
 }
 
 /// Resolves once `stop` is set.
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn stopped(stop: &CancellationToken) {
+    stop.cancelled().await;
 }
 
 fn decode_redis(
@@ -398,7 +396,7 @@ fn read_batches<T: Default>(
     topics: &[String],
     decode: Decode<T>,
     batches: &tokio::sync::mpsc::Sender<Batch<T>>,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     mut ends: Option<Positions>,
 ) {
     let max_batch = config.max_batch.max(1);
@@ -406,7 +404,7 @@ fn read_batches<T: Default>(
     let (mut read, mut reported) = (0u64, Instant::now());
     let topic_index = |name: &str| topics.iter().position(|t| t == name);
     let mut lag_reported = Instant::now();
-    while !stop.load(Ordering::Acquire) {
+    while !stop.is_cancelled() {
         if lag_reported.elapsed() >= Duration::from_secs(5) {
             crate::report_lag(consumer, projection);
             lag_reported = Instant::now();
@@ -507,7 +505,7 @@ fn read_batches<T: Default>(
 /// through one transaction. `false` if stopped before it was written.
 async fn write_audit(
     store: AuditStore,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     batch: Batch<Vec<AuditRow>>,
     writers: usize,
     positions_key: &str,
@@ -558,7 +556,7 @@ async fn write_audit(
 
 /// Run a store call until it succeeds, waiting longer after each failure (up to 5 s); `None`
 /// if `stop` is set meanwhile.
-async fn with_retries<T, E, F, Fut>(stop: &AtomicBool, what: &str, mut call: F) -> Option<T>
+async fn with_retries<T, E, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> Option<T>
 where
     E: Display,
     F: FnMut() -> Fut,
@@ -572,7 +570,7 @@ where
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector cannot {what}; retrying");
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
-                    if stop.load(Ordering::Acquire) {
+                    if stop.is_cancelled() {
                         return None;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;

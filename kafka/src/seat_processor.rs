@@ -19,7 +19,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -132,7 +133,10 @@ struct Names {
 
 /// Run until `stop` is set. Errors are fatal for the process (a fenced or broken producer, a
 /// store that cannot be written): the orchestrator restarts it and it resumes from Kafka.
-pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), SeatProcessorError> {
+pub fn run(
+    config: &SeatProcessorConfig,
+    stop: CancellationToken,
+) -> Result<(), SeatProcessorError> {
     let names = Names {
         wire: config.wire.clone(),
         brokers: config.brokers.clone(),
@@ -204,7 +208,7 @@ pub fn run(config: &SeatProcessorConfig, stop: Arc<AtomicBool>) -> Result<(), Se
         "seat-processor",
         stop.clone(),
     )?;
-    while !stop.load(Ordering::Acquire) {
+    while !stop.is_cancelled() {
         // Collect a batch; no transaction is open while polling.
         let mut batch = Vec::with_capacity(max_batch);
         let mut wait = Duration::from_millis(100);
@@ -628,20 +632,20 @@ const STALL_LIMIT: Duration = Duration::from_secs(90);
 /// not committed, the next incarnation fences it and resumes from the committed offsets, as
 /// after a crash. The orchestrator (StatefulSet) restarts the process.
 struct Watchdog {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     /// The transactional call under way, if any, and since when.
     call: Arc<Mutex<Option<(&'static str, Instant)>>>,
 }
 
 impl Watchdog {
-    fn start(processor_stop: Arc<AtomicBool>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+    fn start(processor_stop: CancellationToken) -> Self {
+        let stop = CancellationToken::new();
         let call: Arc<Mutex<Option<(&'static str, Instant)>>> = Arc::default();
         let (watching, watched_call) = (stop.clone(), call.clone());
         std::thread::Builder::new()
             .name("txn-watchdog".into())
             .spawn(move || {
-                while !watching.load(Ordering::Acquire) {
+                while !watching.is_cancelled() {
                     std::thread::sleep(Duration::from_secs(1));
                     let stalled = watched_call
                         .lock()
@@ -653,7 +657,7 @@ impl Watchdog {
                             "transactional call blocked past every timeout; exiting so that a \
                              restart fences the open transaction and resumes"
                         );
-                        processor_stop.store(true, Ordering::Release);
+                        processor_stop.cancel();
                         std::process::exit(75);
                     }
                 }
@@ -673,7 +677,7 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.cancel();
     }
 }
 

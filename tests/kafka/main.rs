@@ -812,8 +812,7 @@ async fn a_retry_right_after_a_cancel_on_another_gateway_gets_new_seats() {
     let mut stale = Vec::new();
     for round in 0..20 {
         let user = format!("again-{round}");
-        let reserve =
-            serde_json::json!({"eventId": event_id, "section": "A", "userId": user, "seatCount": 1});
+        let reserve = serde_json::json!({"eventId": event_id, "section": "A", "userId": user, "seatCount": 1});
         let (status, first) = post(
             &client,
             format!("{a}/api/reservations?wait=10000"),
@@ -830,12 +829,8 @@ async fn a_retry_right_after_a_cancel_on_another_gateway_gets_new_seats() {
             .await
             .expect("delete");
         assert_eq!(cancelled.status().as_u16(), 200);
-        let (status, again) = post(
-            &client,
-            format!("{a}/api/reservations?wait=10000"),
-            reserve,
-        )
-        .await;
+        let (status, again) =
+            post(&client, format!("{a}/api/reservations?wait=10000"), reserve).await;
         assert_eq!(status, 200, "{again}");
         if again["reservationId"] == first["reservationId"] {
             stale.push(round);

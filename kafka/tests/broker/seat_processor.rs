@@ -2,8 +2,8 @@
 //! restart with its disk, and a rebuild from the changelog when the disk is gone.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,12 +24,12 @@ use seatflow_kafka::{
 use crate::{brokers, unique_prefix};
 
 struct Running {
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     thread: JoinHandle<()>,
 }
 
 fn start(config: &SeatProcessorConfig) -> Running {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let thread = {
         let (config, stop) = (config.clone(), stop.clone());
         std::thread::spawn(move || run_seat_processor(&config, stop).expect("seat processor runs"))
@@ -39,7 +39,7 @@ fn start(config: &SeatProcessorConfig) -> Running {
 
 impl Running {
     fn stop(self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.cancel();
         self.thread.join().expect("processor thread");
     }
 }
