@@ -6,6 +6,7 @@ pub mod config;
 mod embedded_audit;
 pub mod observability;
 pub mod otlp_metrics;
+pub mod roles;
 mod shared_dedup;
 
 use std::sync::Arc;
