@@ -129,6 +129,39 @@ impl seatflow_kafka::ReadFeed for KafkaFeed {
     }
 }
 
+/// What the HTTP side reads from, set up the same way on both runtimes: the read model, the
+/// pre-filter's cache of counts, and the requests parked until an outcome arrives.
+struct ReadSide {
+    read: Arc<ReadModel>,
+    status: Arc<StatusCache>,
+    waiters: Arc<Waiters>,
+}
+
+impl ReadSide {
+    fn new(partitions: u32) -> Self {
+        Self {
+            read: Arc::new(ReadModel::new(partitions)),
+            status: Arc::new(StatusCache::new()),
+            waiters: Arc::new(Waiters::new()),
+        }
+    }
+}
+
+/// Connections of the audit pool of an HTTP process: history and lookup reads, and (embedded)
+/// the projection's writes.
+const AUDIT_POOL: usize = 8;
+
+/// The audit, when `database_url` is set.
+fn audit_pool(config: &Config) -> anyhow::Result<Option<seatflow_projections::audit::AuditStore>> {
+    config
+        .database_url
+        .as_ref()
+        .map(config::Secret::expose)
+        .map(|url| seatflow_projections::audit::AuditStore::new(url, AUDIT_POOL))
+        .transpose()
+        .context("cannot set up the audit database pool")
+}
+
 async fn bind(config: &Config) -> anyhow::Result<(poem::listener::TcpAcceptor, u16)> {
     let addr = config.bind_addr()?;
     let acceptor = TcpListener::bind(addr)
@@ -183,9 +216,11 @@ impl App {
         let processor_config = config.processor();
         let store = open_store(&config.data_dir, &processor_config)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-        let read = Arc::new(ReadModel::new(config.partitions));
-        let status = Arc::new(StatusCache::new());
-        let waiters = Arc::new(Waiters::new());
+        let ReadSide {
+            read,
+            status,
+            waiters,
+        } = ReadSide::new(config.partitions);
         let wake_audit = Arc::new(tokio::sync::Notify::new());
         let sink = Arc::new(EmbeddedSink {
             read: read.clone(),
@@ -203,13 +238,7 @@ impl App {
             dedup.clone(),
             limits(&config),
         );
-        let audit = config
-            .database_url
-            .as_ref()
-            .map(config::Secret::expose)
-            .map(|url| seatflow_projections::audit::AuditStore::new(url, 4))
-            .transpose()
-            .context("cannot set up the audit database pool")?;
+        let audit = audit_pool(&config)?;
         let stop_audit = CancellationToken::new();
         let audit_task = audit.as_ref().map(|audit| {
             tokio::spawn(embedded_audit::run(
@@ -278,9 +307,11 @@ impl App {
         let topics = config.topics();
         let wire = wire(&config).await?;
         let partitions = u32::try_from(config.kafka_partitions).unwrap_or(1);
-        let read = Arc::new(ReadModel::new(partitions));
-        let status = Arc::new(StatusCache::new());
-        let waiters = Arc::new(Waiters::new());
+        let ReadSide {
+            read,
+            status,
+            waiters,
+        } = ReadSide::new(partitions);
         let on_reply: Arc<dyn Fn(&seatflow_aggregates::CommandReply) + Send + Sync> = {
             let (read, waiters) = (read.clone(), waiters.clone());
             Arc::new(move |reply| {
@@ -338,13 +369,7 @@ impl App {
             limits(&config),
         )
         .with_read_barrier(Arc::new(barrier));
-        let audit = config
-            .database_url
-            .as_ref()
-            .map(config::Secret::expose)
-            .map(|url| seatflow_projections::audit::AuditStore::new(url, 8))
-            .transpose()
-            .context("cannot set up the audit database pool")?;
+        let audit = audit_pool(&config)?;
         let state = AppState {
             commands,
             queries: Queries::new(read.clone(), waiters, redis.clone(), audit),
