@@ -18,8 +18,9 @@ use std::time::Duration;
 use seatflow_aggregates::Event;
 use seatflow_processor::Store;
 use seatflow_projections::audit::{AuditRow, AuditStore};
+use seatflow_projections::retry::with_retries;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::info;
 
 /// The name under which the embedded audit stores its positions (the embedded log's sequence
 /// numbers are not Kafka offsets: the two never share positions).
@@ -66,7 +67,21 @@ fn read_batch(
     Ok((rows, positions))
 }
 
-/// Project until `stop` is set: migrate, read the positions, then follow the log.
+/// The next batch, read on a blocking thread (RocksDB reads block).
+async fn next_batch(
+    store: &Store,
+    partitions: u32,
+    from: &HashMap<i32, i64>,
+) -> Result<AuditBatch, String> {
+    let (store, from) = (store.clone(), from.clone());
+    tokio::task::spawn_blocking(move || read_batch(&store, partitions, &from))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Project until `stop` is set: migrate, read the positions, then follow the log. Every store
+/// call is retried with back-off (the same as the Kafka projector's) until it succeeds.
 pub async fn run(
     store: Store,
     partitions: u32,
@@ -74,54 +89,44 @@ pub async fn run(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    let mut next: Option<HashMap<i32, i64>> = None;
+    if with_retries(&stop, "apply the migrations", || audit.migrate())
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let Some(mut positions) = with_retries(&stop, "read its positions", || {
+        audit.positions(EMBEDDED_AUDIT_PROJECTION)
+    })
+    .await
+    else {
+        return;
+    };
+    info!(
+        resumed_partitions = positions.len(),
+        "embedded audit projection running"
+    );
     while !stop.is_cancelled() {
-        let step: Result<bool, String> = async {
-            let positions = match &mut next {
-                Some(positions) => positions,
-                None => {
-                    audit.migrate().await.map_err(|e| e.to_string())?;
-                    let stored = audit
-                        .positions(EMBEDDED_AUDIT_PROJECTION)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    info!(
-                        resumed_partitions = stored.len(),
-                        "embedded audit projection running"
-                    );
-                    next.insert(stored)
-                }
-            };
-            let (store, read_from) = (store.clone(), positions.clone());
-            let (rows, after) =
-                tokio::task::spawn_blocking(move || read_batch(&store, partitions, &read_from))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            if after.is_empty() {
-                return Ok(false);
-            }
-            audit
-                .apply(EMBEDDED_AUDIT_PROJECTION, &rows, &after)
-                .await
-                .map_err(|e| e.to_string())?;
-            positions.extend(after);
-            Ok(true)
-        }
-        .await;
-        match step {
-            Ok(true) => backoff = Duration::from_millis(100),
+        let Some((rows, after)) = with_retries(&stop, "read the log", || {
+            next_batch(&store, partitions, &positions)
+        })
+        .await
+        else {
+            return;
+        };
+        if after.is_empty() {
             // Caught up: sleep until the workers commit something (or a second passes).
-            Ok(false) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            }
-            Err(error) => {
-                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "embedded audit projection cannot write; retrying");
-                // Woken early only to stop.
-                let _ = tokio::time::timeout(backoff, wake.notified()).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+            continue;
         }
+        if with_retries(&stop, "write a batch", || {
+            audit.apply(EMBEDDED_AUDIT_PROJECTION, &rows, &after)
+        })
+        .await
+        .is_none()
+        {
+            return;
+        }
+        positions.extend(after);
     }
 }

@@ -9,7 +9,6 @@
 //! and reads nothing more: the lag grows in Kafka and is caught up afterwards.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Display;
 use tokio_util::sync::CancellationToken;
 
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::client_config;
 use crate::closing::ClosesWithin;
 use crate::topics::TopicsConfig;
+use seatflow_projections::retry::with_retries;
 
 /// The name under which the audit projection stores its positions.
 pub const AUDIT_PROJECTION: &str = "audit";
@@ -552,31 +552,4 @@ async fn write_audit(
         "batch projected"
     );
     written
-}
-
-/// Run a store call until it succeeds, waiting longer after each failure (up to 5 s); `None`
-/// if `stop` is set meanwhile.
-async fn with_retries<T, E, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> Option<T>
-where
-    E: Display,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(e) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector cannot {what}; retrying");
-                let until = Instant::now() + backoff;
-                while Instant::now() < until {
-                    if stop.is_cancelled() {
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }

@@ -9,6 +9,7 @@
 pub mod audit;
 mod queries;
 pub mod redis;
+pub mod retry;
 mod waiters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
