@@ -217,6 +217,18 @@ impl Status {
             Self::Cancelled => "CANCELLED",
         }
     }
+
+    /// The status named by [`Status::as_str`], if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Confirmed,
+            Self::Rejected,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
 }
 
 /// Why a command was not carried out. Typed so that callers map each to one answer.

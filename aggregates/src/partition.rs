@@ -147,16 +147,6 @@ impl Partition {
         self.sections.clear();
     }
 
-    /// The section as this partition knows it (cached or stored).
-    pub fn section<S: PartitionStore>(
-        &mut self,
-        store: &S,
-        key: &SectionKey,
-    ) -> Result<Option<&SectionState>, S::Error> {
-        self.load(store, key)?;
-        Ok(self.sections.get(key))
-    }
-
     fn load<S: PartitionStore>(&mut self, store: &S, key: &SectionKey) -> Result<(), S::Error> {
         if !self.sections.contains_key(key)
             && let Some(state) = store.section(key)?

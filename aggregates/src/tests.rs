@@ -370,11 +370,10 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
         reservation: held.clone(),
         available: 1,
     };
-    let section_after = partition
-        .section(&store, &key("A"))
-        .expect("in memory")
-        .expect("decided")
-        .clone();
+    let section_after = SectionState::with_held(
+        Layout::new(1, 3).expect("layout"),
+        [Seat::new(1, 1), Seat::new(1, 2)],
+    );
     assert_eq!(section_after.available(), 1);
     let expected = vec![
         Action::Record {

@@ -37,16 +37,17 @@ impl Found {
         }
     }
 
-    /// The status, as the API names it (`CONFIRMED`, ...).
-    pub fn status(&self) -> &str {
+    /// Where it stands (a row of a shared store with a status this version does not know is
+    /// read as undecided).
+    pub fn status(&self) -> Status {
         match self {
-            Self::Here(reservation) => reservation.status.as_str(),
-            Self::Shared(row) => &row.status,
+            Self::Here(reservation) => reservation.status,
+            Self::Shared(row) => Status::from_name(&row.status).unwrap_or(Status::Pending),
         }
     }
 
     pub fn is_pending(&self) -> bool {
-        self.status() == Status::Pending.as_str()
+        self.status() == Status::Pending
     }
 }
 
@@ -163,7 +164,6 @@ fn in_flight_for(id: ReservationId) -> Duration {
         // Made "in the future" by a clock ahead of ours: at most the whole window.
         Err(_) => IN_FLIGHT,
     }
-    .min(IN_FLIGHT)
 }
 
 #[cfg(test)]

@@ -298,12 +298,7 @@ impl From<&Reservation> for ReservationDto {
 
 impl From<&AuditRow> for ReservationDto {
     fn from(row: &AuditRow) -> Self {
-        let status = match row.status.as_str() {
-            "CONFIRMED" => StatusDto::Confirmed,
-            "REJECTED" => StatusDto::Rejected,
-            "CANCELLED" => StatusDto::Cancelled,
-            _ => StatusDto::Pending,
-        };
+        let status = StatusDto::from(Status::from_name(&row.status).unwrap_or(Status::Pending));
         Self {
             reservation_id: row.id,
             event_id: UuidText(row.event_id.clone()),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-use seatflow_aggregates::{ReservationId, Seat};
+use seatflow_aggregates::{ReservationId, Seat, Status};
 use seatflow_commands::{CommandError, ReserveRequest};
 use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
@@ -86,9 +86,9 @@ impl ReservationsApi {
                     "deduplicated"
                 } else {
                     match found.status() {
-                        "CONFIRMED" => "confirmed",
-                        "CANCELLED" => "cancelled",
-                        _ => "rejected",
+                        Status::Confirmed => "confirmed",
+                        Status::Cancelled => "cancelled",
+                        Status::Rejected | Status::Pending => "rejected",
                     }
                 });
                 ReservationAnswer::Decided(Json(ReservationDto::from(&found)))
