@@ -21,6 +21,7 @@ pub const SETTINGS: &[&str] = &[
     "sync_writes",
     "max_seats_per_reservation",
     "dedup_window_secs",
+    "recent_outcomes",
     "log_format",
     "kafka_brokers",
     "kafka_topic_prefix",
@@ -62,6 +63,11 @@ pub struct Config {
     pub max_seats_per_reservation: u16,
     /// How long a retry returns the first reservation, seconds (`SEATFLOW_DEDUP_WINDOW_SECS`).
     pub dedup_window_secs: u64,
+    /// How many recent decisions a process keeps in memory, outcomes and de-duplication keys
+    /// each (`SEATFLOW_RECENT_OUTCOMES`). Memory is bounded by it, not by the sale's history:
+    /// older outcomes are read from the store that holds them all (the embedded store; Redis and
+    /// the audit on Kafka).
+    pub recent_outcomes: usize,
     /// `text` or `json` logs (`SEATFLOW_LOG_FORMAT`); levels from `RUST_LOG`.
     pub log_format: String,
     /// Kafka bootstrap servers, `host:port,...` (`SEATFLOW_KAFKA_BROKERS`). Unset: the
@@ -119,6 +125,7 @@ impl Default for Config {
             sync_writes: processor.sync_writes,
             max_seats_per_reservation: 8,
             dedup_window_secs: 3600,
+            recent_outcomes: seatflow_projections::DEFAULT_RECENT_OUTCOMES,
             log_format: "text".into(),
             kafka_brokers: None,
             kafka_topic_prefix: String::new(),
@@ -209,6 +216,12 @@ impl Config {
         }
         if self.dedup_window_secs == 0 {
             bail!("dedup_window_secs must be at least 1");
+        }
+        if !(1_000..=100_000_000).contains(&self.recent_outcomes) {
+            bail!(
+                "recent_outcomes must be between 1000 and 100000000 (got {})",
+                self.recent_outcomes
+            );
         }
         if !(1..=10_000).contains(&self.kafka_partitions) {
             bail!(

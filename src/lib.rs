@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 mod embedded_audit;
+mod embedded_reads;
 pub mod observability;
 pub mod otlp_metrics;
 pub mod roles;
@@ -20,7 +21,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use seatflow_aggregates::{Event, SectionStatus};
 use seatflow_commands::{CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache};
 use seatflow_gateway::{AppState, ErrorBody};
-use seatflow_processor::{CommitSink, LogRecord, Processor, open_store, replay_log};
+use seatflow_processor::{CommitSink, LogRecord, Processor, open_store};
 use seatflow_projections::{Queries, ReadModel, Waiters};
 use tracing::info;
 
@@ -35,15 +36,6 @@ struct EmbeddedSink {
     waiters: Arc<Waiters>,
     /// Wakes the embedded audit projection, when there is one.
     audit: Arc<tokio::sync::Notify>,
-}
-
-impl EmbeddedSink {
-    /// Fold a record of the log read at start into the read model and the pre-filter cache.
-    fn replayed(&self, record: &LogRecord) {
-        self.read.apply(record.partition, record.seq, &record.event);
-        self.status
-            .update(record.event.key(), record.event.available_after());
-    }
 }
 
 impl CommitSink for EmbeddedSink {
@@ -138,9 +130,14 @@ struct ReadSide {
 }
 
 impl ReadSide {
-    fn new(partitions: u32) -> Self {
+    /// Memory for `recent` outcomes, the rest read from `store` when there is one.
+    fn new(
+        partitions: u32,
+        recent: usize,
+        store: Option<Arc<dyn seatflow_projections::OutcomeStore>>,
+    ) -> Self {
         Self {
-            read: Arc::new(ReadModel::new(partitions)),
+            read: Arc::new(ReadModel::bounded(partitions, recent, store)),
             status: Arc::new(StatusCache::new()),
             waiters: Arc::new(Waiters::new()),
         }
@@ -220,7 +217,11 @@ impl App {
             read,
             status,
             waiters,
-        } = ReadSide::new(config.partitions);
+        } = ReadSide::new(
+            config.partitions,
+            config.recent_outcomes,
+            Some(Arc::new(embedded_reads::StoredOutcomes(store.clone()))),
+        );
         let wake_audit = Arc::new(tokio::sync::Notify::new());
         let sink = Arc::new(EmbeddedSink {
             read: read.clone(),
@@ -230,7 +231,10 @@ impl App {
         });
         let (processor, workers) = Processor::start(store.clone(), &processor_config, sink.clone())
             .context("cannot start the seat workers")?;
-        let dedup = Arc::new(Dedup::new(Duration::from_secs(config.dedup_window_secs)));
+        let dedup = Arc::new(Dedup::bounded(
+            Duration::from_secs(config.dedup_window_secs),
+            config.recent_outcomes,
+        ));
         let commands = CommandService::new(
             Arc::new(processor.clone()),
             Arc::new(Directory(read.clone())),
@@ -253,24 +257,18 @@ impl App {
         let state = AppState {
             commands,
             queries: Queries::new(read.clone(), waiters, None, audit),
-            read,
+            read: read.clone(),
             ready: ready.clone(),
             redis: None,
         };
 
         let (acceptor, port) = bind(&config).await?;
 
-        // Rebuild the read models while the listener already answers health probes. No command
-        // can reach a worker before `ready`, so the log is complete when it is read.
+        // Load the read models while the listener already answers health probes. No command
+        // can reach a worker before `ready`, so the store does not move while it is read.
         let partitions = config.partitions;
         let replay = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let count = replay_log(&store, partitions, |record| sink.replayed(record))?;
-            info!(
-                records = count,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "read models rebuilt from the log"
-            );
+            embedded_reads::load(&store, partitions, &read, &sink.status)?;
             ready.store(true, Ordering::Release);
             Ok(())
         });
@@ -311,7 +309,7 @@ impl App {
             read,
             status,
             waiters,
-        } = ReadSide::new(partitions);
+        } = ReadSide::new(partitions, config.recent_outcomes, None);
         let on_reply: Arc<dyn Fn(&seatflow_aggregates::CommandReply) + Send + Sync> = {
             let (read, waiters) = (read.clone(), waiters.clone());
             Arc::new(move |reply| {
@@ -352,12 +350,16 @@ impl App {
         let redis = config.redis()?;
         let (dedup, local_dedup): (Arc<dyn DedupStore>, Arc<Dedup>) = match &redis {
             Some(redis) => {
-                let shared = Arc::new(SharedDedup::new(redis.clone(), window));
+                let shared = Arc::new(SharedDedup::new(
+                    redis.clone(),
+                    window,
+                    config.recent_outcomes,
+                ));
                 let local = shared.local();
                 (shared, local)
             }
             None => {
-                let local = Arc::new(Dedup::new(window));
+                let local = Arc::new(Dedup::bounded(window, config.recent_outcomes));
                 (local.clone(), local)
             }
         };

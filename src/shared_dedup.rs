@@ -20,10 +20,11 @@ pub struct SharedDedup {
 }
 
 impl SharedDedup {
-    pub fn new(redis: RedisReads, window: Duration) -> Self {
+    /// Keys in Redis, mirrored here for at most `capacity` of them.
+    pub fn new(redis: RedisReads, window: Duration, capacity: usize) -> Self {
         Self {
             redis,
-            local: Arc::new(Dedup::new(window)),
+            local: Arc::new(Dedup::bounded(window, capacity)),
             window,
         }
     }

@@ -111,10 +111,14 @@ fn key_part(part: &str) -> Cow<'_, str> {
     }
 }
 
-/// The in-memory store.
+/// The in-memory store: the keys of the window, at most `capacity` of them (the oldest go first
+/// when there are more). A key that had to go is still answered where it matters: a retry is
+/// also recognised by the seats its user holds (the read side's `held_by`), which the embedded
+/// store answers for the whole window.
 #[derive(Debug)]
 pub struct Dedup {
     window: Duration,
+    capacity: usize,
     entries: DashMap<String, (ReservationId, Instant)>,
 }
 
@@ -128,11 +132,35 @@ pub enum Claim {
 }
 
 impl Dedup {
+    /// Keys of the last `window`, with no other bound (tests, small tools).
     pub fn new(window: Duration) -> Self {
+        Self::bounded(window, usize::MAX)
+    }
+
+    /// Keys of the last `window`, at most about `capacity` of them.
+    pub fn bounded(window: Duration, capacity: usize) -> Self {
         Self {
             window,
+            capacity: capacity.max(1),
             entries: DashMap::new(),
         }
+    }
+
+    /// Keep the map within its capacity: expired keys go, then the oldest quarter. Called after
+    /// an insert; the work is paid once per quarter of the capacity.
+    fn bound(&self) {
+        if self.entries.len() <= self.capacity {
+            return;
+        }
+        self.sweep();
+        let excess = self.entries.len().saturating_sub(self.capacity * 3 / 4);
+        if self.entries.len() <= self.capacity || excess == 0 {
+            return;
+        }
+        let mut ages: Vec<Instant> = self.entries.iter().map(|entry| entry.value().1).collect();
+        let (_, cutoff, _) = ages.select_nth_unstable(excess - 1);
+        let cutoff = *cutoff;
+        self.entries.retain(|_, (_, at)| *at > cutoff);
     }
 
     /// `userId:eventId:section` (a `:` or `%` inside a part is percent-escaped).
@@ -159,26 +187,32 @@ impl Dedup {
 
     /// Atomically take the key for `id` unless a live entry holds it.
     pub fn claim(&self, key: &str, id: ReservationId) -> Claim {
-        match self.entries.entry(key.to_owned()) {
+        let (claim, added) = match self.entries.entry(key.to_owned()) {
             Entry::Occupied(mut occupied) => {
                 let (existing, at) = *occupied.get();
                 if at.elapsed() < self.window {
-                    Claim::Existing(existing)
+                    (Claim::Existing(existing), false)
                 } else {
                     occupied.insert((id, Instant::now()));
-                    Claim::Claimed
+                    (Claim::Claimed, false)
                 }
             }
             Entry::Vacant(vacant) => {
                 vacant.insert((id, Instant::now()));
-                Claim::Claimed
+                (Claim::Claimed, true)
             }
+        };
+        // The entry's shard lock is released here: bounding takes every shard.
+        if added {
+            self.bound();
         }
+        claim
     }
 
     /// Note that `id` holds the key (claimed elsewhere, e.g. in Redis), replacing any holder.
     pub fn remember(&self, key: &str, id: ReservationId) {
         self.entries.insert(key.to_owned(), (id, Instant::now()));
+        self.bound();
     }
 
     /// Hand the key from a reservation that no longer holds seats to a new one.
@@ -307,6 +341,18 @@ mod tests {
         assert_eq!(dedup.get("k"), Some(first));
         dedup.forget("k", first);
         assert_eq!(dedup.claim("k", second), Claim::Claimed);
+    }
+
+    #[test]
+    fn the_keys_stay_within_the_capacity_and_the_newest_are_kept() {
+        let dedup = Dedup::bounded(Duration::from_secs(60), 1_000);
+        let ids: Vec<ReservationId> = (0..10_000).map(|_| ReservationId::new_v7()).collect();
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(dedup.claim(&format!("k{n}"), *id), Claim::Claimed);
+            assert!(dedup.len() <= 1_000, "{} keys after {n}", dedup.len());
+        }
+        assert_eq!(dedup.get("k9999"), Some(ids[9_999]));
+        assert_eq!(dedup.get("k0"), None);
     }
 
     #[test]

@@ -20,6 +20,44 @@ pub(crate) fn reservation(id: ReservationId) -> [u8; 16] {
     *id.0.as_bytes()
 }
 
+/// `indexes`: present once the catalogue and user indexes cover the whole log.
+pub(crate) const INDEXES_BUILT: &[u8] = b"indexes/v1";
+
+/// The bytes a user's index keys start with: an 8-byte hash of the user id (the column family's
+/// prefix, so a lookup for a user with no reservations is answered by a bloom filter), then the
+/// user id itself.
+pub(crate) fn user_prefix(user_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + user_id.len() + 16);
+    out.extend_from_slice(&fnv1a64(user_id.as_bytes()).to_be_bytes());
+    out.extend_from_slice(user_id.as_bytes());
+    out
+}
+
+/// `[u64 hash][user id][reservation id]`: a user's reservations sort by id, which (UUID v7) is
+/// by request time.
+pub(crate) fn user_reservation(user_id: &str, id: ReservationId) -> Vec<u8> {
+    let mut out = user_prefix(user_id);
+    out.extend_from_slice(id.0.as_bytes());
+    out
+}
+
+/// The reservation id of a user index key, if the key belongs to `prefix`'s user (another user
+/// may share the hash, and a longer id may start with this one).
+pub(crate) fn decode_user_reservation(prefix: &[u8], key: &[u8]) -> Option<ReservationId> {
+    if key.len() != prefix.len() + 16 || !key.starts_with(prefix) {
+        return None;
+    }
+    let id: [u8; 16] = key[prefix.len()..].try_into().ok()?;
+    Some(ReservationId(uuid::Uuid::from_bytes(id)))
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms (it is on disk).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// `[u32 partition][u64 seq]`.
 pub(crate) fn log(partition: u32, seq: u64) -> [u8; 12] {
     let mut out = [0u8; 12];
@@ -87,6 +125,19 @@ mod tests {
             let k1 = SectionKey::new(e1, s1);
             let k2 = SectionKey::new(e2, s2);
             prop_assert_eq!(section(&k1) == section(&k2), k1 == k2);
+        }
+
+        #[test]
+        fn a_user_index_key_names_one_user_and_sorts_by_id(
+            u1 in "[a-c]{0,4}", u2 in "[a-c]{0,4}", a in any::<u128>(), b in any::<u128>(),
+        ) {
+            let (a, b) = (ReservationId(uuid::Uuid::from_u128(a)), ReservationId(uuid::Uuid::from_u128(b)));
+            let key = user_reservation(&u1, a);
+            prop_assert_eq!(decode_user_reservation(&user_prefix(&u1), &key), Some(a));
+            if u1 != u2 {
+                prop_assert_eq!(decode_user_reservation(&user_prefix(&u2), &key), None);
+            }
+            prop_assert_eq!(key.cmp(&user_reservation(&u1, b)), a.cmp(&b));
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The RocksDB store of a seat processor: section states, the outcome of every reservation id
 //! (the de-duplication table), the decided-event log (embedded only) and each partition's
-//! position, one column family per table. It is the [`PartitionStore`] that batches are decided
+//! position, one column family per table. The embedded runtime also keeps two indexes of its
+//! log here, written in the same batches: the catalogue (every section's initialisation: what a
+//! start reads instead of the whole log) and each user's reservation ids (their history and
+//! the seats they hold, read on demand instead of kept in memory). It is the [`PartitionStore`] that batches are decided
 //! against, in both runtimes. A worker writes everything one decision batch
 //! changed in ONE atomic write batch, so a crash at any moment leaves either all of a batch or
 //! none of it.
@@ -9,11 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    SliceTransform, WriteBatch, WriteOptions,
 };
 use seatflow_aggregates::{
-    Completed, Event, PartitionStore, Reservation, ReservationId, SectionKey, SectionState,
+    Completed, Event, Millis, PartitionStore, Reservation, ReservationId, SectionInitialized,
+    SectionKey, SectionState,
 };
 use seatflow_avro::{StoredSection, decode, encode};
 
@@ -23,6 +27,8 @@ const SECTIONS: &str = "sections";
 const RESERVATIONS: &str = "reservations";
 const LOG: &str = "log";
 const META: &str = "meta";
+const CATALOGUE: &str = "catalogue";
+const BY_USER: &str = "by_user";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,11 +86,22 @@ impl Store {
         lookups.set_bloom_filter(10.0, false);
         let mut point_lookup = Options::default();
         point_lookup.set_block_based_table_factory(&lookups);
+        // A user's keys share an 8-byte prefix: the bloom filter is built on it, so asking for a
+        // user who has no reservations (most requests of a sale) rarely touches a data block.
+        let mut by_prefix = BlockBasedOptions::default();
+        by_prefix.set_bloom_filter(10.0, false);
+        by_prefix.set_whole_key_filtering(false);
+        let mut user_index = Options::default();
+        user_index.set_block_based_table_factory(&by_prefix);
+        user_index.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+        user_index.set_memtable_prefix_bloom_ratio(0.1);
         let families = vec![
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup),
             ColumnFamilyDescriptor::new(LOG, Options::default()),
             ColumnFamilyDescriptor::new(META, Options::default()),
+            ColumnFamilyDescriptor::new(CATALOGUE, Options::default()),
+            ColumnFamilyDescriptor::new(BY_USER, user_index),
         ];
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let store = Self {
@@ -109,14 +126,13 @@ impl Store {
                 }
             }
             None => {
+                // A new store: its indexes are written with its log from the first batch on.
+                let mut new = WriteBatch::default();
+                new.put_cf(meta, keys::PARTITION_COUNT, configured.to_be_bytes());
+                new.put_cf(meta, keys::INDEXES_BUILT, []);
                 let mut options = WriteOptions::default();
                 options.set_sync(true);
-                self.db.put_cf_opt(
-                    meta,
-                    keys::PARTITION_COUNT,
-                    configured.to_be_bytes(),
-                    &options,
-                )?;
+                self.db.write_opt(new, &options)?;
             }
         }
         Ok(())
@@ -204,10 +220,12 @@ impl Store {
         match &batch.position {
             Position::Log(records) => {
                 for record in records {
+                    let encoded = encode(&record.event)?;
+                    self.index(write, &record.event, &encoded);
                     write.put_cf(
                         self.cf(LOG),
                         keys::log(record.partition, record.seq),
-                        encode(&record.event)?,
+                        encoded,
                     );
                 }
                 if let Some(last) = records.last() {
@@ -225,6 +243,144 @@ impl Store {
             ),
         }
         Ok(())
+    }
+
+    /// Add what `event` (encoded as `encoded`) changes in the log's indexes to `write`.
+    fn index(&self, write: &mut WriteBatch, event: &Event, encoded: &[u8]) {
+        match event {
+            Event::SectionInitialized(init) => {
+                write.put_cf(self.cf(CATALOGUE), keys::section(&init.key), encoded);
+            }
+            Event::ReservationCompleted(completed) => {
+                let reservation = &completed.reservation;
+                write.put_cf(
+                    self.cf(BY_USER),
+                    keys::user_reservation(&reservation.user_id, reservation.id),
+                    [],
+                );
+            }
+        }
+    }
+
+    /// Build the catalogue and user indexes from the whole log, once: a store written before
+    /// they existed gets them at its first start with this version. Returns the records read
+    /// (0 when the indexes were already there).
+    pub fn ensure_indexes(&self, partitions: u32) -> Result<u64, StoreError> {
+        if self
+            .db
+            .get_cf(self.cf(META), keys::INDEXES_BUILT)?
+            .is_some()
+        {
+            return Ok(0);
+        }
+        let mut read = 0;
+        for partition in 0..partitions {
+            let mut write = WriteBatch::default();
+            for record in self.read_log(partition, 1) {
+                let record = record?;
+                self.index(&mut write, &record.event, &encode(&record.event)?);
+                read += 1;
+                if write.len() >= 10_000 {
+                    self.db.write(std::mem::take(&mut write))?;
+                }
+            }
+            self.db.write(write)?;
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(META), keys::INDEXES_BUILT, [], &options)?;
+        Ok(read)
+    }
+
+    /// Every section ever initialised, with its state now: the catalogue a start reads.
+    pub fn catalogue(&self) -> Result<Vec<(SectionInitialized, SectionState)>, StoreError> {
+        let mut sections = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CATALOGUE), IteratorMode::Start) {
+            let (_, value) = item?;
+            let Event::SectionInitialized(init) = decode::<Event>(&value)? else {
+                continue;
+            };
+            let state = self
+                .section(&init.key)?
+                .unwrap_or_else(|| SectionState::new(init.layout));
+            sections.push((init, state));
+        }
+        Ok(sections)
+    }
+
+    /// A user's reservations, newest (by request time) first, `limit` of them after `offset`.
+    pub fn user_reservations(
+        &self,
+        user_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let prefix = keys::user_prefix(user_id);
+        let mut last = prefix.clone();
+        last.extend_from_slice(&[0xff; 16]);
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(BY_USER),
+            same_prefix(),
+            IteratorMode::From(&last, Direction::Reverse),
+        ) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix[..8]) {
+                break;
+            }
+            let Some(id) = keys::decode_user_reservation(&prefix, &key) else {
+                continue;
+            };
+            found.push(id);
+            if found.len() >= offset + limit {
+                break;
+            }
+        }
+        self.reservations(found.into_iter().skip(offset))
+    }
+
+    /// A user's reservations requested at or after `since`, oldest first.
+    pub fn user_reservations_since(
+        &self,
+        user_id: &str,
+        since: Millis,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let prefix = keys::user_prefix(user_id);
+        // Ids are UUID v7: their first 48 bits are the milliseconds they were made at, a moment
+        // before the request time. A second of slack; the request time decides.
+        let earliest = u128::try_from(since.saturating_sub(1_000).max(0)).unwrap_or(0) << 80;
+        let start = keys::user_reservation(user_id, ReservationId(uuid::Uuid::from_u128(earliest)));
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf_opt(
+            self.cf(BY_USER),
+            same_prefix(),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix[..8]) {
+                break;
+            }
+            if let Some(id) = keys::decode_user_reservation(&prefix, &key) {
+                found.push(id);
+            }
+        }
+        let mut reservations = self.reservations(found.into_iter())?;
+        reservations.retain(|r| r.requested_at >= since);
+        Ok(reservations)
+    }
+
+    fn reservations(
+        &self,
+        ids: impl Iterator<Item = ReservationId>,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(reservation) = self.reservation(id)? {
+                out.push(reservation);
+            }
+        }
+        Ok(out)
     }
 
     /// Read a partition's log from `from_seq` (inclusive), in order.
@@ -255,6 +411,13 @@ impl Store {
                 }
             })
     }
+}
+
+/// Reads of the user index stay within one user's 8-byte prefix (and so may use its bloom filter).
+fn same_prefix() -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_prefix_same_as_start(true);
+    options
 }
 
 impl PartitionStore for Store {
@@ -289,4 +452,126 @@ pub enum Position {
     Log(Vec<LogRecord>),
     /// Kafka: the log is the topic. The next input offset to read (the records are in Kafka).
     InputOffset(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seatflow_aggregates::test_util::{MemoryPartition, NOW, init, key, reserve};
+    use seatflow_aggregates::{SeatRequest, Status};
+
+    /// A store holding one section and three reservations (zoe's two, amy's one).
+    fn store_with_history(dir: &Path) -> Store {
+        let store = Store::open(dir, 1, false).expect("open");
+        let mut partition = MemoryPartition::default();
+        partition.handle(&init("A", 2, 5), NOW);
+        for user in ["zoe", "amy", "zoe"] {
+            partition.handle(&reserve("A", user, SeatRequest::Adjacent(1)), NOW);
+        }
+        let records: Vec<LogRecord> = partition
+            .log()
+            .iter()
+            .enumerate()
+            .map(|(at, event)| LogRecord {
+                partition: 0,
+                seq: at as u64 + 1,
+                event: event.clone(),
+            })
+            .collect();
+        let outcomes = records
+            .iter()
+            .filter_map(|record| match &record.event {
+                Event::ReservationCompleted(completed) => Some(completed.clone()),
+                Event::SectionInitialized(_) => None,
+            })
+            .collect();
+        let state = PartitionStore::section(&partition.store, &key("A"))
+            .expect("memory")
+            .expect("section");
+        store
+            .commit(&CommitBatch {
+                partition: 0,
+                sections: vec![(key("A"), state)],
+                outcomes,
+                position: Position::Log(records),
+            })
+            .expect("commit");
+        store
+    }
+
+    /// Users' histories and the catalogue as the indexes answer them.
+    fn answers(store: &Store) -> (Vec<Vec<ReservationId>>, Vec<(SectionKey, u32)>) {
+        let ids = |found: Vec<Reservation>| found.iter().map(|r| r.id).collect::<Vec<_>>();
+        let histories = vec![
+            ids(store.user_reservations("zoe", 0, 10).expect("zoe")),
+            ids(store.user_reservations("zoe", 1, 1).expect("page")),
+            ids(store.user_reservations("amy", 0, 10).expect("amy")),
+            ids(store
+                .user_reservations("zo", 0, 10)
+                .expect("a prefix of zoe")),
+            ids(store.user_reservations_since("zoe", NOW).expect("since")),
+            ids(store
+                .user_reservations_since("zoe", NOW + 1)
+                .expect("later")),
+        ];
+        let catalogue = store
+            .catalogue()
+            .expect("catalogue")
+            .into_iter()
+            .map(|(init, state)| (init.key, state.available()))
+            .collect();
+        (histories, catalogue)
+    }
+
+    #[test]
+    fn the_indexes_answer_histories_and_the_catalogue_and_an_old_store_gets_them_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_history(dir.path());
+        assert_eq!(
+            store.ensure_indexes(1).expect("indexes"),
+            0,
+            "a new store has them"
+        );
+        let (histories, catalogue) = answers(&store);
+        let zoe = &histories[0];
+        assert_eq!(zoe.len(), 2);
+        assert!(zoe[0] > zoe[1], "newest first");
+        assert_eq!(histories[1], vec![zoe[1]]);
+        assert_eq!(histories[2].len(), 1);
+        assert!(histories[3].is_empty(), "another user's keys are not read");
+        assert_eq!(histories[4].len(), 2);
+        assert!(histories[5].is_empty(), "requested before `since`");
+        assert_eq!(catalogue, vec![(key("A"), 7)]);
+        let zoe_status: Vec<Status> = store
+            .user_reservations("zoe", 0, 10)
+            .expect("zoe")
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(zoe_status, vec![Status::Confirmed, Status::Confirmed]);
+
+        // A store from before the indexes: the log only.
+        for family in [CATALOGUE, BY_USER] {
+            let keys: Vec<Box<[u8]>> = store
+                .db
+                .iterator_cf(store.cf(family), IteratorMode::Start)
+                .map(|item| item.expect("read").0)
+                .collect();
+            for key in keys {
+                store.db.delete_cf(store.cf(family), key).expect("delete");
+            }
+        }
+        store
+            .db
+            .delete_cf(store.cf(META), keys::INDEXES_BUILT)
+            .expect("delete");
+        assert_eq!(answers(&store).1, vec![]);
+        assert_eq!(
+            store.ensure_indexes(1).expect("indexes"),
+            4,
+            "the log, read once"
+        );
+        assert_eq!(answers(&store), (histories, catalogue));
+        assert_eq!(store.ensure_indexes(1).expect("indexes"), 0);
+    }
 }

@@ -1,13 +1,16 @@
 //! Read models built from the decided-event log: the event catalogue with each section's seat
 //! map and available count, reservations by id, and each user's reservations.
 //!
-//! This is the in-memory projection of the embedded default. It is fed the log in order (per
-//! partition) and is rebuilt from the start of the log at every start, so it holds nothing the
-//! log does not. Applying the same record twice (a replay overlapping the live feed) is harmless:
-//! records at or below a partition's last applied position are skipped.
+//! This is the in-memory projection every HTTP process holds. It is fed the log in order (per
+//! partition); applying the same record twice (a start overlapping the live feed) is harmless:
+//! records at or below a partition's last applied position are skipped. Memory holds the
+//! catalogue and only the most recent outcomes ([`RecentOutcomes`], a configured number); an
+//! outcome that is no longer there is read from the [`OutcomeStore`] that keeps every one
+//! (embedded), or by the query port from the stores gateways share (Kafka).
 
 pub mod audit;
 mod queries;
+mod recent;
 pub mod redis;
 pub mod retry;
 mod waiters;
@@ -17,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 pub use queries::{Found, Queries};
+pub use recent::RecentOutcomes;
 pub use waiters::Waiters;
 
 use seatflow_aggregates::{
@@ -40,6 +44,20 @@ pub struct EventView {
     pub sections: Vec<SectionView>,
 }
 
+/// Where every decided outcome is kept beyond this process's memory, read when memory misses:
+/// the embedded RocksDB store, written before the read model hears of a batch. A store that
+/// cannot be read answers nothing (and says why in the log).
+pub trait OutcomeStore: Send + Sync + std::fmt::Debug + 'static {
+    fn reservation(&self, id: ReservationId) -> Option<Reservation>;
+    /// The user's reservations, newest (by request time) first, `limit` after `offset`.
+    fn user_reservations(&self, user_id: &str, offset: usize, limit: usize) -> Vec<Reservation>;
+    /// The user's reservations requested at or after `since`, in any order.
+    fn user_reservations_since(&self, user_id: &str, since: Millis) -> Vec<Reservation>;
+}
+
+/// How many outcomes a read model keeps in memory unless configured otherwise.
+pub const DEFAULT_RECENT_OUTCOMES: usize = 100_000;
+
 /// The in-memory read model.
 #[derive(Debug)]
 pub struct ReadModel {
@@ -47,8 +65,8 @@ pub struct ReadModel {
     event_order: RwLock<Vec<String>>,
     events: DashMap<String, EventMeta>,
     sections: DashMap<SectionKey, SectionView>,
-    reservations: DashMap<ReservationId, Reservation>,
-    by_user: DashMap<String, Vec<ReservationId>>,
+    recent: RecentOutcomes,
+    store: Option<std::sync::Arc<dyn OutcomeStore>>,
     applied: Vec<AtomicU64>,
     /// Woken whenever a section is added: event creation waits on it to answer with the event.
     section_added: tokio::sync::Notify,
@@ -63,16 +81,45 @@ struct EventMeta {
 }
 
 impl ReadModel {
-    /// An empty read model for a log of `partitions` partitions.
+    /// An empty read model for a log of `partitions` partitions, with the default memory.
     pub fn new(partitions: u32) -> Self {
+        Self::bounded(partitions, DEFAULT_RECENT_OUTCOMES, None)
+    }
+
+    /// An empty read model keeping about `recent` outcomes in memory, backed by `store` when
+    /// there is one.
+    pub fn bounded(
+        partitions: u32,
+        recent: usize,
+        store: Option<std::sync::Arc<dyn OutcomeStore>>,
+    ) -> Self {
         Self {
             event_order: RwLock::new(Vec::new()),
             events: DashMap::new(),
             sections: DashMap::new(),
-            reservations: DashMap::new(),
-            by_user: DashMap::new(),
+            recent: RecentOutcomes::new(recent),
+            store,
             applied: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             section_added: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Load a section as the store has it now (a start that reads state, not history).
+    pub fn restore_section(
+        &self,
+        init: &seatflow_aggregates::SectionInitialized,
+        state: SectionState,
+    ) {
+        self.add_section(init);
+        if let Some(mut view) = self.sections.get_mut(&init.key) {
+            view.state = state;
+        }
+    }
+
+    /// The log position the loaded state stands at: records up to it are not applied again.
+    pub fn restore_applied(&self, partition: u32, seq: u64) {
+        if let Some(applied) = self.applied.get(partition as usize) {
+            applied.fetch_max(seq, Ordering::AcqRel);
         }
     }
 
@@ -110,57 +157,48 @@ impl ReadModel {
             applied.store(seq, Ordering::Release);
         }
         match event {
-            Event::SectionInitialized(init) => {
-                self.sections
-                    .entry(init.key.clone())
-                    .or_insert_with(|| SectionView {
-                        section: init.key.section.clone(),
-                        layout: init.layout,
-                        state: SectionState::new(init.layout),
-                    });
-                let mut created = false;
-                let listed = (init.position, init.key.section.clone());
-                self.events
-                    .entry(init.key.event_id.clone())
-                    .and_modify(|meta| {
-                        // Sections of one event are initialised on several partitions at once:
-                        // keep them in the order the event was created with.
-                        if let Err(at) = meta.sections.binary_search(&listed) {
-                            meta.sections.insert(at, listed.clone());
-                        }
-                    })
-                    .or_insert_with(|| {
-                        created = true;
-                        EventMeta {
-                            name: init.event_name.clone(),
-                            created_at: init.at,
-                            sections: vec![listed.clone()],
-                        }
-                    });
-                if created {
-                    self.event_order.write().push(init.key.event_id.clone());
-                }
-                self.section_added.notify_waiters();
-            }
+            Event::SectionInitialized(init) => self.add_section(init),
             Event::ReservationCompleted(completed) => {
                 let reservation = &completed.reservation;
                 if let Some(mut view) = self.sections.get_mut(&reservation.key) {
                     view.state.apply(event);
                 }
-                let first_time = self
-                    .reservations
-                    .insert(reservation.id, reservation.clone())
-                    .is_none();
-                if first_time {
-                    // Ids are UUID v7 (time-ordered at the gateway): kept sorted, a user's list
-                    // is newest-first whatever order the partitions' records arrive in.
-                    let mut ids = self.by_user.entry(reservation.user_id.clone()).or_default();
-                    if let Err(at) = ids.binary_search(&reservation.id) {
-                        ids.insert(at, reservation.id);
-                    }
-                }
+                self.recent.put(reservation, |_| true);
             }
         }
+    }
+
+    fn add_section(&self, init: &seatflow_aggregates::SectionInitialized) {
+        self.sections
+            .entry(init.key.clone())
+            .or_insert_with(|| SectionView {
+                section: init.key.section.clone(),
+                layout: init.layout,
+                state: SectionState::new(init.layout),
+            });
+        let mut created = false;
+        let listed = (init.position, init.key.section.clone());
+        self.events
+            .entry(init.key.event_id.clone())
+            .and_modify(|meta| {
+                // Sections of one event are initialised on several partitions at once: keep
+                // them in the order the event was created with.
+                if let Err(at) = meta.sections.binary_search(&listed) {
+                    meta.sections.insert(at, listed.clone());
+                }
+            })
+            .or_insert_with(|| {
+                created = true;
+                EventMeta {
+                    name: init.event_name.clone(),
+                    created_at: init.at,
+                    sections: vec![listed.clone()],
+                }
+            });
+        if created {
+            self.event_order.write().push(init.key.event_id.clone());
+        }
+        self.section_added.notify_waiters();
     }
 
     /// Note an outcome known before its log record arrives (a reply to this gateway), so that
@@ -174,21 +212,9 @@ impl ReadModel {
             Status::Confirmed | Status::Rejected => 1,
             Status::Cancelled => 2,
         };
-        match self.reservations.entry(reservation.id) {
-            dashmap::Entry::Occupied(mut known) => {
-                if stage(known.get().status) < stage(reservation.status) {
-                    known.insert(reservation.clone());
-                }
-                return;
-            }
-            dashmap::Entry::Vacant(vacant) => {
-                vacant.insert(reservation.clone());
-            }
-        }
-        let mut ids = self.by_user.entry(reservation.user_id.clone()).or_default();
-        if let Err(at) = ids.binary_search(&reservation.id) {
-            ids.insert(at, reservation.id);
-        }
+        self.recent.put(reservation, |known| {
+            stage(known.status) < stage(reservation.status)
+        });
     }
 
     /// The last applied log position of a partition.
@@ -199,40 +225,44 @@ impl ReadModel {
             .unwrap_or(0)
     }
 
+    /// The reservation `id`, from memory or else from the store behind it.
     pub fn reservation(&self, id: ReservationId) -> Option<Reservation> {
-        self.reservations.get(&id).map(|r| r.clone())
+        self.recent
+            .get(id)
+            .or_else(|| self.store.as_ref()?.reservation(id))
     }
 
-    /// A user's reservations, newest (by request time) first, `limit` of them after skipping `offset`.
+    /// A user's reservations, newest (by request time) first, `limit` of them after skipping
+    /// `offset`: all of them from the store behind memory, or the recent ones memory holds.
     pub fn user_reservations(
         &self,
         user_id: &str,
         offset: usize,
         limit: usize,
     ) -> Vec<Reservation> {
-        let Some(ids) = self.by_user.get(user_id).map(|ids| ids.clone()) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .filter_map(|id| self.reservation(*id))
-            .collect()
+        if let Some(store) = &self.store {
+            return store.user_reservations(user_id, offset, limit);
+        }
+        let mut recent = self.recent.of_user(user_id);
+        recent.truncate(offset.saturating_add(limit));
+        recent.into_iter().skip(offset).collect()
     }
 
     /// The user's newest CONFIRMED reservation in `key` requested at or after `since`: the
     /// reservation a retry gets back, wherever it was decided.
     pub fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation> {
-        let ids = self.by_user.get(user_id)?.clone();
-        ids.iter().rev().find_map(|id| {
-            self.reservations
-                .get(id)
-                .filter(|r| {
-                    r.status == Status::Confirmed && r.key == *key && r.requested_at >= since
-                })
-                .map(|r| r.clone())
-        })
+        let holds = |r: &Reservation| {
+            r.status == Status::Confirmed && r.key == *key && r.requested_at >= since
+        };
+        if let Some(held) = self.recent.newest_of_user(user_id, holds) {
+            return Some(held);
+        }
+        self.store
+            .as_ref()?
+            .user_reservations_since(user_id, since)
+            .into_iter()
+            .filter(holds)
+            .max_by_key(|r| r.id)
     }
 
     pub fn section(&self, key: &SectionKey) -> Option<SectionView> {
@@ -279,8 +309,9 @@ impl ReadModel {
         ids.iter().filter_map(|id| self.event(id)).collect()
     }
 
-    pub fn reservation_count(&self) -> usize {
-        self.reservations.len()
+    /// How many outcomes are in memory.
+    pub fn reservations_in_memory(&self) -> usize {
+        self.recent.len()
     }
 }
 
@@ -304,7 +335,7 @@ mod tests {
         }
         let key = seatflow_aggregates::test_util::key("A");
         assert_eq!(model.available(&key), Some(0));
-        assert_eq!(model.reservation_count(), 3);
+        assert_eq!(model.reservations_in_memory(), 3);
         let u3 = model.user_reservations("u3", 0, 10);
         assert_eq!(u3.len(), 1);
         assert_eq!(u3[0].status, Status::Rejected);

@@ -3,6 +3,7 @@
 mod crash;
 mod errors;
 mod helpers;
+mod memory;
 mod openapi;
 
 use std::collections::HashSet;
