@@ -28,6 +28,8 @@ const RESERVATIONS: &str = "reservations";
 const LOG: &str = "log";
 const META: &str = "meta";
 const CATALOGUE: &str = "catalogue";
+/// How much write-ahead log a start after a crash may have to replay.
+const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
 const BY_USER: &str = "by_user";
 
 #[derive(Debug, thiserror::Error)]
@@ -82,25 +84,36 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.increase_parallelism(2);
-        let mut lookups = BlockBasedOptions::default();
-        lookups.set_bloom_filter(10.0, false);
+        // A write-ahead log file is kept until every column family flushed what it holds; the
+        // small tables (positions, catalogue) rarely fill a memtable and would keep every file,
+        // which a start after a crash then replays (gigabytes after a million decisions).
+        // Past this total the tables holding the oldest file are flushed: a crash replays at
+        // most about this much.
+        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        let table = |bloom_on_prefix: bool| {
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            if bloom_on_prefix {
+                table.set_whole_key_filtering(false);
+            }
+            table
+        };
         let mut point_lookup = Options::default();
-        point_lookup.set_block_based_table_factory(&lookups);
+        point_lookup.set_block_based_table_factory(&table(false));
         // A user's keys share an 8-byte prefix: the bloom filter is built on it, so asking for a
         // user who has no reservations (most requests of a sale) rarely touches a data block.
-        let mut by_prefix = BlockBasedOptions::default();
-        by_prefix.set_bloom_filter(10.0, false);
-        by_prefix.set_whole_key_filtering(false);
         let mut user_index = Options::default();
-        user_index.set_block_based_table_factory(&by_prefix);
+        user_index.set_block_based_table_factory(&table(true));
         user_index.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
         user_index.set_memtable_prefix_bloom_ratio(0.1);
+        let mut scanned = Options::default();
+        scanned.set_block_based_table_factory(&table(false));
         let families = vec![
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup),
-            ColumnFamilyDescriptor::new(LOG, Options::default()),
-            ColumnFamilyDescriptor::new(META, Options::default()),
-            ColumnFamilyDescriptor::new(CATALOGUE, Options::default()),
+            ColumnFamilyDescriptor::new(LOG, scanned.clone()),
+            ColumnFamilyDescriptor::new(META, scanned.clone()),
+            ColumnFamilyDescriptor::new(CATALOGUE, scanned),
             ColumnFamilyDescriptor::new(BY_USER, user_index),
         ];
         let db = DB::open_cf_descriptors(&options, path, families)?;
