@@ -10,55 +10,105 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Every setting's name; `SEATFLOW_<NAME>` sets it. Other `SEATFLOW_*` variables (the scripts'
-/// own) are not settings and are left alone.
+/// own) are not settings and are left alone. Each is a field of the nested settings,
+/// [`path_of`] says which.
 pub const SETTINGS: &[&str] = &[
     "bind",
     "public_url",
-    "data_dir",
-    "partitions",
-    "max_batch",
-    "queue_depth",
-    "sync_writes",
     "max_seats_per_reservation",
     "dedup_window_secs",
     "recent_outcomes",
+    "data_dir",
+    "max_batch",
+    "queue_depth",
+    "sync_writes",
+    "partitions",
+    "kafka_partitions",
     "log_format",
+    "instance_id",
+    "metrics_bind",
     "kafka_brokers",
     "kafka_topic_prefix",
-    "kafka_partitions",
     "kafka_replication",
     "kafka_min_insync_replicas",
-    "instance_id",
     "gateway_reply_partition",
     "schema_registry_url",
     "database_url",
     "redis_url",
     "redis_key_prefix",
     "redis_outcome_ttl_secs",
-    "metrics_bind",
 ];
 
+/// Where the setting `SEATFLOW_<NAME>` goes in the nested settings (`http.bind`, ...).
+/// `kafka_partitions` is the older name of `partitions`.
+pub fn path_of(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "bind" => "http.bind",
+        "public_url" => "http.public_url",
+        "max_seats_per_reservation" => "http.max_seats_per_reservation",
+        "dedup_window_secs" => "http.dedup_window_secs",
+        "recent_outcomes" => "http.recent_outcomes",
+        "data_dir" => "processor.data_dir",
+        "max_batch" => "processor.max_batch",
+        "queue_depth" => "processor.queue_depth",
+        "sync_writes" => "processor.sync_writes",
+        "partitions" | "kafka_partitions" => "partitions",
+        "log_format" => "log_format",
+        "instance_id" => "instance_id",
+        "metrics_bind" => "metrics_bind",
+        "kafka_brokers" => "kafka.brokers",
+        "kafka_topic_prefix" => "kafka.topic_prefix",
+        "kafka_replication" => "kafka.replication",
+        "kafka_min_insync_replicas" => "kafka.min_insync_replicas",
+        "gateway_reply_partition" => "kafka.gateway_reply_partition",
+        "schema_registry_url" => "kafka.schema_registry_url",
+        "database_url" => "audit.database_url",
+        "redis_url" => "redis.url",
+        "redis_key_prefix" => "redis.key_prefix",
+        "redis_outcome_ttl_secs" => "redis.outcome_ttl_secs",
+        _ => return None,
+    })
+}
+
+/// Every setting, nested by the part of seatflow it is for. In a TOML file: `partitions`,
+/// `log_format`, `instance_id`, `metrics_bind` at the top, the others in `[http]`,
+/// `[processor]`, `[kafka]`, `[audit]` and `[redis]` tables.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Partitions of the log (`SEATFLOW_PARTITIONS`; `SEATFLOW_KAFKA_PARTITIONS` is the older
+    /// name): embedded, the store's partitions and so its seat-worker threads (default: CPU
+    /// cores; fixed for the life of a data directory); on Kafka, the partitions of seatflow's
+    /// topics (default 20, the seed's).
+    pub partitions: Option<u32>,
+    /// `text` or `json` logs (`SEATFLOW_LOG_FORMAT`); levels from `RUST_LOG`.
+    pub log_format: String,
+    /// This process's stable identity (`SEATFLOW_INSTANCE_ID`; default: the host name), e.g. a
+    /// StatefulSet pod name: the seat processor's transactional id, so a restarted process
+    /// fences its previous incarnation.
+    pub instance_id: String,
+    /// Where the roles without an HTTP API serve `/metrics` and `/health/live`
+    /// (`SEATFLOW_METRICS_BIND`). Unset: the seat processor on `0.0.0.0:9464`, the projector on
+    /// `0.0.0.0:9465`, so both run on one host. The gateway and the all-in-one serve them on
+    /// `http.bind`.
+    pub metrics_bind: Option<String>,
+    pub http: HttpSettings,
+    pub processor: ProcessorSettings,
+    pub kafka: KafkaSettings,
+    pub audit: AuditSettings,
+    pub redis: RedisSettings,
+}
+
+/// The HTTP API and its command side.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
     /// Where the HTTP API listens (`SEATFLOW_BIND`).
     pub bind: String,
     /// The API's address as its clients reach it, e.g. `https://tickets.example.com`
     /// (`SEATFLOW_PUBLIC_URL`): the OpenAPI document's server, which generated clients call by
     /// default. Unset: the bound address, or `http://localhost:<port>` when bound to all of them.
     pub public_url: Option<String>,
-    /// Where the embedded store lives (`SEATFLOW_DATA_DIR`).
-    pub data_dir: PathBuf,
-    /// Partitions, and so seat-worker threads (`SEATFLOW_PARTITIONS`); default: CPU cores.
-    /// Fixed for the life of a data directory.
-    pub partitions: u32,
-    /// Most commands a worker decides and writes in one batch (`SEATFLOW_MAX_BATCH`).
-    pub max_batch: usize,
-    /// Commands waiting per worker before submitters wait (`SEATFLOW_QUEUE_DEPTH`).
-    pub queue_depth: usize,
-    /// fsync each batch before answering (`SEATFLOW_SYNC_WRITES`). Off: a batch survives a
-    /// process crash but not a power loss.
-    pub sync_writes: bool,
     /// Most seats in one reservation (`SEATFLOW_MAX_SEATS_PER_RESERVATION`).
     pub max_seats_per_reservation: u16,
     /// How long a retry returns the first reservation, seconds (`SEATFLOW_DEDUP_WINDOW_SECS`).
@@ -68,23 +118,37 @@ pub struct Config {
     /// older outcomes are read from the store that holds them all (the embedded store; Redis and
     /// the audit on Kafka).
     pub recent_outcomes: usize,
-    /// `text` or `json` logs (`SEATFLOW_LOG_FORMAT`); levels from `RUST_LOG`.
-    pub log_format: String,
-    /// Kafka bootstrap servers, `host:port,...` (`SEATFLOW_KAFKA_BROKERS`). Unset: the
-    /// embedded default.
-    pub kafka_brokers: Option<String>,
+}
+
+/// The embedded seat processor and its store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorSettings {
+    /// Where the store lives (`SEATFLOW_DATA_DIR`): the embedded log, or a Kafka seat
+    /// processor's local state.
+    pub data_dir: PathBuf,
+    /// Most commands a worker decides and writes in one batch (`SEATFLOW_MAX_BATCH`).
+    pub max_batch: usize,
+    /// Commands waiting per worker before submitters wait (`SEATFLOW_QUEUE_DEPTH`).
+    pub queue_depth: usize,
+    /// fsync each batch before answering (`SEATFLOW_SYNC_WRITES`). Off: a batch survives a
+    /// process crash but not a power loss.
+    pub sync_writes: bool,
+}
+
+/// Kafka: set `brokers` and seatflow runs on Kafka instead of its embedded log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, `host:port,...` (`SEATFLOW_KAFKA_BROKERS`). Unset: the embedded
+    /// default.
+    pub brokers: Option<String>,
     /// Prepended to every topic name (`SEATFLOW_KAFKA_TOPIC_PREFIX`).
-    pub kafka_topic_prefix: String,
-    /// Partitions of seatflow's topics (`SEATFLOW_KAFKA_PARTITIONS`; the seed: 20).
-    pub kafka_partitions: i32,
+    pub topic_prefix: String,
     /// Replicas per partition (`SEATFLOW_KAFKA_REPLICATION`; production 3).
-    pub kafka_replication: i32,
+    pub replication: i32,
     /// Replicas that must have a write (`SEATFLOW_KAFKA_MIN_INSYNC_REPLICAS`; production 2).
-    pub kafka_min_insync_replicas: i32,
-    /// This process's stable identity (`SEATFLOW_INSTANCE_ID`; default: the host name), e.g. a
-    /// StatefulSet pod name: the seat processor's transactional id, so a restarted process
-    /// fences its previous incarnation.
-    pub instance_id: String,
+    pub min_insync_replicas: i32,
     /// The `reservation-replies` partition this gateway reads (`SEATFLOW_GATEWAY_REPLY_PARTITION`;
     /// default: derived from `instance_id`). Gateways sharing one are correct, just busier.
     pub gateway_reply_partition: Option<i32>,
@@ -92,57 +156,97 @@ pub struct Config {
     /// Set: records on the public topics use the Confluent wire format with the registry's ids
     /// (schemas registered at start). Unset: single-object framing, no registry needed.
     pub schema_registry_url: Option<String>,
-    /// The Postgres of the audit projection, `postgres://user:password@host:port/db`
-    /// (`SEATFLOW_DATABASE_URL`). Set: `seatflow projector` (and `seatflow all` on Kafka) write
-    /// every outcome there. Unset: no audit.
+}
+
+/// The Postgres audit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// `postgres://user:password@host:port/db` (`SEATFLOW_DATABASE_URL`). Set: `seatflow
+    /// projector` (and `seatflow all`) write every outcome there. Unset: no audit.
     pub database_url: Option<Secret>,
-    /// The Redis of the shared read models, `redis://host:port/db` (`SEATFLOW_REDIS_URL`). Set:
-    /// gateways keep de-duplication keys there (shared by all of them), cache event and seat-map
-    /// answers, and look up outcomes there; `seatflow projector` (and `seatflow all` on Kafka)
-    /// writes counts and outcomes there. Unset: each process keeps its own in memory.
-    pub redis_url: Option<Secret>,
+}
+
+/// The Redis of the shared read models.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` (`SEATFLOW_REDIS_URL`). Set: gateways keep de-duplication keys
+    /// there (shared by all of them), cache event and seat-map answers, and look up outcomes
+    /// there; `seatflow projector` (and `seatflow all` on Kafka) writes counts and outcomes
+    /// there. Unset: each process keeps its own in memory.
+    pub url: Option<Secret>,
     /// Prepended to every Redis key, `<prefix>:...` (`SEATFLOW_REDIS_KEY_PREFIX`).
-    pub redis_key_prefix: String,
+    pub key_prefix: String,
     /// How long Redis keeps a reservation's outcome, seconds (`SEATFLOW_REDIS_OUTCOME_TTL_SECS`).
-    pub redis_outcome_ttl_secs: u64,
-    /// Where the roles without an HTTP API serve `/metrics` and `/health/live`
-    /// (`SEATFLOW_METRICS_BIND`). Unset: the seat processor on `0.0.0.0:9464`, the projector on
-    /// `0.0.0.0:9465`, so both run on one host. The gateway and the all-in-one serve them on
-    /// `bind`.
-    pub metrics_bind: Option<String>,
+    pub outcome_ttl_secs: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let processor = seatflow_processor::ProcessorConfig::default();
         Self {
-            bind: "0.0.0.0:8080".into(),
-            public_url: None,
-            data_dir: PathBuf::from("data"),
-            partitions: processor.partitions,
-            max_batch: processor.max_batch,
-            queue_depth: processor.queue_depth,
-            sync_writes: processor.sync_writes,
-            max_seats_per_reservation: 8,
-            dedup_window_secs: 3600,
-            recent_outcomes: seatflow_projections::DEFAULT_RECENT_OUTCOMES,
+            partitions: None,
             log_format: "text".into(),
-            kafka_brokers: None,
-            kafka_topic_prefix: String::new(),
-            kafka_partitions: 20,
-            kafka_replication: 3,
-            kafka_min_insync_replicas: 2,
             instance_id: default_instance_id(),
-            gateway_reply_partition: None,
-            schema_registry_url: None,
-            database_url: None,
-            redis_url: None,
-            redis_key_prefix: "seatflow".into(),
-            redis_outcome_ttl_secs: 86_400,
             metrics_bind: None,
+            http: HttpSettings::default(),
+            processor: ProcessorSettings::default(),
+            kafka: KafkaSettings::default(),
+            audit: AuditSettings::default(),
+            redis: RedisSettings::default(),
         }
     }
 }
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: "0.0.0.0:8080".into(),
+            public_url: None,
+            max_seats_per_reservation: 8,
+            dedup_window_secs: 3600,
+            recent_outcomes: seatflow_projections::DEFAULT_RECENT_OUTCOMES,
+        }
+    }
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        let processor = seatflow_processor::ProcessorConfig::default();
+        Self {
+            data_dir: PathBuf::from("data"),
+            max_batch: processor.max_batch,
+            queue_depth: processor.queue_depth,
+            sync_writes: processor.sync_writes,
+        }
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic_prefix: String::new(),
+            replication: 3,
+            min_insync_replicas: 2,
+            gateway_reply_partition: None,
+            schema_registry_url: None,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "seatflow".into(),
+            outcome_ttl_secs: 86_400,
+        }
+    }
+}
+
+/// Partitions of seatflow's topics unless configured: the seed's.
+const KAFKA_PARTITIONS: u32 = 20;
 
 fn default_instance_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -160,14 +264,28 @@ pub enum MetricsRole {
 }
 
 /// Settings given on the command line (highest precedence).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub partitions: Option<u32>,
+}
+
+impl Overrides {
+    /// The given ones, each at its place in the nested settings.
+    fn provider(&self) -> Figment {
+        let mut given = Figment::new();
+        if let Some(bind) = &self.bind {
+            given = given.merge(Serialized::default("http.bind", bind));
+        }
+        if let Some(dir) = &self.data_dir {
+            given = given.merge(Serialized::default("processor.data_dir", dir));
+        }
+        if let Some(partitions) = self.partitions {
+            given = given.merge(Serialized::default("partitions", partitions));
+        }
+        given
+    }
 }
 
 impl Config {
@@ -180,100 +298,144 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        let both = ["SEATFLOW_PARTITIONS", "SEATFLOW_KAFKA_PARTITIONS"].map(std::env::var);
+        if let [Ok(new), Ok(old)] = &both
+            && new != old
+        {
+            bail!(
+                "SEATFLOW_PARTITIONS ({new}) and SEATFLOW_KAFKA_PARTITIONS ({old}, its older name) disagree; set one"
+            );
+        }
         let config: Config = figment
-            .merge(Env::prefixed("SEATFLOW_").only(SETTINGS))
-            .merge(Serialized::defaults(overrides))
+            .merge(
+                // Names arrive as written (`BIND`); the table is in lower case.
+                Env::prefixed("SEATFLOW_").filter_map(|name| {
+                    path_of(&name.as_str().to_ascii_lowercase()).map(Into::into)
+                }),
+            )
+            .merge(overrides.provider())
             .extract()
             .context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
 
+    /// The embedded default on `data_dir` with `partitions`, listening on a free loopback port:
+    /// a process of its own for a test or a tool.
+    pub fn embedded(data_dir: &std::path::Path, partitions: u32) -> Self {
+        Self {
+            partitions: Some(partitions),
+            http: HttpSettings {
+                bind: "127.0.0.1:0".into(),
+                ..HttpSettings::default()
+            },
+            processor: ProcessorSettings {
+                data_dir: data_dir.to_owned(),
+                ..ProcessorSettings::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Whether seatflow runs on Kafka (`kafka.brokers` set) rather than its embedded log.
+    pub fn on_kafka(&self) -> bool {
+        self.kafka.brokers.is_some()
+    }
+
+    /// The partitions of the log this runtime uses (see [`Config::partitions`]).
+    pub fn partitions(&self) -> u32 {
+        self.partitions.unwrap_or_else(|| {
+            if self.on_kafka() {
+                KAFKA_PARTITIONS
+            } else {
+                seatflow_processor::ProcessorConfig::default().partitions
+            }
+        })
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         self.bind_addr()?;
-        if let Some(url) = &self.public_url
+        let http = &self.http;
+        if let Some(url) = &http.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            bail!("public_url must start with http:// or https:// (got {url:?})");
+            bail!("http.public_url must start with http:// or https:// (got {url:?})");
         }
-        if !(1..=1024).contains(&self.partitions) {
+        let most = if self.on_kafka() { 10_000 } else { 1_024 };
+        if !(1..=most).contains(&self.partitions()) {
             bail!(
-                "partitions must be between 1 and 1024 (got {})",
-                self.partitions
+                "partitions must be between 1 and {most} (got {})",
+                self.partitions()
             );
         }
-        if self.max_batch == 0 {
-            bail!("max_batch must be at least 1");
+        if self.processor.max_batch == 0 {
+            bail!("processor.max_batch must be at least 1");
         }
-        if self.queue_depth == 0 {
-            bail!("queue_depth must be at least 1");
+        if self.processor.queue_depth == 0 {
+            bail!("processor.queue_depth must be at least 1");
         }
-        if !(1..=64).contains(&self.max_seats_per_reservation) {
+        if !(1..=64).contains(&http.max_seats_per_reservation) {
             bail!(
-                "max_seats_per_reservation must be between 1 and 64 (got {})",
-                self.max_seats_per_reservation
+                "http.max_seats_per_reservation must be between 1 and 64 (got {})",
+                http.max_seats_per_reservation
             );
         }
-        if self.dedup_window_secs == 0 {
-            bail!("dedup_window_secs must be at least 1");
+        if http.dedup_window_secs == 0 {
+            bail!("http.dedup_window_secs must be at least 1");
         }
-        if !(1_000..=100_000_000).contains(&self.recent_outcomes) {
+        if !(1_000..=100_000_000).contains(&http.recent_outcomes) {
             bail!(
-                "recent_outcomes must be between 1000 and 100000000 (got {})",
-                self.recent_outcomes
+                "http.recent_outcomes must be between 1000 and 100000000 (got {})",
+                http.recent_outcomes
             );
         }
-        if !(1..=10_000).contains(&self.kafka_partitions) {
+        let kafka = &self.kafka;
+        if kafka.replication < 1 {
             bail!(
-                "kafka_partitions must be between 1 and 10000 (got {})",
-                self.kafka_partitions
+                "kafka.replication must be at least 1 (got {})",
+                kafka.replication
             );
         }
-        if self.kafka_replication < 1 {
+        if !(1..=kafka.replication).contains(&kafka.min_insync_replicas) {
             bail!(
-                "kafka_replication must be at least 1 (got {})",
-                self.kafka_replication
+                "kafka.min_insync_replicas must be between 1 and kafka.replication ({}) (got {})",
+                kafka.replication,
+                kafka.min_insync_replicas
             );
         }
-        if !(1..=self.kafka_replication).contains(&self.kafka_min_insync_replicas) {
-            bail!(
-                "kafka_min_insync_replicas must be between 1 and kafka_replication ({}) (got {})",
-                self.kafka_replication,
-                self.kafka_min_insync_replicas
-            );
-        }
-        if self
-            .kafka_brokers
+        if kafka
+            .brokers
             .as_deref()
             .is_some_and(|b| b.trim().is_empty())
         {
-            bail!("kafka_brokers is set but empty");
+            bail!("kafka.brokers is set but empty");
         }
-        if let Some(url) = &self.schema_registry_url
+        if let Some(url) = &kafka.schema_registry_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            bail!("schema_registry_url must start with http:// or https:// (got {url:?})");
+            bail!("kafka.schema_registry_url must start with http:// or https:// (got {url:?})");
         }
-        if let Some(url) = self.database_url.as_ref().map(Secret::expose)
+        if let Some(url) = self.audit.database_url.as_ref().map(Secret::expose)
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            bail!("database_url must start with postgres:// (got a URL of another kind)");
+            bail!("audit.database_url must start with postgres:// (got a URL of another kind)");
         }
-        if let Some(url) = self.redis_url.as_ref().map(Secret::expose)
+        let redis = &self.redis;
+        if let Some(url) = redis.url.as_ref().map(Secret::expose)
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            bail!("redis_url must start with redis:// or rediss:// (got a URL of another kind)");
+            bail!("redis.url must start with redis:// or rediss:// (got a URL of another kind)");
         }
-        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
-            bail!("redis_key_prefix must be a non-empty word without spaces");
+        if redis.key_prefix.is_empty() || redis.key_prefix.contains(char::is_whitespace) {
+            bail!("redis.key_prefix must be a non-empty word without spaces");
+        }
+        if redis.outcome_ttl_secs == 0 {
+            bail!("redis.outcome_ttl_secs must be at least 1");
         }
         if let Some(bind) = &self.metrics_bind {
             bind.parse::<SocketAddr>().with_context(|| {
                 format!("metrics_bind must be an address like 0.0.0.0:9464 (got {bind:?})")
             })?;
-        }
-        if self.redis_outcome_ttl_secs == 0 {
-            bail!("redis_outcome_ttl_secs must be at least 1");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
@@ -295,9 +457,9 @@ impl Config {
             .with_context(|| format!("metrics_bind must be an address (got {bind:?})"))
     }
 
-    /// The API's address for clients (`public_url`), given the port it listens on.
+    /// The API's address for clients (`http.public_url`), given the port it listens on.
     pub fn public_url(&self, port: u16) -> String {
-        if let Some(url) = &self.public_url {
+        if let Some(url) = &self.http.public_url {
             return url.trim_end_matches('/').to_owned();
         }
         match self.bind_addr() {
@@ -309,41 +471,42 @@ impl Config {
     }
 
     pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.bind.parse().with_context(|| {
+        self.http.bind.parse().with_context(|| {
             format!(
-                "bind must be an address like 0.0.0.0:8080 (got {:?})",
-                self.bind
+                "http.bind must be an address like 0.0.0.0:8080 (got {:?})",
+                self.http.bind
             )
         })
     }
 
     /// This gateway's reply partition.
     pub fn reply_partition(&self) -> i32 {
-        self.gateway_reply_partition.unwrap_or_else(|| {
+        self.kafka.gateway_reply_partition.unwrap_or_else(|| {
             let hash = seatflow_aggregates::murmur2(self.instance_id.as_bytes()) & 0x7fff_ffff;
-            (hash % self.kafka_partitions.max(1) as u32) as i32
+            (hash % self.partitions().max(1)) as i32
         })
     }
 
     pub fn topics(&self) -> seatflow_kafka::TopicsConfig {
         seatflow_kafka::TopicsConfig {
-            prefix: self.kafka_topic_prefix.clone(),
-            partitions: self.kafka_partitions,
-            replication: self.kafka_replication,
-            min_insync_replicas: self.kafka_min_insync_replicas,
+            prefix: self.kafka.topic_prefix.clone(),
+            partitions: i32::try_from(self.partitions()).unwrap_or(i32::MAX),
+            replication: self.kafka.replication,
+            min_insync_replicas: self.kafka.min_insync_replicas,
         }
     }
 
     /// The Redis read models, if configured.
     pub fn redis(&self) -> anyhow::Result<Option<seatflow_projections::redis::RedisReads>> {
-        self.redis_url
+        self.redis
+            .url
             .as_ref()
             .map(Secret::expose)
             .map(|url| {
                 seatflow_projections::redis::RedisReads::new(
                     url,
-                    &self.redis_key_prefix,
-                    std::time::Duration::from_secs(self.redis_outcome_ttl_secs),
+                    &self.redis.key_prefix,
+                    std::time::Duration::from_secs(self.redis.outcome_ttl_secs),
                 )
             })
             .transpose()
@@ -352,10 +515,10 @@ impl Config {
 
     pub fn processor(&self) -> seatflow_processor::ProcessorConfig {
         seatflow_processor::ProcessorConfig {
-            partitions: self.partitions,
-            max_batch: self.max_batch,
-            queue_depth: self.queue_depth,
-            sync_writes: self.sync_writes,
+            partitions: self.partitions(),
+            max_batch: self.processor.max_batch,
+            queue_depth: self.processor.queue_depth,
+            sync_writes: self.processor.sync_writes,
         }
     }
 }
@@ -403,8 +566,13 @@ mod tests {
     #[test]
     fn a_password_in_a_url_never_prints() {
         let config = Config {
-            database_url: Some(Secret::new("postgres://seatflow:hunter2@db:5432/seatflow")),
-            redis_url: Some(Secret::new("rediss://:s3cret@cache:6380/0")),
+            audit: AuditSettings {
+                database_url: Some(Secret::new("postgres://seatflow:hunter2@db:5432/seatflow")),
+            },
+            redis: RedisSettings {
+                url: Some(Secret::new("rediss://:s3cret@cache:6380/0")),
+                ..RedisSettings::default()
+            },
             ..Config::default()
         };
         let printed = format!("{config:?} {config:#?}");
@@ -418,23 +586,38 @@ mod tests {
         );
         assert!(printed.contains("rediss://:***@cache:6380/0"), "{printed}");
         assert_eq!(
-            config.database_url.as_ref().map(Secret::expose),
+            config.audit.database_url.as_ref().map(Secret::expose),
             Some("postgres://seatflow:hunter2@db:5432/seatflow")
         );
     }
 
+    /// Every field's dotted path, `http.bind`, ...
+    fn paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in value.as_object().expect("an object") {
+            let path = format!("{prefix}{key}");
+            if value.is_object() {
+                paths(value, &format!("{path}."), out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
     #[test]
     fn every_setting_can_come_from_the_environment() {
-        let value = serde_json::to_value(Config::default()).expect("serializes");
-        let mut fields: Vec<&str> = value
-            .as_object()
-            .expect("an object")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut fields = Vec::new();
+        paths(
+            &serde_json::to_value(Config::default()).expect("serializes"),
+            "",
+            &mut fields,
+        );
         fields.sort_unstable();
-        let mut settings = SETTINGS.to_vec();
+        let mut settings: Vec<String> = SETTINGS
+            .iter()
+            .map(|name| path_of(name).expect("a path").to_owned())
+            .collect();
         settings.sort_unstable();
+        settings.dedup();
         assert_eq!(fields, settings);
     }
 
@@ -443,19 +626,55 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "seatflow.toml",
-                "partitions = 3\nbind = \"127.0.0.1:1\"\nmax_batch = 7\n",
+                "partitions = 3\n[http]\nbind = \"127.0.0.1:1\"\nmax_seats_per_reservation = 4\n\
+                 [processor]\nmax_batch = 7\n[redis]\nkey_prefix = \"file\"\n",
             )?;
             jail.set_env("SEATFLOW_PARTITIONS", "5");
             jail.set_env("SEATFLOW_BIND", "127.0.0.1:2");
+            jail.set_env("SEATFLOW_REDIS_KEY_PREFIX", "env");
+            jail.set_env("SEATFLOW_DATABASE_URL", "postgres://db/audit");
             let overrides = Overrides {
                 bind: Some("127.0.0.1:3".into()),
                 ..Overrides::default()
             };
             let config = Config::load(Some(std::path::Path::new("seatflow.toml")), &overrides)
                 .expect("loads");
-            assert_eq!(config.max_batch, 7);
-            assert_eq!(config.partitions, 5);
-            assert_eq!(config.bind, "127.0.0.1:3");
+            assert_eq!(config.processor.max_batch, 7);
+            assert_eq!(config.http.max_seats_per_reservation, 4);
+            assert_eq!(config.partitions(), 5);
+            assert_eq!(config.http.bind, "127.0.0.1:3");
+            assert_eq!(config.redis.key_prefix, "env");
+            assert_eq!(
+                config.audit.database_url.as_ref().map(Secret::expose),
+                Some("postgres://db/audit")
+            );
+            assert!(!config.on_kafka());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn partitions_is_one_setting_with_a_default_per_runtime() {
+        figment::Jail::expect_with(|jail| {
+            let embedded = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(
+                embedded.partitions(),
+                seatflow_processor::ProcessorConfig::default().partitions
+            );
+            jail.set_env("SEATFLOW_KAFKA_BROKERS", "localhost:9092");
+            let kafka = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(kafka.partitions(), 20);
+            assert_eq!(kafka.topics().partitions, 20);
+            // The older name still works; two names that disagree are refused.
+            jail.set_env("SEATFLOW_KAFKA_PARTITIONS", "4");
+            let old = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(old.partitions(), 4);
+            jail.set_env("SEATFLOW_PARTITIONS", "6");
+            let error = Config::load(None, &Overrides::default()).expect_err("ambiguous");
+            assert!(
+                error.to_string().contains("SEATFLOW_KAFKA_PARTITIONS"),
+                "{error}"
+            );
             Ok(())
         });
     }
@@ -467,7 +686,7 @@ mod tests {
             let error = Config::load(None, &Overrides::default()).expect_err("rejected");
             assert!(error.to_string().contains("partitions"), "{error}");
             jail.set_env("SEATFLOW_PARTITIONS", "2");
-            jail.create_file("typo.toml", "max_seats_per_reservations = 2\n")?;
+            jail.create_file("typo.toml", "[http]\nmax_seats_per_reservations = 2\n")?;
             let error = Config::load(
                 Some(std::path::Path::new("typo.toml")),
                 &Overrides::default(),

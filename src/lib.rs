@@ -151,6 +151,7 @@ const AUDIT_POOL: usize = 8;
 /// The audit, when `database_url` is set.
 fn audit_pool(config: &Config) -> anyhow::Result<Option<seatflow_projections::audit::AuditStore>> {
     config
+        .audit
         .database_url
         .as_ref()
         .map(config::Secret::expose)
@@ -175,8 +176,8 @@ async fn bind(config: &Config) -> anyhow::Result<(poem::listener::TcpAcceptor, u
 
 fn limits(config: &Config) -> Limits {
     Limits {
-        max_seats_per_reservation: config.max_seats_per_reservation,
-        dedup_window: Duration::from_secs(config.dedup_window_secs),
+        max_seats_per_reservation: config.http.max_seats_per_reservation,
+        dedup_window: Duration::from_secs(config.http.dedup_window_secs),
         ..Limits::default()
     }
 }
@@ -202,24 +203,29 @@ impl App {
     /// Open the store, start the workers, bind the listener, and start rebuilding the read
     /// models from the log; the API answers 503 until that is done (`/health/ready`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.kafka_brokers.is_some() {
+        if config.kafka.brokers.is_some() {
             return Self::build_kafka_gateway(config).await;
         }
-        if config.redis_url.is_some() {
+        if config.redis.url.is_some() {
             tracing::warn!(
                 "redis_url is used with Kafka only: the embedded runtime keeps its read models and de-duplication keys in memory"
             );
         }
         let processor_config = config.processor();
-        let store = open_store(&config.data_dir, &processor_config)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let store =
+            open_store(&config.processor.data_dir, &processor_config).with_context(|| {
+                format!(
+                    "cannot open the store in {}",
+                    config.processor.data_dir.display()
+                )
+            })?;
         let ReadSide {
             read,
             status,
             waiters,
         } = ReadSide::new(
-            config.partitions,
-            config.recent_outcomes,
+            config.partitions(),
+            config.http.recent_outcomes,
             Some(Arc::new(embedded_reads::StoredOutcomes(store.clone()))),
         );
         let wake_audit = Arc::new(tokio::sync::Notify::new());
@@ -232,8 +238,8 @@ impl App {
         let (processor, workers) = Processor::start(store.clone(), &processor_config, sink.clone())
             .context("cannot start the seat workers")?;
         let dedup = Arc::new(Dedup::bounded(
-            Duration::from_secs(config.dedup_window_secs),
-            config.recent_outcomes,
+            Duration::from_secs(config.http.dedup_window_secs),
+            config.http.recent_outcomes,
         ));
         let commands = CommandService::new(
             Arc::new(processor.clone()),
@@ -247,7 +253,7 @@ impl App {
         let audit_task = audit.as_ref().map(|audit| {
             tokio::spawn(embedded_audit::run(
                 store.clone(),
-                config.partitions,
+                config.partitions(),
                 audit.clone(),
                 wake_audit.clone(),
                 stop_audit.clone(),
@@ -266,7 +272,7 @@ impl App {
 
         // Load the read models while the listener already answers health probes. No command
         // can reach a worker before `ready`, so the store does not move while it is read.
-        let partitions = config.partitions;
+        let partitions = config.partitions();
         let replay = tokio::task::spawn_blocking(move || {
             embedded_reads::load(&store, partitions, &read, &sink.status)?;
             ready.store(true, Ordering::Release);
@@ -299,17 +305,18 @@ impl App {
     /// partition, the read side followed from the topics; ready once it caught up.
     async fn build_kafka_gateway(config: Config) -> anyhow::Result<Self> {
         let brokers = config
-            .kafka_brokers
+            .kafka
+            .brokers
             .clone()
-            .context("kafka_brokers is not set")?;
+            .context("kafka.brokers is not set (SEATFLOW_KAFKA_BROKERS)")?;
         let topics = config.topics();
         let wire = wire(&config).await?;
-        let partitions = u32::try_from(config.kafka_partitions).unwrap_or(1);
+        let partitions = config.partitions();
         let ReadSide {
             read,
             status,
             waiters,
-        } = ReadSide::new(partitions, config.recent_outcomes, None);
+        } = ReadSide::new(partitions, config.http.recent_outcomes, None);
         let on_reply: Arc<dyn Fn(&seatflow_aggregates::CommandReply) + Send + Sync> = {
             let (read, waiters) = (read.clone(), waiters.clone());
             Arc::new(move |reply| {
@@ -346,20 +353,20 @@ impl App {
             stop.clone(),
         )
         .context("cannot follow the read topics")?;
-        let window = Duration::from_secs(config.dedup_window_secs);
+        let window = Duration::from_secs(config.http.dedup_window_secs);
         let redis = config.redis()?;
         let (dedup, local_dedup): (Arc<dyn DedupStore>, Arc<Dedup>) = match &redis {
             Some(redis) => {
                 let shared = Arc::new(SharedDedup::new(
                     redis.clone(),
                     window,
-                    config.recent_outcomes,
+                    config.http.recent_outcomes,
                 ));
                 let local = shared.local();
                 (shared, local)
             }
             None => {
-                let local = Arc::new(Dedup::bounded(window, config.recent_outcomes));
+                let local = Arc::new(Dedup::bounded(window, config.http.recent_outcomes));
                 (local.clone(), local)
             }
         };
@@ -619,7 +626,7 @@ async fn terminate_or_interrupt() {
 /// configured (our schemas registered, its ids learnt; retried for a minute while the registry
 /// does not answer), single-object framing otherwise.
 pub async fn wire(config: &Config) -> anyhow::Result<seatflow_kafka::Wire> {
-    let Some(url) = &config.schema_registry_url else {
+    let Some(url) = &config.kafka.schema_registry_url else {
         return Ok(seatflow_kafka::Wire::single_object());
     };
     let mut attempt = 1;

@@ -233,7 +233,7 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         Some(Role::Gateway) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
-            if config.kafka_brokers.is_none() {
+            if config.kafka.brokers.is_none() {
                 anyhow::bail!(
                     "the gateway role needs kafka_brokers (SEATFLOW_KAFKA_BROKERS); \
                      without Kafka run `seatflow` (all roles, embedded)"
@@ -247,16 +247,16 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         }
         None | Some(Role::All) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
-            if config.kafka_brokers.is_some() {
+            if config.kafka.brokers.is_some() {
                 init_logging(&config.log_format);
                 return runtime.block_on(roles::all_on_kafka(config));
             }
             init_logging(&config.log_format);
             tracing::info!(
-                bind = %config.bind,
-                data_dir = %config.data_dir.display(),
-                partitions = config.partitions,
-                sync_writes = config.sync_writes,
+                bind = %config.http.bind,
+                data_dir = %config.processor.data_dir.display(),
+                partitions = config.partitions(),
+                sync_writes = config.processor.sync_writes,
                 "starting seatflow (embedded: every role in one process)"
             );
             runtime.block_on(async move {

@@ -38,9 +38,10 @@ pub async fn read_log(config: Config, args: &LogRequest, follow: bool) -> anyhow
     };
     let query = seatflow_kafka::LogQuery {
         brokers: config
-            .kafka_brokers
+            .kafka
+            .brokers
             .clone()
-            .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?,
+            .context("kafka.brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?,
         topics: config.topics(),
         wire: crate::wire(&config).await?,
         topic: args.topic.clone(),

@@ -30,7 +30,7 @@ pub async fn all_on_kafka(config: Config) -> anyhow::Result<()> {
     let mut running = tokio::task::JoinSet::new();
     running.spawn(run_seat_processor(processor));
     running.spawn(app.run_until_stopped());
-    if projector.database_url.is_some() || projector.redis_url.is_some() {
+    if projector.audit.database_url.is_some() || projector.redis.url.is_some() {
         running.spawn(run_projector(projector));
     }
     while let Some(finished) = running.join_next().await {
@@ -63,6 +63,7 @@ where
 
 pub fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audit::AuditStore> {
     let url = config
+        .audit
         .database_url
         .as_ref()
         .map(crate::config::Secret::expose)

@@ -10,12 +10,12 @@ use super::{audit_store, until_done_or_signalled};
 /// `redis_url`), side by side, until stopped.
 pub async fn run_projector(config: Config) -> anyhow::Result<()> {
     anyhow::ensure!(
-        config.database_url.is_some() || config.redis_url.is_some(),
+        config.audit.database_url.is_some() || config.redis.url.is_some(),
         "the projector needs database_url (SEATFLOW_DATABASE_URL=postgres://...) and/or \
          redis_url (SEATFLOW_REDIS_URL=redis://...)"
     );
     let audit = async {
-        match config.database_url {
+        match config.audit.database_url {
             Some(_) => project_audit(&config, audit_store(&config)?, false).await,
             None => Ok(()),
         }
@@ -34,9 +34,10 @@ pub(crate) fn projector_config(
     stop_at_end: bool,
 ) -> anyhow::Result<seatflow_kafka::ProjectorConfig> {
     let brokers = config
-        .kafka_brokers
+        .kafka
+        .brokers
         .clone()
-        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+        .context("kafka.brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
     Ok(seatflow_kafka::ProjectorConfig {
         brokers,
         topics: config.topics(),

@@ -37,7 +37,7 @@ pub async fn replay_redis(config: Config, into: String, verify: bool) -> anyhow:
         .await
         .context("cannot read the live key space")?;
     let ttl = chrono::Duration::seconds(
-        i64::try_from(config.redis_outcome_ttl_secs).unwrap_or(i64::MAX / 1000),
+        i64::try_from(config.redis.outcome_ttl_secs).unwrap_or(i64::MAX / 1000),
     );
     let comparison =
         seatflow_projections::redis::compare(&rebuilt, &current, chrono::Utc::now() - ttl);

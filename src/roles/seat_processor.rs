@@ -9,16 +9,17 @@ use super::until_done_or_signalled;
 /// Run the Kafka seat processor on a blocking thread until SIGINT/SIGTERM.
 pub async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
     let brokers = config
-        .kafka_brokers
+        .kafka
+        .brokers
         .clone()
-        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+        .context("kafka.brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
     let processor = seatflow_kafka::SeatProcessorConfig {
         brokers,
         topics: config.topics(),
         instance_id: config.instance_id.clone(),
-        data_dir: config.data_dir.clone(),
-        max_batch: config.max_batch,
-        sync_writes: config.sync_writes,
+        data_dir: config.processor.data_dir.clone(),
+        max_batch: config.processor.max_batch,
+        sync_writes: config.processor.sync_writes,
         wire: crate::wire(&config).await?,
     };
     tracing::info!(

@@ -6,9 +6,10 @@ use crate::Config;
 
 pub async fn create_topics(config: &Config) -> anyhow::Result<()> {
     let brokers = config
-        .kafka_brokers
+        .kafka
+        .brokers
         .as_deref()
-        .context("kafka_brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
+        .context("kafka.brokers is not set (SEATFLOW_KAFKA_BROKERS=host:port,...)")?;
     let specs = config.topics().specs();
     let statuses = seatflow_kafka::create_topics(brokers, &specs).await?;
     for (spec, (_, status)) in specs.iter().zip(statuses) {

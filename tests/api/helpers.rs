@@ -19,12 +19,7 @@ pub struct TestApp {
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
-    Config {
-        bind: "127.0.0.1:0".into(),
-        data_dir: data_dir.to_owned(),
-        partitions: 2,
-        ..Config::default()
-    }
+    Config::embedded(data_dir, 2)
 }
 
 /// Start seatflow in this process on a fresh data directory and wait until it is ready.
@@ -42,7 +37,7 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
 }
 
 pub async fn spawn_with(config: Config) -> TestApp {
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.processor.data_dir.clone();
     let app = App::build(config).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

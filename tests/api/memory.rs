@@ -38,10 +38,8 @@ async fn check_found(app: &crate::helpers::TestApp, event: &str, id: &str, seats
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_memory_let_go_of_are_answered_from_the_store_before_and_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = seatflow::Config {
-        recent_outcomes: KEPT,
-        ..test_config(dir.path())
-    };
+    let mut config = test_config(dir.path());
+    config.http.recent_outcomes = KEPT;
     let app = spawn_with(config.clone()).await;
     let event = app.create_event(&[("A", 40, 100)]).await;
     let (status, first) = app.reserve(&event, "A", "first", 2).await;

@@ -174,8 +174,8 @@ async fn ids_and_instants_carry_their_format() {
 async fn declared_bounds_are_the_bounds_the_server_checks() {
     let mut config = test_config(std::path::Path::new("unused"));
     let dir = tempfile::tempdir().expect("dir");
-    config.data_dir = dir.path().to_owned();
-    config.max_seats_per_reservation = 5;
+    config.processor.data_dir = dir.path().to_owned();
+    config.http.max_seats_per_reservation = 5;
     let app = spawn_with(config).await;
     let document = document(&app).await;
     let property =

@@ -157,11 +157,10 @@ async fn a_paged_verification_counts_like_a_whole_one() {
 /// The embedded all-in-one on `data_dir`, with `database_url` when given.
 async fn embedded(data_dir: &std::path::Path, database_url: Option<&str>) -> embedded::Embedded {
     embedded::start(seatflow::Config {
-        bind: "127.0.0.1:0".into(),
-        data_dir: data_dir.to_owned(),
-        partitions: 2,
-        database_url: database_url.map(seatflow::config::Secret::new),
-        ..seatflow::Config::default()
+        audit: seatflow::config::AuditSettings {
+            database_url: database_url.map(seatflow::config::Secret::new),
+        },
+        ..seatflow::Config::embedded(data_dir, 2)
     })
     .await
 }

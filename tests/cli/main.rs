@@ -77,7 +77,7 @@ fn topics_create_without_brokers_says_which_setting_is_missing() {
     let output = seatflow(&["topics", "create"], &[]);
     assert!(!output.status.success());
     assert!(
-        text(&output.stderr).contains("kafka_brokers"),
+        text(&output.stderr).contains("SEATFLOW_KAFKA_BROKERS"),
         "{}",
         text(&output.stderr)
     );
@@ -91,7 +91,7 @@ fn a_bad_setting_stops_the_start_with_its_name() {
     );
     assert!(!output.status.success());
     assert!(
-        text(&output.stderr).contains("kafka_min_insync_replicas"),
+        text(&output.stderr).contains("kafka.min_insync_replicas"),
         "{}",
         text(&output.stderr)
     );

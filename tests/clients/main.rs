@@ -11,12 +11,7 @@ use std::process::Command;
 #[tokio::test(flavor = "multi_thread")]
 async fn generated_clients_run_a_sale_that_matches_the_document() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = seatflow::Config {
-        bind: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        partitions: 2,
-        ..seatflow::Config::default()
-    };
+    let config = seatflow::Config::embedded(&dir.path().join("data"), 2);
     let app = embedded::start(config).await;
     let work = dir.path().join("clients");
     std::fs::create_dir_all(&work).expect("work dir");

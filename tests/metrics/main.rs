@@ -23,13 +23,7 @@ fn samples(text: &str) -> HashMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_a_small_sale_did() {
     let dir = tempfile::tempdir().expect("dir");
-    let app = embedded::start(seatflow::Config {
-        bind: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        partitions: 2,
-        ..seatflow::Config::default()
-    })
-    .await;
+    let app = embedded::start(seatflow::Config::embedded(dir.path(), 2)).await;
     let base = app.base.clone();
     let client = reqwest::Client::new();
 

@@ -374,13 +374,7 @@ fn every_roles_metrics_are_scraped_once_and_traces_are_sampled_at_a_tenth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_probes_point_at_endpoints_that_answer() {
     let dir = tempfile::tempdir().expect("dir");
-    let app = embedded::start(seatflow::Config {
-        bind: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        partitions: 1,
-        ..seatflow::Config::default()
-    })
-    .await;
+    let app = embedded::start(seatflow::Config::embedded(dir.path(), 1)).await;
     let base = app.base.clone();
     let client = reqwest::Client::new();
     for overlay in OVERLAYS {
