@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use seatflow::bench::{self, BenchArgs};
 use seatflow::roles::{self, LogRequest};
-use seatflow::{App, Config, MetricsRole, Overrides};
+use seatflow::{Config, MetricsRole, Overrides};
 
 // glibc's malloc was the top of the server's profile under load (~20% of CPU); mimalloc's
 // thread-local free lists take that to a few percent.
@@ -39,19 +39,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Role {
     /// Every role in one process: on the embedded store (the default), or, with
-    /// `kafka_brokers` set, a gateway and a seat processor on Kafka.
+    /// `kafka.brokers` set, a gateway and a seat processor on Kafka.
     All,
-    /// The HTTP gateway on Kafka (needs `kafka_brokers`).
+    /// The HTTP gateway on Kafka (needs `kafka.brokers`).
     Gateway,
     /// The seat processor on Kafka: decides the commands of the partitions the group assigns
-    /// it, exactly once (needs `kafka_brokers`; state in `data_dir`).
+    /// it, exactly once (needs `kafka.brokers`; state in `data_dir`).
     SeatProcessor,
     /// Project the log from Kafka into the Postgres audit table (with `database_url`; applies
     /// the migrations first) and into the Redis read models (with `redis_url`).
     Projector,
-    /// Apply the database migrations of `sql/` (needs `database_url`). Idempotent.
+    /// Apply the database migrations of `sql/` (needs `audit.database_url`). Idempotent.
     Migrate,
-    /// Move audit rows older than a cut-off to `reservation_archive` (needs `database_url`).
+    /// Move audit rows older than a cut-off to `reservation_archive` (needs `audit.database_url`).
     Archive {
         /// Age of the rows to move, e.g. `90days`, `12h`.
         #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
@@ -72,14 +72,14 @@ enum Role {
         #[arg(long)]
         verify: bool,
     },
-    /// Read a topic, every record decoded to one line of JSON (needs `kafka_brokers`).
+    /// Read a topic, every record decoded to one line of JSON (needs `kafka.brokers`).
     Log {
         #[command(subcommand)]
         action: LogAction,
     },
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
-    /// Manage seatflow's Kafka topics (needs `kafka_brokers`).
+    /// Manage seatflow's Kafka topics (needs `kafka.brokers`).
     Topics {
         #[command(subcommand)]
         action: TopicsAction,
@@ -163,36 +163,12 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         Some(Role::Migrate) => {
             init_logging("text");
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
-            runtime.block_on(async move {
-                let applied = roles::audit_store(&config)?
-                    .migrate()
-                    .await
-                    .context("cannot apply the migrations")?;
-                if applied.is_empty() {
-                    println!("the database is up to date");
-                }
-                for migration in applied {
-                    println!("applied {migration}");
-                }
-                Ok(())
-            })
+            runtime.block_on(roles::migrate(&config))
         }
         Some(Role::Archive { older_than }) => {
             init_logging("text");
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
-            runtime.block_on(async move {
-                let store = roles::audit_store(&config)?;
-                store
-                    .migrate()
-                    .await
-                    .context("cannot apply the migrations")?;
-                let moved = store.archive(older_than).await.context("cannot archive")?;
-                println!(
-                    "moved {moved} reservations completed more than {} ago to reservation_archive",
-                    humantime::format_duration(older_than)
-                );
-                Ok(())
-            })
+            runtime.block_on(roles::archive(&config, older_than))
         }
         Some(Role::Replay {
             ref projection,
@@ -233,37 +209,16 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         Some(Role::Gateway) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
             init_logging(&config.log_format);
-            if config.kafka.brokers.is_none() {
-                anyhow::bail!(
-                    "the gateway role needs kafka_brokers (SEATFLOW_KAFKA_BROKERS); \
-                     without Kafka run `seatflow` (all roles, embedded)"
-                );
-            }
-            runtime.block_on(async move {
-                let app = App::build(config).await?;
-                tracing::info!(port = app.port(), "gateway listening; Swagger UI at /docs");
-                app.run_until_stopped().await
-            })
+            runtime.block_on(roles::run_gateway(config))
         }
         None | Some(Role::All) => {
             let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
-            if config.kafka.brokers.is_some() {
-                init_logging(&config.log_format);
-                return runtime.block_on(roles::all_on_kafka(config));
-            }
             init_logging(&config.log_format);
-            tracing::info!(
-                bind = %config.http.bind,
-                data_dir = %config.processor.data_dir.display(),
-                partitions = config.partitions(),
-                sync_writes = config.processor.sync_writes,
-                "starting seatflow (embedded: every role in one process)"
-            );
-            runtime.block_on(async move {
-                let app = App::build(config).await?;
-                tracing::info!(port = app.port(), "listening; Swagger UI at /docs");
-                app.run_until_stopped().await
-            })
+            if config.on_kafka() {
+                runtime.block_on(roles::all_on_kafka(config))
+            } else {
+                runtime.block_on(roles::run_embedded(config))
+            }
         }
     }
 }

@@ -1,13 +1,17 @@
-//! The roles a seatflow process runs besides the HTTP API (`App`): the Kafka seat processor,
-//! the projector, the replays, the log reader, topic creation. Each runs until it is done or
-//! the process's shutdown token is cancelled; `main` only parses the command line and picks one.
+//! The roles a seatflow process runs: the embedded all-in-one and the Kafka gateway (each an
+//! [`App`]: built, then its port, then `run_until_stopped`), the Kafka seat processor, the
+//! projector, the replays, the log reader, topic creation and the audit's maintenance. Each
+//! runs until it is done or the process's shutdown token is cancelled; `main` only parses the
+//! command line and picks one.
 
+mod audit;
 mod log;
 mod projector;
 mod replay;
 mod seat_processor;
 mod topics;
 
+pub use audit::{archive, migrate};
 pub use log::{LogRequest, read_log};
 pub use projector::run_projector;
 pub use replay::{replay_audit, replay_redis};
@@ -19,7 +23,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{App, Config};
 
-/// Every role in one process on Kafka (`seatflow all` with `kafka_brokers`): the gateway, a seat
+/// The embedded default: every role in one process over the embedded store.
+pub async fn run_embedded(config: Config) -> anyhow::Result<()> {
+    tracing::info!(
+        bind = %config.http.bind,
+        data_dir = %config.processor.data_dir.display(),
+        partitions = config.partitions(),
+        sync_writes = config.processor.sync_writes,
+        "starting seatflow (embedded: every role in one process)"
+    );
+    let app = App::build(config).await?;
+    tracing::info!(port = app.port(), "listening; Swagger UI at /docs");
+    app.run_until_stopped().await
+}
+
+/// A gateway on Kafka: the HTTP API, commands to the seat processors.
+pub async fn run_gateway(config: Config) -> anyhow::Result<()> {
+    if !config.on_kafka() {
+        anyhow::bail!(
+            "the gateway role needs kafka.brokers (SEATFLOW_KAFKA_BROKERS); \
+             without Kafka run `seatflow` (all roles, embedded)"
+        );
+    }
+    let app = App::build(config).await?;
+    tracing::info!(port = app.port(), "gateway listening; Swagger UI at /docs");
+    app.run_until_stopped().await
+}
+
+/// Every role in one process on Kafka (`seatflow all` with `kafka.brokers`): the gateway, a seat
 /// processor, and the projector when a database or Redis is configured. Each role is a task of
 /// its own: one that blocks (a synchronous call) or waits must not hold up the others, the HTTP
 /// listener least of all (inside one `try_join!` a migration stalled them all).
@@ -67,7 +98,7 @@ pub fn audit_store(config: &Config) -> anyhow::Result<seatflow_projections::audi
         .database_url
         .as_ref()
         .map(crate::config::Secret::expose)
-        .context("database_url is not set (SEATFLOW_DATABASE_URL=postgres://...)")?;
+        .context("audit.database_url is not set (SEATFLOW_DATABASE_URL=postgres://...)")?;
     // The projector writes over 2 connections at once, plus one for reading its positions.
     Ok(seatflow_projections::audit::AuditStore::new(url, 6)?)
 }
