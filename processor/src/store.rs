@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
-    SliceTransform, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction,
+    IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
 use seatflow_aggregates::{
     Completed, Event, Millis, PartitionStore, Reservation, ReservationId, SectionInitialized,
@@ -30,6 +30,17 @@ const META: &str = "meta";
 const CATALOGUE: &str = "catalogue";
 /// How much write-ahead log a start after a crash may have to replay.
 const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+/// The block cache: data blocks, and the tables' indexes and filters.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
+/// The bloom filter a table has: none (read by scans), on whole keys (point lookups) or on the
+/// key's fixed prefix (the user index).
+#[derive(Clone, Copy)]
+enum Filter {
+    None,
+    WholeKey,
+    Prefix,
+}
 const BY_USER: &str = "by_user";
 
 #[derive(Debug, thiserror::Error)]
@@ -90,24 +101,43 @@ impl Store {
         // Past this total the tables holding the oldest file are flushed: a crash replays at
         // most about this much.
         options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        let table = |bloom_on_prefix: bool| {
+        // The tables' indexes and filters live in one bounded block cache, partitioned so that
+        // only their small top level stays pinned: by default every table file's whole index and
+        // filter is held in memory outside any cache, which grows with the data (~7 MB per
+        // million reservations).
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let table = |filter: Filter| {
             let mut table = BlockBasedOptions::default();
-            table.set_bloom_filter(10.0, false);
-            if bloom_on_prefix {
-                table.set_whole_key_filtering(false);
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_pin_top_level_index_and_filter(true);
+            table.set_metadata_block_size(4096);
+            match filter {
+                Filter::None => {}
+                Filter::WholeKey => {
+                    table.set_bloom_filter(10.0, false);
+                    table.set_partition_filters(true);
+                }
+                Filter::Prefix => {
+                    table.set_bloom_filter(10.0, false);
+                    table.set_partition_filters(true);
+                    table.set_whole_key_filtering(false);
+                }
             }
             table
         };
         let mut point_lookup = Options::default();
-        point_lookup.set_block_based_table_factory(&table(false));
+        point_lookup.set_block_based_table_factory(&table(Filter::WholeKey));
         // A user's keys share an 8-byte prefix: the bloom filter is built on it, so asking for a
         // user who has no reservations (most requests of a sale) rarely touches a data block.
         let mut user_index = Options::default();
-        user_index.set_block_based_table_factory(&table(true));
+        user_index.set_block_based_table_factory(&table(Filter::Prefix));
         user_index.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
         user_index.set_memtable_prefix_bloom_ratio(0.1);
         let mut scanned = Options::default();
-        scanned.set_block_based_table_factory(&table(false));
+        scanned.set_block_based_table_factory(&table(Filter::None));
         let families = vec![
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup),
