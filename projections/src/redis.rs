@@ -6,12 +6,13 @@
 //! | `{p}:cache:event:{eventId}`          | an event's availability as answered, 10 s TTL      |
 //! | `{p}:cache:seats:{eventId}:{section}`| a section's seat map as answered, 10 s TTL         |
 //! | `{p}:res:{reservationId}`            | a reservation's outcome (JSON), with a TTL         |
-//! | `{p}:dedup:{userId}:{eventId}:{section}` and `{p}:dedup:idem:{userId}:{key}` | the reservation id holding the key (`SET NX EX`) |
+//! | `{p}:dedup:{userId}:{eventId}:{section}` and `{p}:dedup:idem:{userId}:{key}` | the reservation id holding the key (`SET NX EX`; written by the command side's shared de-duplication, not here) |
 //! | `{p}:positions`                      | hash: `topic/partition` -> next offset projected   |
 //!
 //! The projector writes counts, outcomes and its positions in one `MULTI`/`EXEC`, and deletes
 //! the cached event and seat map of every section whose status changed. The gateway reads the
-//! caches and outcomes and keeps its de-duplication keys here.
+//! caches and outcomes; its de-duplication keys go through [`RedisReads::call`] (the same
+//! connection and breaker) from the command side's own module.
 //!
 //! Redis is a cache, not the record: when it fails, [`RedisReads`] answers errors at once for a
 //! second (a circuit breaker, so a dead Redis costs no request a timeout), counts the failures,
@@ -223,10 +224,6 @@ impl RedisReads {
         format!("{}:res:{id}", self.prefix)
     }
 
-    fn dedup_key(&self, key: &str) -> String {
-        format!("{}:dedup:{key}", self.prefix)
-    }
-
     fn positions_key(&self) -> String {
         format!("{}:positions", self.prefix)
     }
@@ -250,8 +247,10 @@ impl RedisReads {
         Ok(connection)
     }
 
-    /// Run one call on the shared connection, through the breaker and within the time limit.
-    async fn call<T, F>(&self, call: F) -> Result<T, RedisError>
+    /// Run one call on the shared connection, through the breaker and within the time limit
+    /// (also for the command side's keys, which it writes itself: the gateway's shared
+    /// de-duplication).
+    pub async fn call<T, F>(&self, call: F) -> Result<T, RedisError>
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
@@ -283,89 +282,6 @@ impl RedisReads {
             }
         }
         result
-    }
-
-    // ---- de-duplication -----------------------------------------------------------------------
-
-    /// `SET key id NX GET EX window`: `None` if the key is now `id`'s, else who holds it.
-    pub async fn claim(
-        &self,
-        key: &str,
-        id: Uuid,
-        window: Duration,
-    ) -> Result<Option<Uuid>, RedisError> {
-        let key = self.dedup_key(key);
-        let holder: Option<String> = self
-            .call(async |c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(id.to_string())
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("EX")
-                    .arg(window.as_secs().max(1))
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        holder.map(|text| parse_id(&key, &text)).transpose()
-    }
-
-    /// Who holds `key`, if anyone.
-    pub async fn holder(&self, key: &str) -> Result<Option<Uuid>, RedisError> {
-        let key = self.dedup_key(key);
-        let holder: Option<String> = self
-            .call(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
-            .await?;
-        holder.map(|text| parse_id(&key, &text)).transpose()
-    }
-
-    /// Give `key` to `id` if `previous` holds it, for a new window.
-    pub async fn replace(
-        &self,
-        key: &str,
-        previous: Uuid,
-        id: Uuid,
-        window: Duration,
-    ) -> Result<(), RedisError> {
-        let key = self.dedup_key(key);
-        let script = redis::Script::new(
-            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
-                return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-              end
-              return false",
-        );
-        self.call(async |c| {
-            script
-                .key(&key)
-                .arg(previous.to_string())
-                .arg(id.to_string())
-                .arg(window.as_secs().max(1))
-                .invoke_async::<redis::Value>(c)
-                .await
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Delete `key` if `id` holds it.
-    pub async fn release(&self, key: &str, id: Uuid) -> Result<(), RedisError> {
-        let key = self.dedup_key(key);
-        let script = redis::Script::new(
-            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
-                return redis.call('DEL', KEYS[1])
-              end
-              return 0",
-        );
-        self.call(async |c| {
-            script
-                .key(&key)
-                .arg(id.to_string())
-                .invoke_async::<i64>(c)
-                .await
-        })
-        .await
-        .map(drop)
     }
 
     // ---- reads --------------------------------------------------------------------------------
@@ -575,13 +491,6 @@ impl RedisReads {
 pub struct RedisSnapshot {
     pub outcomes: std::collections::BTreeMap<String, String>,
     pub counts: std::collections::BTreeMap<String, u32>,
-}
-
-fn parse_id(key: &str, text: &str) -> Result<Uuid, RedisError> {
-    Uuid::parse_str(text).map_err(|e| RedisError::Corrupt {
-        key: key.to_owned(),
-        message: e.to_string(),
-    })
 }
 
 /// How a rebuilt key space compares with the live one.

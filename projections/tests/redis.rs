@@ -48,49 +48,6 @@ fn outcome(event: &str, section: &str, status: &str, offset: i64, completed: i64
 }
 
 #[tokio::test]
-async fn a_key_is_claimed_once_and_handed_on_only_by_its_holder() {
-    let redis = fresh();
-    let window = Duration::from_secs(3600);
-    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-    assert_eq!(
-        redis.claim("u:e:A", first, window).await.expect("claim"),
-        None
-    );
-    assert_eq!(
-        redis.claim("u:e:A", second, window).await.expect("claim"),
-        Some(first)
-    );
-    assert_eq!(redis.holder("u:e:A").await.expect("get"), Some(first));
-
-    // The window is Redis' own expiry.
-    let key = format!("{}:dedup:u:e:A", redis.prefix());
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(&key)
-        .query_async(&mut raw().await)
-        .await
-        .expect("ttl");
-    assert!((3590..=3600).contains(&ttl), "ttl {ttl}");
-
-    // Only the holder releases or hands on the key.
-    redis.release("u:e:A", second).await.expect("release");
-    assert_eq!(redis.holder("u:e:A").await.expect("get"), Some(first));
-    redis
-        .replace("u:e:A", second, Uuid::now_v7(), window)
-        .await
-        .expect("replace");
-    assert_eq!(redis.holder("u:e:A").await.expect("get"), Some(first));
-    redis
-        .replace("u:e:A", first, second, window)
-        .await
-        .expect("replace");
-    assert_eq!(redis.holder("u:e:A").await.expect("get"), Some(second));
-    redis.release("u:e:A", second).await.expect("release");
-    assert_eq!(redis.holder("u:e:A").await.expect("get"), None);
-    assert!(redis.health().is_up());
-    assert_eq!(redis.health().failures(), 0);
-}
-
-#[tokio::test]
 async fn a_batch_writes_counts_outcomes_and_positions_and_drops_the_changed_caches() {
     let redis = fresh();
     let (a, b) = (SectionKey::new("e:1", "A"), SectionKey::new("e:1", "B"));
@@ -217,7 +174,7 @@ async fn a_dead_redis_costs_one_failure_then_answers_at_once_until_it_is_tried_a
     // Nothing listens on port 1.
     let redis =
         RedisReads::new("redis://127.0.0.1:1", "dead", Duration::from_secs(60)).expect("pool");
-    let failed = redis.holder("k").await;
+    let failed = redis.outcome(Uuid::nil()).await;
     assert!(
         matches!(failed, Err(RedisError::Call(_) | RedisError::Timeout(_))),
         "{failed:?}"
@@ -227,7 +184,7 @@ async fn a_dead_redis_costs_one_failure_then_answers_at_once_until_it_is_tried_a
 
     for _ in 0..100 {
         assert!(matches!(
-            redis.holder("k").await,
+            redis.outcome(Uuid::nil()).await,
             Err(RedisError::Unavailable)
         ));
     }
@@ -237,7 +194,7 @@ async fn a_dead_redis_costs_one_failure_then_answers_at_once_until_it_is_tried_a
     // After the breaker's second it is tried again (and fails again).
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(matches!(
-        redis.holder("k").await,
+        redis.outcome(Uuid::nil()).await,
         Err(RedisError::Call(_) | RedisError::Timeout(_))
     ));
     assert_eq!(redis.health().failures(), 2);
