@@ -140,34 +140,3 @@ pub fn open_store(data_dir: &Path, config: &ProcessorConfig) -> Result<Store, St
         config.sync_writes,
     )
 }
-
-/// Read every partition's log from the start into `visit`: partitions in parallel (one thread
-/// each), each in sequence order. Returns the number of records read.
-pub fn replay_log(
-    store: &Store,
-    partitions: u32,
-    visit: impl Fn(&LogRecord) + Sync,
-) -> Result<u64, StoreError> {
-    std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..partitions)
-            .map(|partition| {
-                let visit = &visit;
-                scope.spawn(move || -> Result<u64, StoreError> {
-                    let mut count = 0;
-                    for record in store.read_log(partition, 1) {
-                        visit(&record?);
-                        count += 1;
-                    }
-                    Ok(count)
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for reader in readers {
-            total += reader
-                .join()
-                .map_err(|_| StoreError::Io(std::io::Error::other("log reader panicked")))??;
-        }
-        Ok(total)
-    })
-}

@@ -359,28 +359,9 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Reservation>, StoreError> {
-        let prefix = keys::user_prefix(user_id);
-        let mut last = prefix.clone();
-        last.extend_from_slice(&[0xff; 16]);
-        let mut found = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(BY_USER),
-            same_prefix(),
-            IteratorMode::From(&last, Direction::Reverse),
-        ) {
-            let (key, _) = item?;
-            if !key.starts_with(&prefix[..8]) {
-                break;
-            }
-            let Some(id) = keys::decode_user_reservation(&prefix, &key) else {
-                continue;
-            };
-            found.push(id);
-            if found.len() >= offset + limit {
-                break;
-            }
-        }
-        self.reservations(found.into_iter().skip(offset))
+        let newest = ReservationId(uuid::Uuid::max());
+        let ids = self.user_ids(user_id, newest, Direction::Reverse, offset + limit)?;
+        self.reservations(ids.into_iter().skip(offset))
     }
 
     /// A user's reservations requested at or after `since`, oldest first.
@@ -389,28 +370,42 @@ impl Store {
         user_id: &str,
         since: Millis,
     ) -> Result<Vec<Reservation>, StoreError> {
-        let prefix = keys::user_prefix(user_id);
         // Ids are UUID v7: their first 48 bits are the milliseconds they were made at, a moment
         // before the request time. A second of slack; the request time decides.
         let earliest = u128::try_from(since.saturating_sub(1_000).max(0)).unwrap_or(0) << 80;
-        let start = keys::user_reservation(user_id, ReservationId(uuid::Uuid::from_u128(earliest)));
-        let mut found = Vec::new();
+        let from = ReservationId(uuid::Uuid::from_u128(earliest));
+        let ids = self.user_ids(user_id, from, Direction::Forward, usize::MAX)?;
+        let mut reservations = self.reservations(ids.into_iter())?;
+        reservations.retain(|r| r.requested_at >= since);
+        Ok(reservations)
+    }
+
+    /// Up to `most` of the user's reservation ids from `from` on, in `direction` (by id).
+    fn user_ids(
+        &self,
+        user_id: &str,
+        from: ReservationId,
+        direction: Direction,
+        most: usize,
+    ) -> Result<Vec<ReservationId>, StoreError> {
+        let prefix = keys::user_prefix(user_id);
+        let start = keys::user_reservation(user_id, from);
+        let mut ids = Vec::new();
         for item in self.db.iterator_cf_opt(
             self.cf(BY_USER),
             same_prefix(),
-            IteratorMode::From(&start, Direction::Forward),
+            IteratorMode::From(&start, direction),
         ) {
             let (key, _) = item?;
-            if !key.starts_with(&prefix[..8]) {
+            if ids.len() >= most || !key.starts_with(&prefix[..8]) {
                 break;
             }
+            // Another user may share the 8-byte hash.
             if let Some(id) = keys::decode_user_reservation(&prefix, &key) {
-                found.push(id);
+                ids.push(id);
             }
         }
-        let mut reservations = self.reservations(found.into_iter())?;
-        reservations.retain(|r| r.requested_at >= since);
-        Ok(reservations)
+        Ok(ids)
     }
 
     fn reservations(

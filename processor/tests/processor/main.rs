@@ -6,9 +6,7 @@ use parking_lot::Mutex;
 use seatflow_aggregates::test_util::{init, key, reserve};
 use seatflow_aggregates::{Command, Event, Rejection, SeatRequest, Status};
 use seatflow_aggregates::{SectionStatus, partition_of};
-use seatflow_processor::{
-    CommitSink, LogRecord, Outcome, Processor, ProcessorConfig, open_store, replay_log,
-};
+use seatflow_processor::{CommitSink, LogRecord, Outcome, Processor, ProcessorConfig, open_store};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<LogRecord>>);
@@ -113,11 +111,10 @@ async fn decisions_survive_reopening_and_a_redelivered_command_is_answered_the_s
     workers.join();
 
     // The log holds every decision once, in order per partition, numbered without gaps.
-    let replayed = Mutex::new(Vec::new());
-    let count =
-        replay_log(&store, 2, |record| replayed.lock().push(record.clone())).expect("replay");
-    let replayed = replayed.into_inner();
-    assert_eq!(count as usize, replayed.len());
+    let replayed: Vec<LogRecord> = (0..2)
+        .flat_map(|partition| store.read_log(partition, 1))
+        .collect::<Result<_, _>>()
+        .expect("read the log");
     assert_eq!(replayed.len(), sink.0.lock().len());
     for partition in 0..2 {
         let seqs: Vec<u64> = replayed
