@@ -119,6 +119,15 @@ impl seatflow_kafka::ReadFeed for KafkaFeed {
             self.waiters.resolve(&completed.reservation);
         }
     }
+
+    fn snapshot(
+        &self,
+        init: &seatflow_aggregates::SectionInitialized,
+        state: seatflow_aggregates::SectionState,
+    ) {
+        self.status.update(&init.key, state.available());
+        self.read.restore_section(init, state);
+    }
 }
 
 /// What the HTTP side reads from, set up the same way on both runtimes: the read model, the
@@ -348,6 +357,10 @@ impl App {
             &topics,
             wire,
             feed,
+            seatflow_kafka::Warm {
+                outcomes_per_partition: (config.http.recent_outcomes / partitions.max(1) as usize)
+                    as i64,
+            },
             bus.ready(),
             ready.clone(),
             stop.clone(),

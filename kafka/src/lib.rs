@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset};
 
 mod closing;
+mod follow;
 mod gateway;
 mod log;
 mod projector;
@@ -20,7 +21,8 @@ mod topics;
 pub mod trace;
 
 pub use closing::{CLOSE_LIMIT, ClosesWithin, close_within};
-pub use gateway::{FeedBarrier, GatewayKafkaConfig, KafkaBus, ReadFeed, follow};
+pub use follow::{FeedBarrier, ReadFeed, Warm, follow};
+pub use gateway::{GatewayKafkaConfig, KafkaBus};
 
 pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};
 pub use projector::{

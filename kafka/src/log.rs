@@ -19,12 +19,13 @@ use crate::topics::TopicsConfig;
 use crate::{client_config, forget_reached_ends};
 
 /// The topics `seatflow log` can read (names without the prefix).
-pub const LOG_TOPICS: [&str; 6] = [
+pub const LOG_TOPICS: [&str; 7] = [
     "reservation-commands",
     "reservation-completed",
     "section-status",
     "reservation-replies",
     "seat-state-changelog",
+    "section-snapshots",
     "dead-letter",
 ];
 
@@ -129,6 +130,9 @@ fn decode(query: &LogQuery, key: &str, payload: &[u8], message: &impl Message) -
             wire.decode_json::<StoredSection>(payload)
         }
         "seat-state-changelog" => wire.decode_json::<Completed>(payload),
+        "section-snapshots" if key.starts_with("s:") => wire.decode_json::<StoredSection>(payload),
+        "section-snapshots" if key.starts_with("i:") => wire.decode_json::<Event>(payload),
+        "section-snapshots" => return json!({"marker": String::from_utf8_lossy(payload)}),
         _ => {
             // dead-letter: the bytes as received, and why they were set aside.
             let reason = message.headers().and_then(|headers| {

@@ -1,8 +1,9 @@
 //! The seat processor on Kafka: consume `reservation-commands`, decide with the same
 //! [`Partition::decide_batch`] as the embedded runtime, and produce the outcomes
 //! (`reservation-completed`), the slim counts (`section-status`), the replies
-//! (`reservation-replies`, to the partition the command's gateway named) and the state changelog
-//! (`seat-state-changelog`) together with the consumer offsets in ONE Kafka transaction.
+//! (`reservation-replies`, to the partition the command's gateway named), the state changelog
+//! (`seat-state-changelog`) and each changed section's snapshot (`section-snapshots`, where a
+//! gateway starts) together with the consumer offsets in ONE Kafka transaction.
 //!
 //! One consumer and one transactional producer per process; each assigned partition is one
 //! task (its own [`Partition`]), so workers == partitions across the group. The loop never
@@ -16,7 +17,7 @@
 //! was elsewhere meanwhile) rebuilds the partition's state from the changelog, whose records were
 //! committed in the same transactions as the offsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::{
-    Action, Command, CommandReply, Completed, Millis, Partition, SectionKey, SectionState,
+    Action, Command, CommandReply, Completed, Event, Millis, Partition, SectionKey, SectionState,
     SectionStatus,
 };
 use seatflow_avro::{StoredSection, Wire, decode, encode};
@@ -127,6 +128,7 @@ struct Names {
     completed: String,
     status: String,
     changelog: String,
+    snapshots: String,
     replies: String,
     dead_letter: String,
 }
@@ -144,6 +146,7 @@ pub fn run(
         completed: config.topics.name("reservation-completed"),
         status: config.topics.name("section-status"),
         changelog: config.topics.name("seat-state-changelog"),
+        snapshots: config.topics.name("section-snapshots"),
         replies: config.topics.name("reservation-replies"),
         dead_letter: config.topics.name("dead-letter"),
     };
@@ -200,6 +203,7 @@ pub fn run(
     info!(group, instance = %config.instance_id, "seat processor running");
 
     let mut tasks: HashMap<i32, Partition> = HashMap::new();
+    let mut marks_due: HashSet<i32> = HashSet::new();
     let max_batch = config.max_batch.max(1);
     crate::spawn_group_lag_reporter(
         &config.brokers,
@@ -244,6 +248,7 @@ pub fn run(
         if !revoked.is_empty() {
             for partition in &revoked {
                 tasks.remove(partition);
+                marks_due.remove(partition);
             }
             batch.retain(|input| !revoked.contains(&input.partition));
         }
@@ -251,7 +256,14 @@ pub fn run(
             continue;
         }
         process_batch(
-            &consumer, &producer, &watchdog, &store, &names, &mut tasks, batch,
+            &consumer,
+            &producer,
+            &watchdog,
+            &store,
+            &names,
+            &mut tasks,
+            &mut marks_due,
+            batch,
         )?;
     }
     info!("seat processor stopping");
@@ -260,6 +272,8 @@ pub fn run(
 
 /// Decide a batch and make it visible in ONE transaction, then write the local state. A batch
 /// that fails before its commit is aborted and read again from the committed offsets.
+/// `marks_due` are the partitions whose snapshots still have to be marked complete.
+#[allow(clippy::too_many_arguments)]
 fn process_batch(
     consumer: &BaseConsumer<RebalanceContext>,
     producer: &BaseProducer,
@@ -267,6 +281,7 @@ fn process_batch(
     store: &Store,
     names: &Names,
     tasks: &mut HashMap<i32, Partition>,
+    marks_due: &mut HashSet<i32>,
     batch: Vec<Input>,
 ) -> Result<(), SeatProcessorError> {
     let mut new_partitions: Vec<i32> = batch
@@ -278,23 +293,78 @@ fn process_batch(
     new_partitions.dedup();
     if !new_partitions.is_empty() {
         tasks.extend(start_tasks(consumer, store, names, &new_partitions)?);
+        marks_due.extend(unwritten_partitions(consumer, names, &new_partitions)?);
     }
     let started = Instant::now();
     let by_partition = by_partition(&batch);
+    let marking: Vec<i32> = by_partition
+        .keys()
+        .copied()
+        .filter(|partition| marks_due.contains(partition))
+        .collect();
     producer.begin_transaction()?;
-    let committed = produce_batch(producer, store, names, tasks, &by_partition, now_millis())
+    let committed = mark_snapshots_complete(producer, names, &marking)
+        .and_then(|()| produce_batch(producer, store, names, tasks, &by_partition, now_millis()))
         .and_then(|writes| {
             commit_transaction(consumer, producer, watchdog, names, &writes)?;
             Ok(writes)
         });
     match committed {
         Ok(writes) => {
+            for partition in &marking {
+                marks_due.remove(partition);
+            }
             seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
             store_locally(store, tasks, writes);
             Ok(())
         }
         Err(error) => abort_batch(consumer, producer, names, tasks, &by_partition, error),
     }
+}
+
+/// Key of the record saying that a partition of `section-snapshots` holds every section of its
+/// partition: written once, in the partition's first transaction, when both it and the
+/// partition's `reservation-completed` were still empty. A gateway starts from the snapshots of
+/// a marked partition; of an unmarked one (a log written before the topic existed) it reads
+/// the history instead.
+pub const SNAPSHOTS_COMPLETE_KEY: &str = "complete";
+
+/// Of `partitions`, those where nothing was written yet (`reservation-completed` and
+/// `section-snapshots` both empty): their snapshots will hold every section once marked.
+fn unwritten_partitions(
+    consumer: &BaseConsumer<RebalanceContext>,
+    names: &Names,
+    partitions: &[i32],
+) -> Result<Vec<i32>, KafkaError> {
+    let mut unwritten = Vec::new();
+    for partition in partitions {
+        let (_, completed) =
+            consumer.fetch_watermarks(&names.completed, *partition, TXN_TIMEOUT)?;
+        let (_, snapshots) =
+            consumer.fetch_watermarks(&names.snapshots, *partition, TXN_TIMEOUT)?;
+        if completed == 0 && snapshots == 0 {
+            unwritten.push(*partition);
+        }
+    }
+    Ok(unwritten)
+}
+
+/// Inside the open transaction: mark these partitions' snapshots complete.
+fn mark_snapshots_complete(
+    producer: &BaseProducer,
+    names: &Names,
+    partitions: &[i32],
+) -> Result<(), SeatProcessorError> {
+    for partition in partitions {
+        send(
+            producer,
+            BaseRecord::to(&names.snapshots)
+                .partition(*partition)
+                .key(SNAPSHOTS_COMPLETE_KEY.as_bytes())
+                .payload(b"1".as_slice()),
+        )?;
+    }
+    Ok(())
 }
 
 /// The batch's inputs per partition, each partition's in offset order.
@@ -378,7 +448,12 @@ impl Decided<'_> {
         match action {
             Action::Record { input, event } => {
                 let value = names.wire.encode(&event).map_err(encode_error)?;
-                self.produce_to(producer, &names.completed, input, event.key(), &value)
+                self.produce_to(producer, &names.completed, input, event.key(), &value)?;
+                if let Event::SectionInitialized(init) = &event {
+                    let value = encode(&event).map_err(encode_error)?;
+                    self.snapshot(producer, names, &snapshot_init_key(&init.key), &value)?;
+                }
+                Ok(())
             }
             Action::PublishStatus {
                 input,
@@ -430,6 +505,7 @@ impl Decided<'_> {
                 })
                 .map_err(encode_error)?;
                 self.changelog(producer, names, &section_changelog_key(&key), &value)?;
+                self.snapshot(producer, names, &snapshot_state_key(&key), &value)?;
                 write.sections.push((key, state));
                 Ok(())
             }
@@ -462,6 +538,24 @@ impl Decided<'_> {
                     .payload(value),
                 self.origins[input].traceparent.as_deref(),
             ),
+        )?;
+        Ok(())
+    }
+
+    /// A section's initialisation or latest state, for a gateway that starts.
+    fn snapshot(
+        &self,
+        producer: &BaseProducer,
+        names: &Names,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), SeatProcessorError> {
+        send(
+            producer,
+            BaseRecord::to(&names.snapshots)
+                .partition(self.partition)
+                .key(key.as_bytes())
+                .payload(value),
         )?;
         Ok(())
     }
@@ -702,6 +796,16 @@ fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
 }
 
 fn section_changelog_key(key: &SectionKey) -> String {
+    format!("s:{}", key.routing_key())
+}
+
+/// `section-snapshots` key of a section's initialisation (a `SeatEvent`, single-object framing).
+pub fn snapshot_init_key(key: &SectionKey) -> String {
+    format!("i:{}", key.routing_key())
+}
+
+/// `section-snapshots` key of a section's latest state (a `SectionState`, as in the changelog).
+pub fn snapshot_state_key(key: &SectionKey) -> String {
     format!("s:{}", key.routing_key())
 }
 

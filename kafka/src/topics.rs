@@ -57,9 +57,17 @@ pub struct TopicSpec {
     pub replication: i32,
     pub min_insync_replicas: i32,
     pub cleanup: Cleanup,
+    /// Size at which the broker starts a new segment, when not the broker's default (1 GB):
+    /// only closed segments are compacted, so a compacted topic read whole at start keeps a
+    /// small one.
+    pub segment_bytes: Option<u64>,
     /// What the topic carries.
     pub purpose: &'static str,
 }
+
+/// Segment size of `section-snapshots`: a gateway reads the topic whole at start, compacted
+/// part and active segment alike, so the part compaction has not reached yet stays small.
+pub const SNAPSHOT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 impl TopicsConfig {
     /// A topic (or consumer group) name with the configured prefix.
@@ -75,6 +83,7 @@ impl TopicsConfig {
             replication: self.replication,
             min_insync_replicas: self.min_insync_replicas,
             cleanup,
+            segment_bytes: None,
             purpose,
         };
         vec![
@@ -98,6 +107,14 @@ impl TopicsConfig {
                 Cleanup::Compact,
                 "the seat processor's state (sections and reservation outcomes)",
             ),
+            TopicSpec {
+                segment_bytes: Some(SNAPSHOT_SEGMENT_BYTES),
+                ..topic(
+                    "section-snapshots",
+                    Cleanup::Compact,
+                    "each section's initialisation and latest state: where a gateway starts",
+                )
+            },
             topic(
                 "reservation-replies",
                 Cleanup::Delete,
@@ -170,21 +187,34 @@ pub async fn create_topics(
     specs: &[TopicSpec],
 ) -> Result<Vec<(String, TopicStatus)>, TopicError> {
     let admin = admin(brokers)?;
-    let min_isr: Vec<String> = specs
+    let settings: Vec<(String, Option<String>)> = specs
         .iter()
-        .map(|spec| spec.min_insync_replicas.to_string())
+        .map(|spec| {
+            (
+                spec.min_insync_replicas.to_string(),
+                spec.segment_bytes.map(|bytes| bytes.to_string()),
+            )
+        })
         .collect();
     let topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .zip(&min_isr)
-        .map(|(spec, min_isr)| {
-            NewTopic::new(
+        .zip(
+            settings
+                .iter()
+                .map(|(isr, segment)| (isr, segment.as_deref())),
+        )
+        .map(|(spec, (min_isr, segment_bytes))| {
+            let topic = NewTopic::new(
                 &spec.name,
                 spec.partitions,
                 TopicReplication::Fixed(spec.replication),
             )
             .set("cleanup.policy", spec.cleanup.as_str())
-            .set("min.insync.replicas", min_isr)
+            .set("min.insync.replicas", min_isr);
+            match segment_bytes {
+                Some(bytes) => topic.set("segment.bytes", bytes),
+                None => topic,
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -22,6 +22,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 mod database;
 mod redis;
 mod registry;
+mod snapshots;
 mod telemetry;
 use database::fresh_database;
 
@@ -446,7 +447,21 @@ fn gateway_with(
     port: u16,
     env: &[(&str, &str)],
 ) -> Child {
-    Process::new(env!("CARGO_BIN_EXE_seatflow"))
+    gateway_command(topics, instance, reply_partition, port, env)
+        .spawn()
+        .expect("seatflow gateway starts")
+}
+
+/// A gateway's command line, to adjust before it is spawned.
+fn gateway_command(
+    topics: &TopicsConfig,
+    instance: &str,
+    reply_partition: i32,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Process {
+    let mut process = Process::new(env!("CARGO_BIN_EXE_seatflow"));
+    process
         .envs(env.iter().copied())
         .arg("gateway")
         .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -465,9 +480,8 @@ fn gateway_with(
             std::env::var("SEATFLOW_TEST_PROCESSOR_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("seatflow gateway starts")
+        .stderr(Stdio::inherit());
+    process
 }
 
 fn free_port() -> u16 {

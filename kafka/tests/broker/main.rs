@@ -31,7 +31,7 @@ async fn topics_are_created_once_with_their_partitions_and_policies() {
     };
     let specs = config.specs();
     let created = create_topics(&brokers, &specs).await.expect("created");
-    assert_eq!(created.len(), 6);
+    assert_eq!(created.len(), 7);
     assert!(
         created
             .iter()
@@ -63,13 +63,28 @@ async fn topics_are_created_once_with_their_partitions_and_policies() {
                 .map(String::as_str),
             Some("1")
         );
+        if let Some(bytes) = spec.segment_bytes {
+            assert_eq!(
+                described.configs.get("segment.bytes"),
+                Some(&bytes.to_string()),
+                "{}",
+                spec.name
+            );
+        }
     }
     let compacted: Vec<&str> = specs
         .iter()
         .filter(|s| s.cleanup == Cleanup::Compact)
         .map(|s| s.name.strip_prefix(&config.prefix).unwrap_or(&s.name))
         .collect();
-    assert_eq!(compacted, ["section-status", "seat-state-changelog"]);
+    assert_eq!(
+        compacted,
+        [
+            "section-status",
+            "seat-state-changelog",
+            "section-snapshots"
+        ]
+    );
 
     // Idempotent: a second run finds them all.
     let again = create_topics(&brokers, &specs).await.expect("idempotent");
