@@ -2,11 +2,13 @@
 //! outcome, with the rule that one reservation id is decided once.
 
 use crate::model::{
-    Command, Completed, Event, Millis, Rejection, Reservation, SectionInitialized, Status,
+    Checkout, Command, Completed, Event, Millis, Rejection, Reservation, SectionInitialized, Status,
 };
 use crate::section::SectionState;
 
 /// What a seat worker does with one command.
+// The reservation is the common answer; boxing it would cost an allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// New facts to record, in order. Empty for a repeated, identical section initialisation.
@@ -36,9 +38,15 @@ pub fn decide(
                 event_name: init.event_name.clone(),
                 position: init.position,
                 layout: init.layout,
+                hold_seconds: init.hold_seconds,
                 at: now,
             })]),
-            Some(existing) if existing.layout() == init.layout => Decision::Append(Vec::new()),
+            Some(existing)
+                if existing.layout() == init.layout
+                    && existing.hold_seconds() == init.hold_seconds =>
+            {
+                Decision::Append(Vec::new())
+            }
             Some(_) => Decision::Refused(Rejection::SectionExists),
         },
         Command::Reserve(reserve) => {
@@ -56,6 +64,7 @@ pub fn decide(
                 requested_at: reserve.requested_at,
                 decided_at: now,
                 cancelled_at: None,
+                checkout: Checkout::default(),
             };
             let available = match section {
                 None => {
@@ -64,7 +73,14 @@ pub fn decide(
                 }
                 Some(state) => match state.allocate(&reserve.request) {
                     Ok(seats) => {
-                        reservation.status = Status::Confirmed;
+                        if state.hold_seconds() > 0 {
+                            reservation.status = Status::Held;
+                            reservation.checkout.expires_at =
+                                Some(now + i64::from(state.hold_seconds()) * 1_000);
+                        } else {
+                            reservation.status = Status::Confirmed;
+                            reservation.checkout.confirmed_at = Some(now);
+                        }
                         let held = seats.len() as u32;
                         reservation.seats = seats;
                         state.available() - held
@@ -87,14 +103,17 @@ pub fn decide(
             if prior.user_id != cancel.user_id {
                 return Decision::Refused(Rejection::NotOwner);
             }
+            if let Some(expired) = expire(section, prior, now) {
+                return Decision::Append(vec![expired]);
+            }
             match prior.status {
                 Status::Cancelled => Decision::AlreadyDecided(prior.clone()),
-                Status::Rejected | Status::Pending => {
+                Status::Rejected | Status::Pending | Status::Expired => {
                     Decision::Refused(Rejection::NotCancellable {
                         status: prior.status,
                     })
                 }
-                Status::Confirmed => {
+                Status::Held | Status::Confirmed => {
                     let Some(state) = section else {
                         return Decision::Refused(Rejection::UnknownSection);
                     };
@@ -109,7 +128,57 @@ pub fn decide(
                 }
             }
         }
+        Command::Confirm(confirm) => {
+            let Some(prior) = prior.filter(|p| p.key == confirm.key) else {
+                return Decision::Refused(Rejection::UnknownReservation);
+            };
+            if prior.user_id != confirm.user_id {
+                return Decision::Refused(Rejection::NotOwner);
+            }
+            // A hold past its time has expired, whether or not its expiry was recorded yet:
+            // the confirmation records it and is answered with it.
+            if let Some(expired) = expire(section, prior, now) {
+                return Decision::Append(vec![expired]);
+            }
+            if prior.status != Status::Held {
+                // CONFIRMED again: the same answer; EXPIRED, CANCELLED, REJECTED: the caller
+                // is told the status (not confirmable).
+                return Decision::AlreadyDecided(prior.clone());
+            }
+            let Some(state) = section else {
+                return Decision::Refused(Rejection::UnknownSection);
+            };
+            let mut reservation = prior.clone();
+            reservation.status = Status::Confirmed;
+            reservation.checkout.confirmed_at = Some(now);
+            reservation.checkout.payment_ref = confirm.payment_ref.clone();
+            Decision::Append(vec![Event::ReservationCompleted(Completed {
+                reservation,
+                available: state.available(),
+            })])
+        }
     }
+}
+
+/// The expiry of a HELD reservation whose hold ended at or before `now`: its seats go back.
+/// None for anything else (not held, or still in time).
+pub fn expire(
+    section: Option<&SectionState>,
+    reservation: &Reservation,
+    now: Millis,
+) -> Option<Event> {
+    let due = reservation.checkout.expires_at?;
+    if reservation.status != Status::Held || due > now {
+        return None;
+    }
+    let state = section?;
+    let mut expired = reservation.clone();
+    expired.status = Status::Expired;
+    expired.checkout.expired_at = Some(now);
+    Some(Event::ReservationCompleted(Completed {
+        available: state.available() + expired.seats.len() as u32,
+        reservation: expired,
+    }))
 }
 
 /// Fold one event into the optional state of its section (used by runners and replays).
@@ -117,7 +186,8 @@ pub fn evolve(section: &mut Option<SectionState>, event: &Event) {
     match event {
         Event::SectionInitialized(init) => {
             if section.is_none() {
-                *section = Some(SectionState::new(init.layout));
+                *section =
+                    Some(SectionState::new(init.layout).with_hold_seconds(init.hold_seconds));
             }
         }
         Event::ReservationCompleted(_) => {

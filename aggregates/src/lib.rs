@@ -22,15 +22,18 @@ mod section;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use decision::{Decision, decide, evolve};
+pub use decision::{Decision, decide, evolve, expire};
 pub use model::{
-    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, LayoutError, MAX_ROWS,
-    MAX_SEATS_PER_ROW, MAX_SECTION_SEATS, Millis, Outcome, Rejection, Reservation, ReservationId,
-    Reserve, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
+    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
+    LayoutError, MAX_HOLD_SECONDS, MAX_PAYMENT_REF_CHARS, MAX_ROWS, MAX_SEATS_PER_ROW,
+    MAX_SECTION_SEATS, Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat,
+    SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
-pub use partition::{Action, MemoryStore, Partition, PartitionStore};
+pub use partition::{Action, Hold, MemoryStore, Partition, PartitionStore};
 pub use routing::{murmur2, partition_of};
 pub use section::SectionState;
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

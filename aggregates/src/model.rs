@@ -13,6 +13,10 @@ pub const MAX_ROWS: u16 = 1_000;
 pub const MAX_SEATS_PER_ROW: u16 = 1_000;
 /// Largest number of seats in one section; bounds the state record (a 12.5 KB bitmap at most).
 pub const MAX_SECTION_SEATS: u32 = 100_000;
+/// Longest hold of a reservation awaiting confirmation (an hour).
+pub const MAX_HOLD_SECONDS: u32 = 3_600;
+/// Longest payment reference a confirmation may carry.
+pub const MAX_PAYMENT_REF_CHARS: usize = 128;
 
 /// A reservation's identity, made by the gateway (UUID v7) and carried by every command about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,6 +155,9 @@ pub struct InitSection {
     /// Where the section is listed in its event (0-based).
     pub position: u32,
     pub layout: Layout,
+    /// How long a reservation is HELD before it expires unless confirmed; 0: confirmed when
+    /// decided.
+    pub hold_seconds: u32,
     pub requested_at: Millis,
 }
 
@@ -164,7 +171,19 @@ pub struct Reserve {
     pub requested_at: Millis,
 }
 
-/// Give the seats of a confirmed reservation back.
+/// Confirm a HELD reservation (its checkout is done). The hold's expiry and the confirmation
+/// race; the section's owner decides which came first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    pub reservation_id: ReservationId,
+    pub key: SectionKey,
+    pub user_id: String,
+    /// The caller's payment reference, kept with the reservation.
+    pub payment_ref: Option<String>,
+    pub requested_at: Millis,
+}
+
+/// Give the seats of a held or confirmed reservation back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cancel {
     pub reservation_id: ReservationId,
@@ -179,6 +198,7 @@ pub enum Command {
     InitSection(InitSection),
     Reserve(Reserve),
     Cancel(Cancel),
+    Confirm(Confirm),
 }
 
 impl Command {
@@ -187,6 +207,7 @@ impl Command {
             Self::InitSection(c) => &c.key,
             Self::Reserve(c) => &c.key,
             Self::Cancel(c) => &c.key,
+            Self::Confirm(c) => &c.key,
         }
     }
 
@@ -195,6 +216,7 @@ impl Command {
             Self::InitSection(_) => None,
             Self::Reserve(c) => Some(c.reservation_id),
             Self::Cancel(c) => Some(c.reservation_id),
+            Self::Confirm(c) => Some(c.reservation_id),
         }
     }
 }
@@ -203,31 +225,44 @@ impl Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     Pending,
+    /// Seats taken, awaiting confirmation until the hold expires.
+    Held,
     Confirmed,
     Rejected,
     Cancelled,
+    /// A hold that was not confirmed in time: its seats went back on sale.
+    Expired,
 }
 
 impl Status {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Held,
+        Self::Confirmed,
+        Self::Rejected,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
+            Self::Held => "HELD",
             Self::Confirmed => "CONFIRMED",
             Self::Rejected => "REJECTED",
             Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
         }
     }
 
     /// The status named by [`Status::as_str`], if it is one.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Confirmed,
-            Self::Rejected,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Whether the reservation's seats are taken (HELD or CONFIRMED).
+    pub fn takes_seats(&self) -> bool {
+        matches!(self, Self::Held | Self::Confirmed)
     }
 }
 
@@ -295,6 +330,19 @@ pub struct Reservation {
     pub requested_at: Millis,
     pub decided_at: Millis,
     pub cancelled_at: Option<Millis>,
+    pub checkout: Checkout,
+}
+
+/// A reservation's checkout: until when its seats are held, and how the hold ended. All empty
+/// for a REJECTED reservation; `confirmed_at` alone for one confirmed when decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkout {
+    /// When a HELD reservation's seats go back on sale unless it is confirmed.
+    pub expires_at: Option<Millis>,
+    pub confirmed_at: Option<Millis>,
+    pub expired_at: Option<Millis>,
+    /// The payment reference its confirmation carried.
+    pub payment_ref: Option<String>,
 }
 
 /// A section came into existence.
@@ -305,10 +353,13 @@ pub struct SectionInitialized {
     /// Where the section is listed in its event (0-based).
     pub position: u32,
     pub layout: Layout,
+    /// See [`InitSection::hold_seconds`].
+    pub hold_seconds: u32,
     pub at: Millis,
 }
 
-/// A reservation was confirmed, rejected or cancelled; `available` is the section's count after.
+/// A reservation was decided (held, confirmed or rejected), or changed (confirmed after its
+/// hold, cancelled, expired); `available` is the section's count after.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Completed {
     pub reservation: Reservation,
@@ -347,6 +398,8 @@ pub struct SectionStatus {
 }
 
 /// What the caller of a command is told.
+// The reservation is the common answer; boxing it would cost an allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The reservation's outcome (new, or the first one for a repeated id).

@@ -11,32 +11,57 @@
 //! `now` is an input like the commands: the batch machinery is the place where decisions made
 //! on the partition's own clock (a hold that expires) are taken, with the same actions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use crate::decision::{Decision, decide, evolve};
+use crate::decision::{Decision, decide, evolve, expire};
 use crate::model::{
-    Command, Completed, Event, Millis, Outcome, Reservation, ReservationId, SectionKey,
+    Command, Completed, Event, Millis, Outcome, Reservation, ReservationId, SectionKey, Status,
 };
 use crate::section::SectionState;
 
-/// Read access to what a partition has stored: the last committed state of its sections and the
-/// outcome of every reservation id it decided.
+/// Read access to what a partition has stored: the last committed state of its sections, the
+/// outcome of every reservation id it decided, and its reservations still HELD.
 pub trait PartitionStore {
     type Error;
     fn section(&self, key: &SectionKey) -> Result<Option<SectionState>, Self::Error>;
     fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, Self::Error>;
+    /// Every HELD reservation of `partition`, as stored (any order).
+    fn holds(&self, partition: u32) -> Result<Vec<Hold>, Self::Error>;
+}
+
+/// A HELD reservation and when its hold ends: what a partition's clock watches.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hold {
+    pub expires_at: Millis,
+    pub id: ReservationId,
+    pub key: SectionKey,
+}
+
+impl Hold {
+    /// The hold of a HELD reservation; None for any other.
+    pub fn of(reservation: &Reservation) -> Option<Self> {
+        (reservation.status == Status::Held)
+            .then_some(reservation.checkout.expires_at)
+            .flatten()
+            .map(|expires_at| Self {
+                expires_at,
+                id: reservation.id,
+                key: reservation.key.clone(),
+            })
+    }
 }
 
 /// What a batch makes happen, in the order it must happen. The input index refers to the
-/// command slice given to [`Partition::decide_batch`].
+/// command slice given to [`Partition::decide_batch`]; `None` for a decision taken on the
+/// partition's own clock (a hold that expired).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// A decided fact: append it to the partition's log (embedded) or to
     /// `reservation-completed` (Kafka). `input` is the command it came from.
-    Record { input: usize, event: Event },
+    Record { input: Option<usize>, event: Event },
     /// The section's available count after a fact: the pre-filter and `section-status` follow it.
     PublishStatus {
-        input: usize,
+        input: Option<usize>,
         key: SectionKey,
         available: u32,
     },
@@ -58,65 +83,108 @@ pub enum Action {
 }
 
 /// What a partition owner keeps between batches: the sections it has read or decided (a cache
-/// of the store, valid while every batch it decided was committed).
+/// of the store, valid while every batch it decided was committed), and its holds by end time.
 #[derive(Debug, Default, Clone)]
 pub struct Partition {
+    number: u32,
     sections: HashMap<SectionKey, SectionState>,
+    /// Holds of reservations that may still be HELD, by end time. An entry whose reservation
+    /// moved on (confirmed, cancelled) is dropped when it comes due.
+    holds: BTreeSet<Hold>,
+    /// Whether `holds` was read from the store (at the first batch, and after an abandon).
+    holds_loaded: bool,
+}
+
+/// A batch's decisions so far.
+#[derive(Default)]
+struct Batch {
+    actions: Vec<Action>,
+    touched: Vec<SectionKey>,
+    decided: Vec<Completed>,
+    decided_index: HashMap<ReservationId, usize>,
+}
+
+impl Batch {
+    /// The reservation's outcome as the batch left it, else as stored.
+    fn prior<S: PartitionStore>(
+        &self,
+        store: &S,
+        id: ReservationId,
+    ) -> Result<Option<Reservation>, S::Error> {
+        match self.decided_index.get(&id) {
+            Some(&at) => Ok(Some(self.decided[at].reservation.clone())),
+            None => store.reservation(id),
+        }
+    }
+
+    fn note(&mut self, completed: &Completed) {
+        match self.decided_index.get(&completed.reservation.id) {
+            Some(&at) => self.decided[at] = completed.clone(),
+            None => {
+                self.decided_index
+                    .insert(completed.reservation.id, self.decided.len());
+                self.decided.push(completed.clone());
+            }
+        }
+    }
 }
 
 impl Partition {
-    pub fn new() -> Self {
-        Self::default()
+    /// The owner of partition `number`, with nothing loaded yet.
+    pub fn new(number: u32) -> Self {
+        Self {
+            number,
+            ..Self::default()
+        }
     }
 
-    /// Decide a batch of commands at `now`. Every command gets exactly one
-    /// [`Action::Reply`]; the stores come last, once per changed section and reservation.
+    /// When the next hold ends, if any: the runtime decides an empty batch then (a tick).
+    /// Known once the holds are loaded ([`Partition::load_holds`], or any batch).
+    pub fn next_expiry(&self) -> Option<Millis> {
+        self.holds.first().map(|hold| hold.expires_at)
+    }
+
+    /// Read the partition's holds from the store, unless they are in memory already (a new
+    /// owner, or one that abandoned a batch).
+    pub fn load_holds<S: PartitionStore>(&mut self, store: &S) -> Result<(), S::Error> {
+        if !self.holds_loaded {
+            self.holds = store.holds(self.number)?.into_iter().collect();
+            self.holds_loaded = true;
+        }
+        Ok(())
+    }
+
+    /// Decide a batch of commands at `now`: first every hold that ended at or before `now`
+    /// expires, then each command in order. Every command gets exactly one [`Action::Reply`];
+    /// the stores come last, once per changed section and reservation. With no commands this is
+    /// the partition's clock: the expiries alone.
     pub fn decide_batch<S: PartitionStore>(
         &mut self,
         store: &S,
         commands: &[Command],
         now: Millis,
     ) -> Result<Vec<Action>, S::Error> {
-        let mut actions = Vec::with_capacity(commands.len() * 3);
-        let mut touched: Vec<SectionKey> = Vec::new();
-        let mut decided: Vec<Completed> = Vec::new();
-        let mut decided_index: HashMap<ReservationId, usize> = HashMap::new();
+        let mut batch = Batch {
+            actions: Vec::with_capacity(commands.len() * 3),
+            ..Batch::default()
+        };
+        self.expire_due(store, now, &mut batch)?;
         for (input, command) in commands.iter().enumerate() {
             let key = command.key();
             self.load(store, key)?;
             let prior = match command.reservation_id() {
                 None => None,
-                Some(id) => match decided_index.get(&id) {
-                    Some(&at) => Some(decided[at].reservation.clone()),
-                    None => store.reservation(id)?,
-                },
+                Some(id) => batch.prior(store, id)?,
             };
             let section = self.sections.get(key);
             let outcome = match decide(section, prior.as_ref(), command, now) {
                 Decision::Append(events) => {
                     let mut outcome = Outcome::SectionReady;
                     for event in events {
-                        self.evolve(&event);
-                        if !touched.contains(key) {
-                            touched.push(key.clone());
-                        }
                         if let Event::ReservationCompleted(completed) = &event {
                             outcome = Outcome::Reservation(completed.reservation.clone());
-                            match decided_index.get(&completed.reservation.id) {
-                                Some(&at) => decided[at] = completed.clone(),
-                                None => {
-                                    decided_index.insert(completed.reservation.id, decided.len());
-                                    decided.push(completed.clone());
-                                }
-                            }
                         }
-                        let available = event.available_after();
-                        actions.push(Action::Record { input, event });
-                        actions.push(Action::PublishStatus {
-                            input,
-                            key: key.clone(),
-                            available,
-                        });
+                        self.record(Some(input), event, &mut batch);
                     }
                     outcome
                 }
@@ -124,12 +192,18 @@ impl Partition {
                 Decision::Refused(rejection) => Outcome::Refused(rejection),
             };
             let available = self.sections.get(key).map_or(0, SectionState::available);
-            actions.push(Action::Reply {
+            batch.actions.push(Action::Reply {
                 input,
                 outcome,
                 available,
             });
         }
+        let Batch {
+            mut actions,
+            touched,
+            decided,
+            ..
+        } = batch;
         for key in touched {
             if let Some(state) = self.sections.get(&key) {
                 actions.push(Action::StoreSection {
@@ -142,9 +216,56 @@ impl Partition {
         Ok(actions)
     }
 
-    /// The batch could not be made durable: forget what it changed (sections reload on use).
+    /// The batch could not be made durable: forget what it changed (sections and holds reload
+    /// on use).
     pub fn abandon(&mut self) {
         self.sections.clear();
+        self.holds.clear();
+        self.holds_loaded = false;
+    }
+
+    /// Expire every hold that ended at or before `now` and is still HELD.
+    fn expire_due<S: PartitionStore>(
+        &mut self,
+        store: &S,
+        now: Millis,
+        batch: &mut Batch,
+    ) -> Result<(), S::Error> {
+        self.load_holds(store)?;
+        while let Some(hold) = self.holds.first().filter(|hold| hold.expires_at <= now) {
+            let hold = hold.clone();
+            self.holds.remove(&hold);
+            let Some(reservation) = batch.prior(store, hold.id)? else {
+                continue;
+            };
+            self.load(store, &hold.key)?;
+            if let Some(expired) = expire(self.sections.get(&hold.key), &reservation, now) {
+                self.record(None, expired, batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fold a decided fact in and say what must happen for it.
+    fn record(&mut self, input: Option<usize>, event: Event, batch: &mut Batch) {
+        let key = event.key().clone();
+        self.evolve(&event);
+        if let Event::ReservationCompleted(completed) = &event {
+            batch.note(completed);
+            if let Some(hold) = Hold::of(&completed.reservation) {
+                self.holds.insert(hold);
+            }
+        }
+        let available = event.available_after();
+        batch.actions.push(Action::Record { input, event });
+        batch.actions.push(Action::PublishStatus {
+            input,
+            key: key.clone(),
+            available,
+        });
+        if !batch.touched.contains(&key) {
+            batch.touched.push(key);
+        }
     }
 
     fn load<S: PartitionStore>(&mut self, store: &S, key: &SectionKey) -> Result<(), S::Error> {
@@ -185,6 +306,11 @@ impl PartitionStore for MemoryStore {
 
     fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, Self::Error> {
         Ok(self.reservations.get(&id).cloned())
+    }
+
+    /// Every HELD reservation (a memory store is one partition's).
+    fn holds(&self, _partition: u32) -> Result<Vec<Hold>, Self::Error> {
+        Ok(self.reservations.values().filter_map(Hold::of).collect())
     }
 }
 

@@ -15,6 +15,8 @@ pub struct SectionState {
     /// Free seats per row, to skip full rows without scanning them.
     free_in_row: Vec<u16>,
     available: u32,
+    /// How long a reservation is HELD before it expires (0: confirmed when decided).
+    hold_seconds: u32,
 }
 
 impl SectionState {
@@ -36,7 +38,19 @@ impl SectionState {
             held,
             free_in_row: vec![layout.seats_per_row; usize::from(layout.rows)],
             available: layout.capacity(),
+            hold_seconds: 0,
         }
+    }
+
+    /// The same section with reservations held for `seconds` before they expire.
+    pub fn with_hold_seconds(mut self, seconds: u32) -> Self {
+        self.hold_seconds = seconds;
+        self
+    }
+
+    /// How long a reservation is HELD before it expires (0: confirmed when decided).
+    pub fn hold_seconds(&self) -> u32 {
+        self.hold_seconds
     }
 
     /// A section with these seats held (used to restore a stored state).
@@ -192,8 +206,8 @@ impl SectionState {
             return;
         };
         let held = match completed.reservation.status {
-            Status::Confirmed => true,
-            Status::Cancelled => false,
+            Status::Held | Status::Confirmed => true,
+            Status::Cancelled | Status::Expired => false,
             Status::Rejected | Status::Pending => return,
         };
         for seat in &completed.reservation.seats {

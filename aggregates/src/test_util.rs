@@ -30,6 +30,30 @@ impl MemoryPartition {
         actions
     }
 
+    /// Decide an empty batch at `now` (the partition's clock), commit its actions, and return
+    /// them.
+    pub fn tick(&mut self, now: Millis) -> Vec<Action> {
+        let actions = match self.partition.decide_batch(&self.store, &[], now) {
+            Ok(actions) => actions,
+            Err(never) => match never {},
+        };
+        self.store.commit(&actions);
+        actions
+    }
+
+    /// The partition owner that decides (its holds, its cached sections).
+    pub fn owner(&self) -> &Partition {
+        &self.partition
+    }
+
+    /// The same store under a new owner, as after a restart: nothing in memory.
+    pub fn restarted(&self) -> Self {
+        Self {
+            partition: Partition::new(0),
+            store: self.store.clone(),
+        }
+    }
+
     /// Decide one command and say what was decided, in the terms of [`crate::decide`].
     pub fn handle(&mut self, command: &Command, now: Millis) -> Decision {
         let actions = self.actions(command, now);
@@ -56,7 +80,7 @@ impl MemoryPartition {
     /// A partition rebuilt from recorded events only.
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
         Self {
-            partition: Partition::new(),
+            partition: Partition::new(0),
             store: MemoryStore::replay(events),
         }
     }
@@ -108,11 +132,17 @@ pub fn key(section: &str) -> SectionKey {
 
 /// An init command for a `rows x seats` section.
 pub fn init(section: &str, rows: u16, seats: u16) -> Command {
+    init_held(section, rows, seats, 0)
+}
+
+/// An init command for a `rows x seats` section whose reservations are held `hold_seconds`.
+pub fn init_held(section: &str, rows: u16, seats: u16, hold_seconds: u32) -> Command {
     Command::InitSection(InitSection {
         key: key(section),
         event_name: "Test event".into(),
         position: 0,
         layout: Layout::new(rows, seats).expect("valid test layout"),
+        hold_seconds,
         requested_at: NOW,
     })
 }

@@ -6,9 +6,9 @@ use proptest::prelude::*;
 
 use crate::test_util::{MemoryPartition, NOW, given, init, key, reserve};
 use crate::{
-    Action, Cancel, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome, Partition,
-    Rejection, Reservation, ReservationId, Seat, SeatRequest, SectionInitialized, SectionState,
-    Status,
+    Action, Cancel, Checkout, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome,
+    Partition, Rejection, Reservation, ReservationId, Seat, SeatRequest, SectionInitialized,
+    SectionState, Status,
 };
 
 fn initialized(section: &str, rows: u16, seats: u16) -> Event {
@@ -17,6 +17,7 @@ fn initialized(section: &str, rows: u16, seats: u16) -> Event {
         event_name: "Test event".into(),
         position: 0,
         layout: Layout::new(rows, seats).expect("layout"),
+        hold_seconds: 0,
         at: NOW,
     })
 }
@@ -329,7 +330,7 @@ proptest! {
 #[test]
 fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
     let store = MemoryStore::default();
-    let mut partition = Partition::new();
+    let mut partition = Partition::new(0);
     let first = reserve("A", "u1", SeatRequest::Adjacent(2));
     let Command::Reserve(first_reserve) = &first else {
         unreachable!()
@@ -354,6 +355,10 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
         requested_at: NOW,
         decided_at: NOW,
         cancelled_at: None,
+        checkout: Checkout {
+            confirmed_at: Some(NOW),
+            ..Checkout::default()
+        },
     };
     let Action::Record {
         event: Event::ReservationCompleted(unknown),
@@ -377,11 +382,11 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
     assert_eq!(section_after.available(), 1);
     let expected = vec![
         Action::Record {
-            input: 0,
+            input: Some(0),
             event: initialized("A", 1, 3),
         },
         Action::PublishStatus {
-            input: 0,
+            input: Some(0),
             key: key("A"),
             available: 3,
         },
@@ -391,11 +396,11 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
             available: 3,
         },
         Action::Record {
-            input: 1,
+            input: Some(1),
             event: Event::ReservationCompleted(confirmed.clone()),
         },
         Action::PublishStatus {
-            input: 1,
+            input: Some(1),
             key: key("A"),
             available: 1,
         },
@@ -411,11 +416,11 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
             available: 1,
         },
         Action::Record {
-            input: 3,
+            input: Some(3),
             event: Event::ReservationCompleted(unknown.clone()),
         },
         Action::PublishStatus {
-            input: 3,
+            input: Some(3),
             key: key("B"),
             available: 0,
         },
@@ -438,7 +443,7 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
 #[test]
 fn a_reservation_decided_twice_in_a_batch_is_stored_once_as_it_ends() {
     let mut store = MemoryStore::default();
-    let mut partition = Partition::new();
+    let mut partition = Partition::new(0);
     let setup = partition
         .decide_batch(&store, &[init("A", 1, 2)], NOW)
         .expect("in memory");
@@ -473,7 +478,7 @@ fn a_reservation_decided_twice_in_a_batch_is_stored_once_as_it_ends() {
 #[test]
 fn an_abandoned_batch_leaves_no_trace_in_the_next_one() {
     let mut store = MemoryStore::default();
-    let mut partition = Partition::new();
+    let mut partition = Partition::new(0);
     let setup = partition
         .decide_batch(&store, &[init("A", 1, 1)], NOW)
         .expect("in memory");
@@ -509,7 +514,7 @@ proptest! {
         let (one_by_one, commands) = run_recording(&steps);
         // The same commands again, decided in batches of the given sizes.
         let mut store = MemoryStore::default();
-        let mut partition = Partition::new();
+        let mut partition = Partition::new(0);
         let mut rest = &commands[..];
         let mut cut = cuts.iter().cycle();
         while !rest.is_empty() {

@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
             requested_at: 1_764_000_000_000,
             decided_at: 1_764_000_000_002,
             cancelled_at: None,
+            checkout: Default::default(),
         },
         available: 4_321,
     });

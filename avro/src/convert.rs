@@ -2,9 +2,9 @@
 
 use apache_avro::types::Value;
 use seatflow_aggregates::{
-    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, Outcome, Rejection,
-    Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized, SectionKey,
-    SectionState, SectionStatus, Status,
+    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
+    Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat, SeatRequest,
+    SectionInitialized, SectionKey, SectionState, SectionStatus, Status,
 };
 
 use crate::codec::{Contract, DecodeError, Versions, versions};
@@ -13,7 +13,7 @@ impl Contract for Command {
     const NAME: &'static str = "ReservationCommand";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCommand", ["v1"])
+        versions!("ReservationCommand", ["v1", "v2"])
     }
 
     fn to_value(&self) -> Value {
@@ -30,6 +30,7 @@ impl Contract for Command {
                         "seatsPerRow",
                         Value::Int(i32::from(init.layout.seats_per_row)),
                     ),
+                    ("holdSeconds", count_value(init.hold_seconds)),
                 ]),
             ),
             Command::Reserve(reserve) => {
@@ -56,6 +57,18 @@ impl Contract for Command {
                     ("userId", string(&cancel.user_id)),
                 ]),
             ),
+            Command::Confirm(confirm) => (
+                confirm.requested_at,
+                3,
+                record(vec![
+                    ("reservationId", string(&confirm.reservation_id.to_string())),
+                    ("userId", string(&confirm.user_id)),
+                    (
+                        "paymentRef",
+                        optional_string(confirm.payment_ref.as_deref()),
+                    ),
+                ]),
+            ),
         };
         record(vec![
             ("eventId", string(&key.event_id)),
@@ -80,6 +93,7 @@ impl Contract for Command {
                     event_name: command.string("eventName")?,
                     position: command.u32("position")?,
                     layout,
+                    hold_seconds: command.u32("holdSeconds")?,
                     requested_at,
                 })
             }
@@ -107,6 +121,13 @@ impl Contract for Command {
                 user_id: command.string("userId")?,
                 requested_at,
             }),
+            3 => Command::Confirm(Confirm {
+                reservation_id: command.reservation_id("reservationId")?,
+                key,
+                user_id: command.string("userId")?,
+                payment_ref: command.optional_string("paymentRef")?,
+                requested_at,
+            }),
             other => {
                 return Err(field_error(
                     Self::NAME,
@@ -122,7 +143,7 @@ impl Contract for Completed {
     const NAME: &'static str = "ReservationCompleted";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCompleted", ["v1"])
+        versions!("ReservationCompleted", ["v1", "v2"])
     }
 
     fn to_value(&self) -> Value {
@@ -138,7 +159,7 @@ impl Contract for Event {
     const NAME: &'static str = "SeatEvent";
 
     fn versions() -> &'static Versions {
-        versions!("SeatEvent", ["v1"])
+        versions!("SeatEvent", ["v1", "v2"])
     }
 
     fn to_value(&self) -> Value {
@@ -156,6 +177,7 @@ impl Contract for Event {
                         Value::Int(i32::from(init.layout.seats_per_row)),
                     ),
                     ("at", Value::TimestampMillis(init.at)),
+                    ("holdSeconds", count_value(init.hold_seconds)),
                 ]),
             ),
             Event::ReservationCompleted(completed) => (1, completed_value(completed)),
@@ -180,6 +202,7 @@ impl Contract for Event {
                     position,
                     layout,
                     at: init.long("at")?,
+                    hold_seconds: init.u32("holdSeconds")?,
                 }))
             }
             1 => Ok(Event::ReservationCompleted(completed_from(
@@ -223,7 +246,7 @@ impl Contract for CommandReply {
     const NAME: &'static str = "CommandReply";
 
     fn versions() -> &'static Versions {
-        versions!("CommandReply", ["v1"])
+        versions!("CommandReply", ["v1", "v2"])
     }
 
     fn to_value(&self) -> Value {
@@ -311,7 +334,7 @@ impl Contract for StoredSection {
     const NAME: &'static str = "SectionState";
 
     fn versions() -> &'static Versions {
-        versions!("SectionState", ["v1"])
+        versions!("SectionState", ["v1", "v2"])
     }
 
     fn to_value(&self) -> Value {
@@ -324,6 +347,7 @@ impl Contract for StoredSection {
             ("seatsPerRow", Value::Int(i32::from(layout.seats_per_row))),
             ("availableCount", count_value(self.state.available())),
             ("held", Value::Bytes(bitmap)),
+            ("holdSeconds", count_value(self.state.hold_seconds())),
         ])
     }
 
@@ -337,6 +361,7 @@ impl Contract for StoredSection {
             Value::Bytes(bytes) => bytes,
             other => return Err(type_error(Self::NAME, "held", "bytes", &other)),
         };
+        let hold_seconds = fields.u32("holdSeconds")?;
         let state = SectionState::from_bitmap(layout, &bitmap).ok_or_else(|| {
             field_error(
                 Self::NAME,
@@ -358,7 +383,10 @@ impl Contract for StoredSection {
                 ),
             ));
         }
-        Ok(StoredSection { key, state })
+        Ok(StoredSection {
+            key,
+            state: state.with_hold_seconds(hold_seconds),
+        })
     }
 }
 
@@ -381,12 +409,13 @@ fn completed_value(completed: &Completed) -> Value {
         ),
         ("requestedAt", Value::TimestampMillis(r.requested_at)),
         ("decidedAt", Value::TimestampMillis(r.decided_at)),
+        ("cancelledAt", optional_time(r.cancelled_at)),
+        ("expiresAt", optional_time(r.checkout.expires_at)),
+        ("confirmedAt", optional_time(r.checkout.confirmed_at)),
+        ("expiredAt", optional_time(r.checkout.expired_at)),
         (
-            "cancelledAt",
-            match r.cancelled_at {
-                None => Value::Union(0, Box::new(Value::Null)),
-                Some(at) => Value::Union(1, Box::new(Value::TimestampMillis(at))),
-            },
+            "paymentRef",
+            optional_string(r.checkout.payment_ref.as_deref()),
         ),
         ("availableCount", count_value(completed.available)),
     ])
@@ -406,9 +435,12 @@ fn completed_from(contract: &'static str, value: Value) -> Result<Completed, Dec
     };
     let requested_at = fields.long("requestedAt")?;
     let decided_at = fields.long("decidedAt")?;
-    let cancelled_at = match fields.optional("cancelledAt")? {
-        None => None,
-        Some(value) => Some(as_long(contract, "cancelledAt", value)?),
+    let cancelled_at = fields.optional_time("cancelledAt")?;
+    let checkout = Checkout {
+        expires_at: fields.optional_time("expiresAt")?,
+        confirmed_at: fields.optional_time("confirmedAt")?,
+        expired_at: fields.optional_time("expiredAt")?,
+        payment_ref: fields.optional_string("paymentRef")?,
     };
     let available = fields.u32("availableCount")?;
     Ok(Completed {
@@ -423,6 +455,7 @@ fn completed_from(contract: &'static str, value: Value) -> Result<Completed, Dec
             requested_at,
             decided_at,
             cancelled_at,
+            checkout,
         },
         available,
     })
@@ -546,12 +579,29 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
     })
 }
 
-const STATUSES: [(Status, &str); 4] = [
+/// The symbols of `ReservationStatus`, in schema order (new ones are appended).
+const STATUSES: [(Status, &str); 6] = [
     (Status::Pending, "PENDING"),
     (Status::Confirmed, "CONFIRMED"),
     (Status::Rejected, "REJECTED"),
     (Status::Cancelled, "CANCELLED"),
+    (Status::Held, "HELD"),
+    (Status::Expired, "EXPIRED"),
 ];
+
+fn optional_time(at: Option<Millis>) -> Value {
+    match at {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(at) => Value::Union(1, Box::new(Value::TimestampMillis(at))),
+    }
+}
+
+fn optional_string(text: Option<&str>) -> Value {
+    match text {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(text) => Value::Union(1, Box::new(string(text))),
+    }
+}
 
 fn status_value(status: Status) -> Value {
     let index = STATUSES.iter().position(|(s, _)| *s == status).unwrap_or(0);
@@ -692,6 +742,21 @@ impl Fields {
             Value::Union(_, value) => Ok(Some(*value)),
             Value::Null => Ok(None),
             other => Ok(Some(other)),
+        }
+    }
+
+    fn optional_time(&mut self, field: &'static str) -> Result<Option<Millis>, DecodeError> {
+        match self.optional(field)? {
+            None => Ok(None),
+            Some(value) => Ok(Some(as_long(self.contract, field, value)?)),
+        }
+    }
+
+    fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.optional(field)? {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(other) => Err(type_error(self.contract, field, "string", &other)),
         }
     }
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use seatflow_aggregates::{
-    Cancel, Command, InitSection, Layout, LayoutError, Millis, Outcome, Rejection, Reservation,
-    ReservationId, Reserve, Seat, SeatRequest, SectionKey, Status,
+    Cancel, Command, Confirm, InitSection, Layout, LayoutError, MAX_HOLD_SECONDS,
+    MAX_PAYMENT_REF_CHARS, Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat,
+    SeatRequest, SectionKey, Status,
 };
 
 /// The future a [`CommandBus`] answers with.
@@ -59,6 +60,8 @@ pub trait ReadBarrier: Send + Sync + 'static {
 }
 
 /// What a bus says about a submitted command.
+// A decided outcome is the common answer; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     Decided(Outcome),
@@ -348,6 +351,7 @@ impl CommandService {
             requested_at,
             decided_at: requested_at,
             cancelled_at: None,
+            checkout: Default::default(),
         };
         let command = Command::Reserve(Reserve {
             reservation_id,
@@ -362,7 +366,7 @@ impl CommandService {
         let holds = match &submitted {
             Ok(Submitted::Accepted) => true,
             Ok(Submitted::Decided(Outcome::Reservation(reservation))) => {
-                reservation.status == Status::Confirmed
+                reservation.status.takes_seats()
             }
             Ok(Submitted::Decided(_)) | Err(_) => false,
         };
@@ -427,7 +431,7 @@ impl CommandService {
         let holds_seats = first
             .outcome
             .as_ref()
-            .is_some_and(|r| r.status == Status::Confirmed);
+            .is_some_and(|r| r.status.takes_seats());
         match &self.barrier {
             Some(barrier) if holds_seats => {
                 barrier.caught_up(key).await;
@@ -440,7 +444,7 @@ impl CommandService {
     /// The first reservation of a retry, if it still holds seats (or is undecided).
     fn live_reservation(&self, id: ReservationId) -> Option<Accepted> {
         match self.directory.reservation(id) {
-            Some(first) if first.status == Status::Confirmed || first.status == Status::Pending => {
+            Some(first) if first.status.takes_seats() || first.status == Status::Pending => {
                 Some(Accepted {
                     reservation_id: id,
                     outcome: Some(first),
@@ -552,13 +556,76 @@ impl CommandService {
         }
     }
 
+    /// Confirm a HELD reservation. The answer is the reservation as its section's owner left
+    /// it: CONFIRMED (now, or before: a confirmation is idempotent), EXPIRED (its hold ended
+    /// first: the seats are back on sale), or another status that cannot be confirmed.
+    pub async fn confirm(
+        &self,
+        id: ReservationId,
+        key: SectionKey,
+        user_id: &str,
+        payment_ref: Option<&str>,
+    ) -> Result<Reservation, CommandError> {
+        validate_id("X-User-Id", user_id)?;
+        if let Some(payment_ref) = payment_ref
+            && (payment_ref.is_empty()
+                || payment_ref.chars().count() > MAX_PAYMENT_REF_CHARS
+                || payment_ref.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "paymentRef",
+                format!("must be 1 to {MAX_PAYMENT_REF_CHARS} characters, no control characters"),
+            ));
+        }
+        let command = Command::Confirm(Confirm {
+            reservation_id: id,
+            key: key.clone(),
+            user_id: user_id.to_owned(),
+            payment_ref: payment_ref.map(str::to_owned),
+            requested_at: now_millis(),
+        });
+        let outcome = match self.bus.submit(command, DECISION_TIMEOUT).await? {
+            Submitted::Decided(outcome) => outcome,
+            Submitted::Accepted => return Err(BusError::NotDecidedInTime.into()),
+        };
+        match outcome {
+            Outcome::Reservation(reservation) => {
+                if !reservation.status.takes_seats() {
+                    // Expired (or gone before): a retry of the same request gets new seats.
+                    self.dedup
+                        .forget(&Dedup::key(&reservation.user_id, &key), reservation.id)
+                        .await;
+                }
+                Ok(reservation)
+            }
+            Outcome::Refused(Rejection::UnknownReservation) => {
+                Err(CommandError::UnknownReservation(id))
+            }
+            Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
+            Outcome::SectionReady => Err(unexpected("a confirmation")),
+        }
+    }
+
     /// Create an event with its sections; returns its id once every section exists.
     #[instrument(level = "debug", skip(self, sections), fields(sections = sections.len()))]
     pub async fn create_event(
         &self,
         name: &str,
         sections: &[NewSection],
+        policy: SalePolicy,
     ) -> Result<String, CommandError> {
+        let hold_seconds = match policy.hold_seconds {
+            None => 0,
+            Some(seconds) => u32::try_from(seconds)
+                .ok()
+                .filter(|seconds| *seconds <= MAX_HOLD_SECONDS)
+                .ok_or_else(|| {
+                    invalid(
+                        "holdSeconds",
+                        format!("must be between 0 and {MAX_HOLD_SECONDS}"),
+                    )
+                })?,
+        };
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
@@ -600,6 +667,7 @@ impl CommandService {
                 event_name: name.to_owned(),
                 position: position as u32,
                 layout,
+                hold_seconds,
                 requested_at,
             });
             submissions.spawn(async move { bus.submit(command, DECISION_TIMEOUT).await });
@@ -621,6 +689,14 @@ impl CommandService {
         }
         Ok(event_id)
     }
+}
+
+/// How an event's reservations are sold, set when it is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SalePolicy {
+    /// Seconds a reservation is HELD awaiting confirmation before it expires (0..=3600; absent
+    /// or 0: confirmed when decided). Raw, so that a value out of range is named in the error.
+    pub hold_seconds: Option<i64>,
 }
 
 /// Identifiers: 1 to 128 characters, no control characters.

@@ -41,18 +41,116 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let bytes = body
-            .take()?
-            .into_bytes_limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(),
-                other => ApiError::bad_request("body", other.to_string()),
-            })?;
+        let bytes = read_limited(body).await?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request("body", "a JSON body is required").into());
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        Ok(Self(parse(&bytes)?))
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Send);
+
+/// A JSON body that may be left out (empty): `T::default()` then.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: Type> Payload for OptionalJsonBody<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        JsonBody::<T>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type + DeserializeOwned + Default> ParsePayload for OptionalJsonBody<T> {
+    const IS_REQUIRED: bool = false;
+
+    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = read_limited(body).await?;
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        Ok(Self(parse(&bytes)?))
+    }
+}
+
+/// As poem-openapi's own extractor for a payload, but a request without a `Content-Type` is
+/// read too: an empty one is the default, anything else still needs `application/json`.
+impl<'a, T: Type + DeserializeOwned + Default + Send> poem_openapi::ApiExtractor<'a>
+    for OptionalJsonBody<T>
+{
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: <Self as Payload>::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(content_type) if !Self::check_content_type(content_type) => {
+                Err(poem_openapi::error::ContentTypeError::NotSupported {
+                    content_type: content_type.to_string(),
+                }
+                .into())
+            }
+            Some(_) => <Self as ParsePayload>::from_request(request, body).await,
+            None => {
+                let bytes = read_limited(body).await?;
+                if bytes.is_empty() {
+                    Ok(Self(T::default()))
+                } else {
+                    Err(poem_openapi::error::ContentTypeError::ExpectContentType.into())
+                }
+            }
+        }
+    }
+}
+
+/// The body's bytes, at most [`MAX_BODY_BYTES`].
+async fn read_limited(body: &mut RequestBody) -> Result<Vec<u8>, ApiError> {
+    body.take()
+        .map_err(|e| ApiError::bad_request("body", e.to_string()))?
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map(|bytes| bytes.to_vec())
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(),
+            other => ApiError::bad_request("body", other.to_string()),
+        })
+}
+
+/// Parse JSON with the path of the field that does not parse.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -67,11 +165,9 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
             };
             ApiError::bad_request_owned(field, json_message(&inner))
         })?;
-        Ok(Self(value))
+        Ok(value)
     }
 }
-
-poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Send);
 
 /// serde names a missing field only in its message: "missing field `seatCount` at line 1 ...".
 fn missing_field(message: &str) -> Option<String> {

@@ -32,8 +32,8 @@ pub enum ApiError {
     /// The event, section or reservation does not exist.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// The seats cannot be had (sold out, not enough seats, seat taken) or the reservation
-    /// cannot be cancelled.
+    /// The seats cannot be had (sold out, not enough seats, seat taken), or the reservation
+    /// cannot be cancelled or confirmed (`not_cancellable`, `hold_expired`, `not_confirmable`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// The request body is larger than 64 KiB.
@@ -73,6 +73,11 @@ impl ApiError {
 
     pub fn unprocessable_owned(field: String, message: impl Into<String>) -> Self {
         Self::Unprocessable(body("invalid_value", message, Some(field)))
+    }
+
+    /// 409 with a code of its own (`hold_expired`, `not_confirmable`, ...).
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::Conflict(body(code, message, None))
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

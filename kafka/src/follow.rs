@@ -330,6 +330,7 @@ fn start(
     stop: &CancellationToken,
 ) -> Result<Option<Start>, KafkaError> {
     // Before the snapshots: the followed records must start at or before their point.
+    let started = Instant::now();
     let before = watermarks(
         consumer,
         [&names.completed, &names.status],
@@ -338,12 +339,19 @@ fn start(
     let Some(mut snapshots) = read_snapshots(consumer, names, stop)? else {
         return Ok(None);
     };
+    let read = started.elapsed();
     let after = watermarks(
         consumer,
         [&names.completed, &names.status],
         names.partitions,
     )?;
     let sections = snapshots.apply(feed);
+    info!(
+        read_ms = read.as_millis() as u64,
+        loaded_ms = started.elapsed().as_millis() as u64,
+        sections,
+        "section snapshots loaded"
+    );
     let mut assignment = TopicPartitionList::new();
     let mut behind = HashMap::new();
     for partition in 0..names.partitions {
@@ -393,8 +401,9 @@ struct Snapshots {
     complete: HashSet<i32>,
     /// Routing key -> the section's initialisation.
     inits: HashMap<String, SectionInitialized>,
-    /// Routing key -> the section's latest state.
-    states: HashMap<String, SectionState>,
+    /// Routing key -> the section's latest state, still encoded (only the last one of each
+    /// section is decoded).
+    states: HashMap<String, Vec<u8>>,
 }
 
 impl Snapshots {
@@ -414,9 +423,8 @@ impl Snapshots {
                 }
             })
         } else if let Some(routing) = key.strip_prefix("s:") {
-            decode::<StoredSection>(payload).map(|stored| {
-                self.states.insert(routing.to_owned(), stored.state);
-            })
+            self.states.insert(routing.to_owned(), payload.to_vec());
+            Ok(())
         } else {
             Ok(())
         };
@@ -437,10 +445,18 @@ impl Snapshots {
             (a.at, &a.key.event_id, a.position).cmp(&(b.at, &b.key.event_id, b.position))
         });
         for (routing, init) in &inits {
-            let state = self
+            let stored = self
                 .states
                 .remove(routing)
-                .unwrap_or_else(|| SectionState::new(init.layout));
+                .map(|bytes| decode::<StoredSection>(&bytes));
+            let state = match stored {
+                Some(Ok(stored)) => stored.state,
+                Some(Err(e)) => {
+                    warn!(section = %routing, error = %e, "undecodable section state skipped");
+                    SectionState::new(init.layout).with_hold_seconds(init.hold_seconds)
+                }
+                None => SectionState::new(init.layout).with_hold_seconds(init.hold_seconds),
+            };
             feed.snapshot(init, state);
         }
         inits.len()

@@ -2,8 +2,9 @@
 //! [`Partition::decide_batch`] as the embedded runtime, and produce the outcomes
 //! (`reservation-completed`), the slim counts (`section-status`), the replies
 //! (`reservation-replies`, to the partition the command's gateway named), the state changelog
-//! (`seat-state-changelog`) and each changed section's snapshot (`section-snapshots`, where a
-//! gateway starts) together with the consumer offsets in ONE Kafka transaction.
+//! (`seat-state-changelog`: reservation outcomes) and each changed section's state
+//! (`section-snapshots`: where a gateway starts, and the section half of the changelog)
+//! together with the consumer offsets in ONE Kafka transaction.
 //!
 //! One consumer and one transactional producer per process; each assigned partition is one
 //! task (its own [`Partition`]), so workers == partitions across the group. The loop never
@@ -81,10 +82,11 @@ pub enum SeatProcessorError {
     },
 }
 
-/// Partitions revoked by a rebalance, for the loop to drop.
+/// Partitions revoked and assigned by a rebalance, for the loop to drop and to start.
 #[derive(Default)]
 struct RebalanceContext {
     revoked: Mutex<Vec<i32>>,
+    assigned: Mutex<Vec<i32>>,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -106,6 +108,7 @@ impl ConsumerContext for RebalanceContext {
                 .map(|e| e.partition())
                 .collect();
             info!(partitions = ?assigned, "partitions assigned");
+            self.assigned.lock().extend(assigned);
         }
     }
 }
@@ -252,7 +255,38 @@ pub fn run(
             }
             batch.retain(|input| !revoked.contains(&input.partition));
         }
+        // Every assigned partition gets its task at once, not at its first command: its clock
+        // must run (holds that ended while it was elsewhere expire now).
+        let assigned: Vec<i32> = std::mem::take(&mut *consumer.context().assigned.lock());
+        if !assigned.is_empty() {
+            let current = consumer.assignment()?;
+            let mut starting: Vec<i32> = assigned
+                .into_iter()
+                .filter(|p| !tasks.contains_key(p))
+                .filter(|p| current.find_partition(&names.commands, *p).is_some())
+                .collect();
+            starting.sort_unstable();
+            starting.dedup();
+            if !starting.is_empty() {
+                tasks.extend(start_tasks(&consumer, &store, &names, &starting)?);
+                marks_due.extend(unwritten_partitions(&consumer, &names, &starting)?);
+            }
+        }
         if batch.is_empty() {
+            // Nothing came: the clock of each partition with a hold that ended.
+            let now = now_millis();
+            let mut due = Vec::new();
+            for (partition, task) in tasks.iter_mut() {
+                task.load_holds(&store)?;
+                if task.next_expiry().is_some_and(|at| at <= now) {
+                    due.push(*partition);
+                }
+            }
+            if !due.is_empty() {
+                process_clock(
+                    &consumer, &producer, &watchdog, &store, &names, &mut tasks, &due,
+                )?;
+            }
             continue;
         }
         process_batch(
@@ -367,6 +401,35 @@ fn mark_snapshots_complete(
     Ok(())
 }
 
+/// Decide the partitions' clocks (no input) and make what they decide visible in ONE
+/// transaction, then write the local state: holds that ended expire, exactly once, like any
+/// other decision.
+fn process_clock(
+    consumer: &BaseConsumer<RebalanceContext>,
+    producer: &BaseProducer,
+    watchdog: &Watchdog,
+    store: &Store,
+    names: &Names,
+    tasks: &mut HashMap<i32, Partition>,
+    partitions: &[i32],
+) -> Result<(), SeatProcessorError> {
+    let by_partition: BTreeMap<i32, Vec<&Input>> =
+        partitions.iter().map(|p| (*p, Vec::new())).collect();
+    producer.begin_transaction()?;
+    let committed = produce_batch(producer, store, names, tasks, &by_partition, now_millis())
+        .and_then(|writes| {
+            commit_transaction(consumer, producer, watchdog, names, &writes)?;
+            Ok(writes)
+        });
+    match committed {
+        Ok(writes) => {
+            store_locally(store, tasks, writes);
+            Ok(())
+        }
+        Err(error) => abort_batch(consumer, producer, names, tasks, &by_partition, error),
+    }
+}
+
 /// The batch's inputs per partition, each partition's in offset order.
 fn by_partition(batch: &[Input]) -> BTreeMap<i32, Vec<&Input>> {
     let mut grouped: BTreeMap<i32, Vec<&Input>> = BTreeMap::new();
@@ -411,11 +474,16 @@ fn produce_batch(
                 Err(reason) => dead_letter(producer, names, input, &reason)?,
             }
         }
+        // A clock batch (no input) leaves the partition where it is.
+        let next_offset = match inputs.last() {
+            Some(input) => input.offset + 1,
+            None => store.input_offset(partition as u32)? as i64,
+        };
         let mut write = LocalWrite {
             partition,
             sections: Vec::new(),
             outcomes: Vec::new(),
-            next_offset: inputs.last().map_or(0, |input| input.offset + 1),
+            next_offset,
         };
         let batch = Decided {
             partition,
@@ -504,7 +572,8 @@ impl Decided<'_> {
                     state: state.clone(),
                 })
                 .map_err(encode_error)?;
-                self.changelog(producer, names, &section_changelog_key(&key), &value)?;
+                // The section's state goes to the snapshots only: gateways start from it, and a
+                // rebuild reads it there (once, not twice, in every transaction's bytes).
                 self.snapshot(producer, names, &snapshot_state_key(&key), &value)?;
                 write.sections.push((key, state));
                 Ok(())
@@ -519,16 +588,18 @@ impl Decided<'_> {
         }
     }
 
-    /// A record on a public topic, in the input's partition, with the input's trace context.
+    /// A record on a public topic, in the input's partition, with the input's trace context
+    /// (none for a decision of the partition's clock).
     fn produce_to(
         &self,
         producer: &BaseProducer,
         topic: &str,
-        input: usize,
+        input: Option<usize>,
         key: &SectionKey,
         value: &[u8],
     ) -> Result<(), SeatProcessorError> {
         let key = key.routing_key();
+        let traceparent = input.and_then(|input| self.origins[input].traceparent.as_deref());
         send(
             producer,
             traced(
@@ -536,7 +607,7 @@ impl Decided<'_> {
                     .partition(self.partition)
                     .key(key.as_bytes())
                     .payload(value),
-                self.origins[input].traceparent.as_deref(),
+                traceparent,
             ),
         )?;
         Ok(())
@@ -795,10 +866,6 @@ fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
     SeatProcessorError::Store(StoreError::Encode(e))
 }
 
-fn section_changelog_key(key: &SectionKey) -> String {
-    format!("s:{}", key.routing_key())
-}
-
 /// `section-snapshots` key of a section's initialisation (a `SeatEvent`, single-object framing).
 pub fn snapshot_init_key(key: &SectionKey) -> String {
     format!("i:{}", key.routing_key())
@@ -914,11 +981,17 @@ fn start_tasks(
             "changelog rebuild done"
         );
     }
-    Ok(partitions.iter().map(|p| (*p, Partition::new())).collect())
+    Ok(partitions
+        .iter()
+        .map(|p| (*p, Partition::new(*p as u32)))
+        .collect())
 }
 
-/// Read the changelog partitions of `targets` (partition, committed input offset) to their ends
-/// and write each partition's state with the committed offset as its applied position.
+/// Read the state of the partitions of `targets` (partition, committed input offset) to the
+/// ends it has now, and write each partition's state with the committed offset as its applied
+/// position: the reservation outcomes from `seat-state-changelog`, the section states from
+/// `section-snapshots` (written in the same transactions). A log written before the snapshots
+/// existed has its section states in the changelog: a snapshot, always newer, wins over those.
 fn restore_from_changelog(
     store: &Store,
     names: &Names,
@@ -929,51 +1002,16 @@ fn restore_from_changelog(
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    for (partition, _) in targets {
-        let (low, high) = reader.fetch_watermarks(&names.changelog, *partition, TXN_TIMEOUT)?;
-        if high > low {
-            assignment.add_partition_offset(&names.changelog, *partition, Offset::Offset(low))?;
-            ends.insert(*partition, high);
-        }
+    let (mut latest, mut counts) = latest_records(&reader, &names.changelog, targets)?;
+    let (snapshots, snapshot_counts) = latest_records(&reader, &names.snapshots, targets)?;
+    for (partition, records) in snapshots {
+        let states = records
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(b"s:"));
+        latest.entry(partition).or_default().extend(states);
     }
-    // The latest value of each key, still encoded: a section is in the changelog once per
-    // transaction that changed it, and decoding each superseded version (a 5 KB bitmap for a
-    // 200x200 section) was most of a rebuild's time.
-    let mut latest: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
-    let mut counts: HashMap<i32, u64> = HashMap::new();
-    if !ends.is_empty() {
-        reader.assign(&assignment)?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut since_position_check = 0u32;
-    while !ends.is_empty() {
-        if Instant::now() > deadline {
-            return Err(KafkaError::Canceled.into());
-        }
-        // A partition is done when its position reached the end it had. The last records of a
-        // partition are transaction markers, never delivered, so only the consumer's position
-        // tells; asking for it is a round trip to librdkafka's main thread, so it is asked
-        // every 10,000 records or when nothing arrives, not per record (that took 60 s per
-        // 1,000,000 records).
-        let message = if since_position_check >= 10_000 {
-            None
-        } else {
-            reader.poll(Duration::from_millis(100))
-        };
-        let Some(message) = message else {
-            since_position_check = 0;
-            forget_reached_ends(&reader, &mut ends)?;
-            continue;
-        };
-        since_position_check += 1;
-        let message = message?;
-        latest.entry(message.partition()).or_default().insert(
-            message.key().unwrap_or_default().to_vec(),
-            message.payload().unwrap_or_default().to_vec(),
-        );
-        *counts.entry(message.partition()).or_default() += 1;
+    for (partition, count) in snapshot_counts {
+        *counts.entry(partition).or_default() += count;
     }
     for (partition, committed) in targets {
         let mut sections = Vec::new();
@@ -1003,3 +1041,62 @@ fn restore_from_changelog(
     }
     Ok(counts)
 }
+
+/// The latest value of each key of `topic`'s partitions in `targets`, read to the ends they
+/// have now (still encoded: a section is written once per transaction that changed it, and
+/// decoding each superseded version, a 5 KB bitmap for a 200x200 section, was most of a
+/// rebuild's time); and how many records each partition had.
+fn latest_records(
+    reader: &BaseConsumer,
+    topic: &str,
+    targets: &[(i32, i64)],
+) -> Result<(LatestRecords, HashMap<i32, u64>), SeatProcessorError> {
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for (partition, _) in targets {
+        let (low, high) = reader.fetch_watermarks(topic, *partition, TXN_TIMEOUT)?;
+        if high > low {
+            assignment.add_partition_offset(topic, *partition, Offset::Offset(low))?;
+            ends.insert(*partition, high);
+        }
+    }
+    let mut latest: LatestRecords = HashMap::new();
+    let mut counts: HashMap<i32, u64> = HashMap::new();
+    if ends.is_empty() {
+        return Ok((latest, counts));
+    }
+    reader.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut since_position_check = 0u32;
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            return Err(KafkaError::Canceled.into());
+        }
+        // A partition is done when its position reached the end it had. The last records of a
+        // partition are transaction markers, never delivered, so only the consumer's position
+        // tells; asking for it is a round trip to librdkafka's main thread, so it is asked
+        // every 10,000 records or when nothing arrives, not per record (that took 60 s per
+        // 1,000,000 records).
+        let message = if since_position_check >= 10_000 {
+            None
+        } else {
+            reader.poll(Duration::from_millis(100))
+        };
+        let Some(message) = message else {
+            since_position_check = 0;
+            forget_reached_ends(reader, &mut ends)?;
+            continue;
+        };
+        since_position_check += 1;
+        let message = message?;
+        latest.entry(message.partition()).or_default().insert(
+            message.key().unwrap_or_default().to_vec(),
+            message.payload().unwrap_or_default().to_vec(),
+        );
+        *counts.entry(message.partition()).or_default() += 1;
+    }
+    Ok((latest, counts))
+}
+
+/// Per partition, the latest payload of each key.
+type LatestRecords = HashMap<i32, HashMap<Vec<u8>, Vec<u8>>>;

@@ -15,6 +15,34 @@ pub(crate) fn section(key: &SectionKey) -> Vec<u8> {
     out
 }
 
+/// The section key of [`section`]'s bytes.
+pub(crate) fn decode_section(bytes: &[u8]) -> Option<SectionKey> {
+    let length = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
+    let event = std::str::from_utf8(bytes.get(2..2 + length)?).ok()?;
+    let section = std::str::from_utf8(bytes.get(2 + length..)?).ok()?;
+    Some(SectionKey::new(event, section))
+}
+
+/// `[u32 partition][u64 hold end][reservation id]`: a partition's holds sort by when they end.
+/// Times before 1970 do not occur (the domain's clock is the Unix time of now).
+pub(crate) fn hold(partition: u32, expires_at: i64, id: ReservationId) -> [u8; 28] {
+    let mut out = [0u8; 28];
+    out[..4].copy_from_slice(&partition.to_be_bytes());
+    out[4..12].copy_from_slice(&(expires_at.max(0) as u64).to_be_bytes());
+    out[12..].copy_from_slice(id.0.as_bytes());
+    out
+}
+
+/// (hold end, reservation id) of a [`hold`] key.
+pub(crate) fn decode_hold(key: &[u8]) -> Option<(i64, ReservationId)> {
+    let expires_at = u64::from_be_bytes(key.get(4..12)?.try_into().ok()?);
+    let id: [u8; 16] = key.get(12..28)?.try_into().ok()?;
+    Some((
+        i64::try_from(expires_at).ok()?,
+        ReservationId(uuid::Uuid::from_bytes(id)),
+    ))
+}
+
 /// The 16 bytes of the UUID.
 pub(crate) fn reservation(id: ReservationId) -> [u8; 16] {
     *id.0.as_bytes()

@@ -16,8 +16,8 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
 use seatflow_aggregates::{
-    Completed, Event, Millis, PartitionStore, Reservation, ReservationId, SectionInitialized,
-    SectionKey, SectionState,
+    Completed, Event, Hold, Millis, PartitionStore, Reservation, ReservationId, SectionInitialized,
+    SectionKey, SectionState, Status,
 };
 use seatflow_avro::{StoredSection, decode, encode};
 
@@ -42,6 +42,9 @@ enum Filter {
     Prefix,
 }
 const BY_USER: &str = "by_user";
+/// The reservations still HELD, by partition and end of hold: what a partition's clock reads
+/// at start (without a pass over its reservations).
+const HOLDS: &str = "holds";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -138,13 +141,16 @@ impl Store {
         user_index.set_memtable_prefix_bloom_ratio(0.1);
         let mut scanned = Options::default();
         scanned.set_block_based_table_factory(&table(Filter::None));
+        // A store from before holds existed gets the family empty, which is right: it has no
+        // HELD reservation.
         let families = vec![
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup),
             ColumnFamilyDescriptor::new(LOG, scanned.clone()),
             ColumnFamilyDescriptor::new(META, scanned.clone()),
-            ColumnFamilyDescriptor::new(CATALOGUE, scanned),
+            ColumnFamilyDescriptor::new(CATALOGUE, scanned.clone()),
             ColumnFamilyDescriptor::new(BY_USER, user_index),
+            ColumnFamilyDescriptor::new(HOLDS, scanned),
         ];
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let store = Self {
@@ -254,11 +260,21 @@ impl Store {
             write.put_cf(self.cf(SECTIONS), keys::section(key), encode(&record)?);
         }
         for completed in &batch.outcomes {
+            let reservation = &completed.reservation;
             write.put_cf(
                 self.cf(RESERVATIONS),
-                keys::reservation(completed.reservation.id),
+                keys::reservation(reservation.id),
                 encode(completed)?,
             );
+            // A reservation keeps its hold's end when it moves on: the index entry goes then.
+            if let Some(expires_at) = reservation.checkout.expires_at {
+                let key = keys::hold(batch.partition, expires_at, reservation.id);
+                if reservation.status == Status::Held {
+                    write.put_cf(self.cf(HOLDS), key, keys::section(&reservation.key));
+                } else {
+                    write.delete_cf(self.cf(HOLDS), key);
+                }
+            }
         }
         match &batch.position {
             Position::Log(records) => {
@@ -467,6 +483,30 @@ impl PartitionStore for Store {
 
     fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
         Store::reservation(self, id)
+    }
+
+    fn holds(&self, partition: u32) -> Result<Vec<Hold>, StoreError> {
+        let prefix = partition.to_be_bytes();
+        let mut holds = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(HOLDS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if let (Some((expires_at, id)), Some(section)) =
+                (keys::decode_hold(&key), keys::decode_section(&value))
+            {
+                holds.push(Hold {
+                    expires_at,
+                    id,
+                    key: section,
+                });
+            }
+        }
+        Ok(holds)
     }
 }
 

@@ -38,6 +38,10 @@ pub trait CommitSink: Send + Sync + 'static {
 
 pub(crate) type Reply = oneshot::Sender<Result<Outcome, ProcessorError>>;
 
+/// How long an idle worker waits before it looks at its clock: the most a hold outlives its
+/// end on an idle partition (a busy one expires holds at every batch).
+pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) struct Submission {
     pub command: Command,
     pub reply: Reply,
@@ -63,18 +67,40 @@ impl Worker {
         Ok(Self {
             id,
             store,
-            partition: Partition::new(),
+            partition: Partition::new(id),
             sink,
             last_seq,
             max_batch,
         })
     }
 
-    /// Run until every sender is gone.
+    /// Run until every sender is gone. With nothing to do for [`CLOCK_TICK`], the worker
+    /// decides an empty batch: the partition's clock (holds that ended expire).
     pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
+        let clock = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(clock) => clock,
+            Err(e) => {
+                error!(partition = self.id, error = %e, "no timer for the partition's clock");
+                return;
+            }
+        };
         let mut commands = Vec::with_capacity(self.max_batch);
         let mut replies = Vec::with_capacity(self.max_batch);
-        while let Some(first) = queue.blocking_recv() {
+        loop {
+            // The timer is made inside the clock's runtime (it needs its reactor).
+            let waited =
+                clock.block_on(async { tokio::time::timeout(CLOCK_TICK, queue.recv()).await });
+            let first = match waited {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_) => {
+                    self.process(&[], &mut replies);
+                    continue;
+                }
+            };
             let mut next = Some(first);
             while let Some(submission) = next.take() {
                 commands.push(submission.command);
@@ -94,7 +120,9 @@ impl Worker {
             .partition
             .decide_batch(&self.store, commands, now_millis())
             .and_then(|actions| self.carry_out(actions));
-        seatflow_telemetry::metrics().batch_decided(commands.len(), started.elapsed());
+        if !commands.is_empty() {
+            seatflow_telemetry::metrics().batch_decided(commands.len(), started.elapsed());
+        }
         let answers = match result {
             Ok(answers) => answers,
             Err(e) => {

@@ -36,6 +36,10 @@ mod schema {
             cancelled_at -> Nullable<Timestamptz>,
             log_partition -> Integer,
             log_offset -> BigInt,
+            expires_at -> Nullable<Timestamptz>,
+            confirmed_at -> Nullable<Timestamptz>,
+            expired_at -> Nullable<Timestamptz>,
+            payment_ref -> Nullable<Text>,
         }
     }
 
@@ -79,6 +83,10 @@ pub struct AuditRow {
     pub cancelled_at: Option<DateTime<Utc>>,
     pub log_partition: i32,
     pub log_offset: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub expired_at: Option<DateTime<Utc>>,
+    pub payment_ref: Option<String>,
 }
 
 fn timestamp(millis: Millis) -> DateTime<Utc> {
@@ -109,6 +117,10 @@ impl AuditRow {
             cancelled_at: reservation.cancelled_at.map(timestamp),
             log_partition: partition,
             log_offset: offset,
+            expires_at: reservation.checkout.expires_at.map(timestamp),
+            confirmed_at: reservation.checkout.confirmed_at.map(timestamp),
+            expired_at: reservation.checkout.expired_at.map(timestamp),
+            payment_ref: reservation.checkout.payment_ref.clone(),
         }
     }
 }
@@ -131,6 +143,10 @@ impl AuditRow {
             "cancelledAt": self.cancelled_at.map(|t| t.timestamp_millis()),
             "logPartition": self.log_partition,
             "logOffset": self.log_offset,
+            "expiresAt": self.expires_at.map(|t| t.timestamp_millis()),
+            "confirmedAt": self.confirmed_at.map(|t| t.timestamp_millis()),
+            "expiredAt": self.expired_at.map(|t| t.timestamp_millis()),
+            "paymentRef": self.payment_ref,
         })
         .to_string()
     }
@@ -166,6 +182,10 @@ impl AuditRow {
             cancelled_at: value["cancelledAt"].as_i64().map(at),
             log_partition: i32::try_from(number("logPartition")?).map_err(|e| e.to_string())?,
             log_offset: number("logOffset")?,
+            expires_at: value["expiresAt"].as_i64().map(at),
+            confirmed_at: value["confirmedAt"].as_i64().map(at),
+            expired_at: value["expiredAt"].as_i64().map(at),
+            payment_ref: optional_text("paymentRef"),
         })
     }
 }
@@ -183,15 +203,18 @@ async fn upsert_rows(
     diesel::sql_query(
         "INSERT INTO reservation (id, user_id, event_id, section, seat_count, seats, status, \
            reason, reason_message, requested_at, completed_at, cancelled_at, log_partition, \
-           log_offset) \
+           log_offset, expires_at, confirmed_at, expired_at, payment_ref) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
            $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
-           $11::timestamptz[], $12::timestamptz[], $13::int4[], $14::int8[]) \
+           $11::timestamptz[], $12::timestamptz[], $13::int4[], $14::int8[], \
+           $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::text[]) \
          ON CONFLICT (id) DO UPDATE SET seats = excluded.seats, status = excluded.status, \
            reason = excluded.reason, reason_message = excluded.reason_message, \
            completed_at = excluded.completed_at, \
            cancelled_at = excluded.cancelled_at, log_partition = excluded.log_partition, \
-           log_offset = excluded.log_offset \
+           log_offset = excluded.log_offset, expires_at = excluded.expires_at, \
+           confirmed_at = excluded.confirmed_at, expired_at = excluded.expired_at, \
+           payment_ref = excluded.payment_ref \
          WHERE reservation.log_offset < excluded.log_offset",
     )
     .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -214,6 +237,16 @@ async fn upsert_rows(
     )
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.log_partition).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.log_offset).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter().map(|r| r.confirmed_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.expired_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.payment_ref.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .execute(connection)
     .await?;
     Ok(())
@@ -568,6 +601,10 @@ mod tests {
             cancelled_at: None,
             log_partition: 0,
             log_offset: offset,
+            expires_at: None,
+            confirmed_at: None,
+            expired_at: None,
+            payment_ref: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct EventView {
     pub event_id: String,
     pub name: String,
     pub created_at: Millis,
+    /// Seconds a reservation is HELD before it expires (0: confirmed when decided).
+    pub hold_seconds: u32,
     pub sections: Vec<SectionView>,
 }
 
@@ -76,6 +78,7 @@ pub struct ReadModel {
 struct EventMeta {
     name: String,
     created_at: Millis,
+    hold_seconds: u32,
     /// (position, section), sorted.
     sections: Vec<(u32, String)>,
 }
@@ -174,7 +177,7 @@ impl ReadModel {
             .or_insert_with(|| SectionView {
                 section: init.key.section.clone(),
                 layout: init.layout,
-                state: SectionState::new(init.layout),
+                state: SectionState::new(init.layout).with_hold_seconds(init.hold_seconds),
             });
         let mut created = false;
         let listed = (init.position, init.key.section.clone());
@@ -192,6 +195,7 @@ impl ReadModel {
                 EventMeta {
                     name: init.event_name.clone(),
                     created_at: init.at,
+                    hold_seconds: init.hold_seconds,
                     sections: vec![listed.clone()],
                 }
             });
@@ -209,8 +213,9 @@ impl ReadModel {
     pub fn note_reservation(&self, reservation: &Reservation) {
         let stage = |status: Status| match status {
             Status::Pending => 0,
-            Status::Confirmed | Status::Rejected => 1,
-            Status::Cancelled => 2,
+            Status::Held => 1,
+            Status::Confirmed | Status::Rejected => 2,
+            Status::Cancelled | Status::Expired => 3,
         };
         self.recent.put(reservation, |known| {
             stage(known.status) < stage(reservation.status)
@@ -248,12 +253,11 @@ impl ReadModel {
         recent.into_iter().skip(offset).collect()
     }
 
-    /// The user's newest CONFIRMED reservation in `key` requested at or after `since`: the
-    /// reservation a retry gets back, wherever it was decided.
+    /// The user's newest HELD or CONFIRMED reservation in `key` requested at or after `since`:
+    /// the reservation a retry gets back, wherever it was decided.
     pub fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation> {
-        let holds = |r: &Reservation| {
-            r.status == Status::Confirmed && r.key == *key && r.requested_at >= since
-        };
+        let holds =
+            |r: &Reservation| r.status.takes_seats() && r.key == *key && r.requested_at >= since;
         if let Some(held) = self.recent.newest_of_user(user_id, holds) {
             return Some(held);
         }
@@ -292,6 +296,7 @@ impl ReadModel {
             event_id: event_id.to_owned(),
             name: meta.name,
             created_at: meta.created_at,
+            hold_seconds: meta.hold_seconds,
             sections,
         })
     }
@@ -388,6 +393,7 @@ mod tests {
             requested_at: NOW,
             decided_at: NOW,
             cancelled_at: (status == Status::Cancelled).then_some(NOW),
+            checkout: Default::default(),
         }
     }
 

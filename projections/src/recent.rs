@@ -142,6 +142,7 @@ mod tests {
             requested_at: NOW,
             decided_at: NOW,
             cancelled_at: None,
+            checkout: Default::default(),
         }
     }
 

@@ -84,6 +84,7 @@ mod tests {
             requested_at: 0,
             decided_at: 0,
             cancelled_at: None,
+            checkout: Default::default(),
         }
     }
 

@@ -44,6 +44,10 @@ fn outcome(event: &str, section: &str, status: &str, offset: i64, completed: i64
         cancelled_at: None,
         log_partition: 0,
         log_offset: offset,
+        expires_at: None,
+        confirmed_at: None,
+        expired_at: None,
+        payment_ref: None,
     }
 }
 

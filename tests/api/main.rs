@@ -3,6 +3,7 @@
 mod crash;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod memory;
 mod openapi;
 

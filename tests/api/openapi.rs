@@ -26,6 +26,11 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
         "cancelReservation",
     ),
     (
+        "post",
+        "/api/reservations/{reservationId}/confirm",
+        "confirmReservation",
+    ),
+    (
         "get",
         "/api/users/{userId}/reservations",
         "listUserReservations",
@@ -277,6 +282,12 @@ async fn each_operation_lists_the_errors_it_answers() {
         statuses("/api/reservations/{reservationId}", "delete"),
         ["200", "400", "403", "404", "409", "422", "503"]
     );
+    assert_eq!(
+        statuses("/api/reservations/{reservationId}/confirm", "post"),
+        [
+            "200", "400", "403", "404", "409", "413", "415", "422", "503"
+        ]
+    );
     assert_eq!(statuses("/api/events", "get"), ["200", "400", "422", "503"]);
     assert_eq!(statuses("/health/ready", "get"), ["200", "503"]);
 }
@@ -295,6 +306,7 @@ async fn absent_values_are_left_out_not_null() {
     assert_eq!(
         keys(&confirmed),
         [
+            "confirmedAt",
             "decidedAt",
             "eventId",
             "requestedAt",

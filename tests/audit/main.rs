@@ -28,6 +28,10 @@ fn row(n: u128, status: &str, completed_at: DateTime<Utc>, offset: i64) -> Audit
         cancelled_at: (status == "CANCELLED").then_some(completed_at),
         log_partition: 0,
         log_offset: offset,
+        expires_at: None,
+        confirmed_at: None,
+        expired_at: None,
+        payment_ref: None,
     }
 }
 

@@ -55,7 +55,7 @@ fn topics_create_makes_every_topic_once() {
     let out = text(&first.stdout);
     assert_eq!(
         out.lines().filter(|l| l.starts_with("created")).count(),
-        6,
+        7,
         "{out}"
     );
     assert!(out.contains(&format!("{prefix}section-status")), "{out}");
@@ -68,7 +68,7 @@ fn topics_create_makes_every_topic_once() {
             .lines()
             .filter(|l| l.starts_with("exists"))
             .count(),
-        6
+        7
     );
 }
 

@@ -20,6 +20,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 
 #[path = "../support/database.rs"]
 mod database;
+mod lifecycle;
 mod redis;
 mod registry;
 mod snapshots;
@@ -86,6 +87,7 @@ impl Sale {
                     event_name: "kafka sale".into(),
                     position: position as u32,
                     layout: Layout::new(ROWS, SEATS_PER_ROW).expect("layout"),
+                    hold_seconds: 0,
                     requested_at: 0,
                 })
             })

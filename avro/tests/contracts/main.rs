@@ -6,9 +6,9 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use proptest::prelude::*;
 use seatflow_aggregates::{
-    Cancel, Command, CommandReply, Completed, Event, InitSection, Layout, Outcome, Rejection,
-    Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized, SectionKey,
-    SectionState, SectionStatus, Status,
+    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
+    Outcome, Rejection, Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized,
+    SectionKey, SectionState, SectionStatus, Status,
 };
 use seatflow_avro::{Contract, DecodeError, StoredSection, decode, encode};
 
@@ -21,12 +21,24 @@ fn seat() -> impl Strategy<Value = Seat> {
 }
 
 fn status() -> impl Strategy<Value = Status> {
-    prop_oneof![
-        Just(Status::Pending),
-        Just(Status::Confirmed),
-        Just(Status::Rejected),
-        Just(Status::Cancelled)
-    ]
+    prop::sample::select(Status::ALL.to_vec())
+}
+
+fn checkout() -> impl Strategy<Value = Checkout> {
+    (
+        prop::option::of(any::<i64>()),
+        prop::option::of(any::<i64>()),
+        prop::option::of(any::<i64>()),
+        prop::option::of(".{1,128}"),
+    )
+        .prop_map(
+            |(expires_at, confirmed_at, expired_at, payment_ref)| Checkout {
+                expires_at,
+                confirmed_at,
+                expired_at,
+                payment_ref,
+            },
+        )
 }
 
 fn rejection() -> impl Strategy<Value = Rejection> {
@@ -56,17 +68,24 @@ fn layout() -> impl Strategy<Value = Layout> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (key(), ".{0,20}", 0..1000u32, layout(), any::<i64>()).prop_map(
-            |(key, name, position, layout, at)| {
+        (
+            key(),
+            ".{0,20}",
+            0..1000u32,
+            layout(),
+            0..3601u32,
+            any::<i64>()
+        )
+            .prop_map(|(key, name, position, layout, hold_seconds, at)| {
                 Command::InitSection(InitSection {
                     key,
                     event_name: name,
                     position,
                     layout,
+                    hold_seconds,
                     requested_at: at,
                 })
-            }
-        ),
+            }),
         (
             reservation_id(),
             key(),
@@ -94,6 +113,24 @@ fn command() -> impl Strategy<Value = Command> {
                 requested_at
             })
         ),
+        (
+            reservation_id(),
+            key(),
+            ".{1,10}",
+            prop::option::of(".{1,128}"),
+            any::<i64>()
+        )
+            .prop_map(
+                |(reservation_id, key, user_id, payment_ref, requested_at)| {
+                    Command::Confirm(Confirm {
+                        reservation_id,
+                        key,
+                        user_id,
+                        payment_ref,
+                        requested_at,
+                    })
+                }
+            ),
     ]
 }
 
@@ -103,6 +140,7 @@ fn completed() -> impl Strategy<Value = Completed> {
         prop::collection::vec(seat(), 0..5),
         prop::option::of(rejection()),
         (any::<i64>(), any::<i64>(), prop::option::of(any::<i64>())),
+        checkout(),
         0..100_000u32,
     )
         .prop_map(
@@ -111,6 +149,7 @@ fn completed() -> impl Strategy<Value = Completed> {
                 seats,
                 reason,
                 (requested_at, decided_at, cancelled_at),
+                checkout,
                 available,
             )| Completed {
                 reservation: Reservation {
@@ -124,6 +163,7 @@ fn completed() -> impl Strategy<Value = Completed> {
                     requested_at,
                     decided_at,
                     cancelled_at,
+                    checkout,
                 },
                 available,
             },
@@ -132,17 +172,24 @@ fn completed() -> impl Strategy<Value = Completed> {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (key(), ".{0,20}", 0..1000u32, layout(), any::<i64>()).prop_map(
-            |(key, event_name, position, layout, at)| {
+        (
+            key(),
+            ".{0,20}",
+            0..1000u32,
+            layout(),
+            0..3601u32,
+            any::<i64>()
+        )
+            .prop_map(|(key, event_name, position, layout, hold_seconds, at)| {
                 Event::SectionInitialized(SectionInitialized {
                     key,
                     event_name,
                     position,
                     layout,
+                    hold_seconds,
                     at,
                 })
-            }
-        ),
+            }),
         completed().prop_map(Event::ReservationCompleted),
     ]
 }
@@ -177,14 +224,15 @@ fn stored_section() -> impl Strategy<Value = StoredSection> {
         key(),
         layout(),
         prop::collection::vec((0..100u16, 0..100u16), 0..200),
+        0..3601u32,
     )
-        .prop_map(|(key, layout, picks)| {
+        .prop_map(|(key, layout, picks, hold_seconds)| {
             let held = picks
                 .into_iter()
                 .map(|(r, s)| Seat::new(r % layout.rows + 1, s % layout.seats_per_row + 1));
             StoredSection {
                 key,
-                state: SectionState::with_held(layout, held),
+                state: SectionState::with_held(layout, held).with_hold_seconds(hold_seconds),
             }
         })
 }
@@ -346,6 +394,12 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
             requested_at: 1_764_000_000_000,
             decided_at: 1_764_000_000_005,
             cancelled_at: Some(1_764_000_100_000),
+            checkout: Checkout {
+                expires_at: Some(1_764_000_600_000),
+                confirmed_at: Some(1_764_000_050_000),
+                expired_at: None,
+                payment_ref: Some("pay-1".into()),
+            },
         },
         available: 397,
     };
@@ -361,7 +415,8 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
         state: SectionState::with_held(
             Layout::new(20, 20).expect("layout"),
             [Seat::new(1, 3), Seat::new(1, 4), Seat::new(20, 20)],
-        ),
+        )
+        .with_hold_seconds(900),
     };
     vec![
         ("ReservationCommand", encode(&command).expect("encode")),

@@ -6,7 +6,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use seatflow_aggregates::{Seat, SectionKey};
-use seatflow_commands::NewSection;
+use seatflow_commands::{NewSection, SalePolicy};
 
 use super::model::{CreateEventDto, EventDto, SeatMapDto, UuidText};
 use super::{AppState, Tag, default_limit};
@@ -47,7 +47,13 @@ impl EventsApi {
         let event_id = self
             .state
             .commands
-            .create_event(&body.name, &sections)
+            .create_event(
+                &body.name,
+                &sections,
+                SalePolicy {
+                    hold_seconds: body.hold_seconds,
+                },
+            )
             .await?;
         match self
             .state

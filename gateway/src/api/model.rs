@@ -141,6 +141,11 @@ pub struct CreateEventDto {
     pub name: String,
     #[oai(validator(min_items = 1, max_items = 1000))]
     pub sections: Vec<NewSectionDto>,
+    /// Seconds a reservation is HELD awaiting confirmation (`POST
+    /// /api/reservations/{id}/confirm`) before it EXPIRES and its seats go back on sale.
+    /// Absent or 0: a reservation is CONFIRMED when decided.
+    #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
+    pub hold_seconds: Option<i64>,
 }
 
 /// A section with its current available count.
@@ -174,6 +179,9 @@ pub struct EventDto {
     pub name: String,
     /// When the event was created.
     pub created_at: Timestamp,
+    /// Seconds a reservation is HELD before it expires unless confirmed (0: confirmed when
+    /// decided).
+    pub hold_seconds: u32,
     pub sections: Vec<SectionDto>,
 }
 
@@ -183,9 +191,20 @@ impl From<&EventView> for EventDto {
             event_id: UuidText(view.event_id.clone()),
             name: view.name.clone(),
             created_at: Timestamp::from_millis(view.created_at),
+            hold_seconds: view.hold_seconds,
             sections: view.sections.iter().map(SectionDto::from).collect(),
         }
     }
+}
+
+/// What a confirmation may carry.
+#[derive(Debug, Clone, Default, Object, Deserialize)]
+#[oai(rename = "Confirmation", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfirmDto {
+    /// The payment's reference in the caller's payment system, kept with the reservation.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub payment_ref: Option<String>,
 }
 
 /// The seats of a section: `rowsMap[r]` describes row r+1, one character per seat,
@@ -227,18 +246,22 @@ pub struct ReserveDto {
 #[oai(rename = "ReservationStatus", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StatusDto {
     Pending,
+    Held,
     Confirmed,
     Rejected,
     Cancelled,
+    Expired,
 }
 
 impl From<Status> for StatusDto {
     fn from(status: Status) -> Self {
         match status {
             Status::Pending => Self::Pending,
+            Status::Held => Self::Held,
             Status::Confirmed => Self::Confirmed,
             Status::Rejected => Self::Rejected,
             Status::Cancelled => Self::Cancelled,
+            Status::Expired => Self::Expired,
         }
     }
 }
@@ -252,7 +275,7 @@ pub struct ReservationDto {
     pub section: String,
     pub user_id: String,
     pub status: StatusDto,
-    /// Seats held (CONFIRMED) or given back (CANCELLED).
+    /// Seats taken (HELD, CONFIRMED) or given back (CANCELLED, EXPIRED).
     pub seats: Vec<SeatDto>,
     /// Why it was rejected, as a code (`sold_out`, `no_adjacent_seats`, `seat_taken`, ...; a
     /// string, not an enumeration, so that a client keeps working when a code is added).
@@ -267,6 +290,17 @@ pub struct ReservationDto {
     pub decided_at: Option<Timestamp>,
     #[oai(skip_serializing_if_is_none)]
     pub cancelled_at: Option<Timestamp>,
+    /// HELD: when its seats go back on sale unless it is confirmed.
+    #[oai(skip_serializing_if_is_none)]
+    pub expires_at: Option<Timestamp>,
+    #[oai(skip_serializing_if_is_none)]
+    pub confirmed_at: Option<Timestamp>,
+    /// EXPIRED: when its hold ended.
+    #[oai(skip_serializing_if_is_none)]
+    pub expired_at: Option<Timestamp>,
+    /// The payment reference its confirmation carried.
+    #[oai(skip_serializing_if_is_none)]
+    pub payment_ref: Option<String>,
 }
 
 impl From<&Found> for ReservationDto {
@@ -292,6 +326,14 @@ impl From<&Reservation> for ReservationDto {
             requested_at: Some(Timestamp::from_millis(r.requested_at)),
             decided_at: (r.status != Status::Pending).then(|| Timestamp::from_millis(r.decided_at)),
             cancelled_at: r.cancelled_at.map(Timestamp::from_millis),
+            // A hold's end is shown while it is HELD; later its outcome's time says the rest.
+            expires_at: (r.status == Status::Held)
+                .then_some(r.checkout.expires_at)
+                .flatten()
+                .map(Timestamp::from_millis),
+            confirmed_at: r.checkout.confirmed_at.map(Timestamp::from_millis),
+            expired_at: r.checkout.expired_at.map(Timestamp::from_millis),
+            payment_ref: r.checkout.payment_ref.clone(),
         }
     }
 }
@@ -325,6 +367,17 @@ impl From<&AuditRow> for ReservationDto {
             cancelled_at: row
                 .cancelled_at
                 .map(|at| Timestamp::from_millis(at.timestamp_millis())),
+            expires_at: (status == StatusDto::Held)
+                .then_some(row.expires_at)
+                .flatten()
+                .map(|at| Timestamp::from_millis(at.timestamp_millis())),
+            confirmed_at: row
+                .confirmed_at
+                .map(|at| Timestamp::from_millis(at.timestamp_millis())),
+            expired_at: row
+                .expired_at
+                .map(|at| Timestamp::from_millis(at.timestamp_millis())),
+            payment_ref: row.payment_ref.clone(),
         }
     }
 }
@@ -344,6 +397,10 @@ impl ReservationDto {
             requested_at: None,
             decided_at: None,
             cancelled_at: None,
+            expires_at: None,
+            confirmed_at: None,
+            expired_at: None,
+            payment_ref: None,
         }
     }
 }

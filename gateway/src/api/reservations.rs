@@ -10,9 +10,9 @@ use seatflow_commands::{CommandError, ReserveRequest};
 use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
 
-use super::model::{ReservationDto, ReserveDto, UuidText};
+use super::model::{ConfirmDto, ReservationDto, ReserveDto, UuidText};
 use super::{AppState, Tag, default_limit};
-use crate::body::JsonBody;
+use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::ApiError;
 
 #[derive(Debug, ApiResponse)]
@@ -86,8 +86,9 @@ impl ReservationsApi {
                     "deduplicated"
                 } else {
                     match found.status() {
+                        Status::Held => "held",
                         Status::Confirmed => "confirmed",
-                        Status::Cancelled => "cancelled",
+                        Status::Cancelled | Status::Expired => "cancelled",
                         Status::Rejected | Status::Pending => "rejected",
                     }
                 });
@@ -131,8 +132,9 @@ impl ReservationsApi {
         }
     }
 
-    /// Cancel a confirmed reservation; only its user may (`X-User-Id`). The seats are free again
-    /// at once. Cancelling a cancelled reservation answers it again.
+    /// Cancel a HELD or CONFIRMED reservation; only its user may (`X-User-Id`). The seats are
+    /// free again at once. Cancelling a cancelled reservation answers it again; one whose hold
+    /// expired is 409 `not_cancellable`.
     #[oai(
         path = "/api/reservations/:reservationId",
         method = "delete",
@@ -158,7 +160,57 @@ impl ReservationsApi {
             .commands
             .cancel(id, found.key(), &user_id.0)
             .await?;
+        if cancelled.status == Status::Expired {
+            // Its hold ended before the cancellation came: the expiry was recorded instead.
+            return Err(ApiError::conflict(
+                "not_cancellable",
+                "the reservation's hold expired; its seats are back on sale",
+            ));
+        }
         Ok(Json(ReservationDto::from(&cancelled)))
+    }
+
+    /// Confirm a HELD reservation (its checkout is done); only its user may (`X-User-Id`).
+    /// Confirming again answers the same. If its hold ended first (the section's owner decides
+    /// which came first): 409 `hold_expired`; a cancelled or rejected reservation: 409
+    /// `not_confirmable`.
+    #[oai(
+        path = "/api/reservations/:reservationId/confirm",
+        method = "post",
+        operation_id = "confirmReservation"
+    )]
+    async fn confirm_reservation(
+        &self,
+        #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
+        /// The user confirming (must be the reservation's user).
+        #[oai(name = "X-User-Id", validator(min_length = 1, max_length = 128))]
+        user_id: Header<String>,
+        body: OptionalJsonBody<ConfirmDto>,
+    ) -> Result<Json<ReservationDto>, ApiError> {
+        let id = parse_reservation_id(&reservation_id.0)?;
+        let body = body.0;
+        let found = self
+            .state
+            .queries
+            .reservation_to_change(id)
+            .await
+            .ok_or_else(unknown_reservation)?;
+        let answer = self
+            .state
+            .commands
+            .confirm(id, found.key(), &user_id.0, body.payment_ref.as_deref())
+            .await?;
+        match answer.status {
+            Status::Confirmed => Ok(Json(ReservationDto::from(&answer))),
+            Status::Expired => Err(ApiError::conflict(
+                "hold_expired",
+                "the reservation's hold expired before it was confirmed; its seats are back on sale",
+            )),
+            other => Err(ApiError::conflict(
+                "not_confirmable",
+                format!("a {} reservation cannot be confirmed", other.as_str()),
+            )),
+        }
     }
 
     /// A user's reservations, newest first.

@@ -63,11 +63,11 @@ async fn topics_are_created_once_with_their_partitions_and_policies() {
                 .map(String::as_str),
             Some("1")
         );
-        if let Some(bytes) = spec.segment_bytes {
+        for (name, value) in &spec.configs {
             assert_eq!(
-                described.configs.get("segment.bytes"),
-                Some(&bytes.to_string()),
-                "{}",
+                described.configs.get(*name),
+                Some(value),
+                "{} {name}",
                 spec.name
             );
         }

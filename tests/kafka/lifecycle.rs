@@ -1,0 +1,159 @@
+//! The checkout on Kafka: holds confirmed in time stay, holds left alone expire on the seat
+//! processor's clock (in its transactions, exactly once), also when their end passed while the
+//! processor was killed.
+
+use std::time::{Duration, Instant};
+
+use seatflow_aggregates::{Event, Status};
+
+use super::{Children, ONE_AT_A_TIME, Sale, free_port, gateway, kill, post, read_all, wait_ready};
+
+async fn reserve(
+    client: &reqwest::Client,
+    base: &str,
+    event: &str,
+    user: &str,
+) -> serde_json::Value {
+    let (status, answer) = post(
+        client,
+        format!("{base}/api/reservations?wait=10000"),
+        serde_json::json!({"eventId": event, "section": "A", "userId": user, "seatCount": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// Poll the reservation on the gateway until it is `status` (at most `within`).
+async fn until_status(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer: serde_json::Value = client
+            .get(format!("{base}/api/reservations/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("JSON");
+        if answer["status"] == status {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {status} after {within:?}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_expire_on_the_processors_clock_exactly_once_also_across_a_crash() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("holds").await;
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&sale.topics, "gw-holds", 0, port),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let (status, created) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Checkout on Kafka", "holdSeconds": 1,
+            "sections": [{"section": "A", "rows": 1, "seatsPerRow": 6}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["holdSeconds"], 1, "{created}");
+    let event = created["eventId"].as_str().expect("id").to_owned();
+
+    // Confirmed in time: stays. Left alone: expires.
+    let kept = reserve(&client, &base, &event, "kim").await;
+    assert_eq!(kept["status"], "HELD", "{kept}");
+    let kept_id = kept["reservationId"].as_str().expect("id").to_owned();
+    let confirmed: serde_json::Value = client
+        .post(format!("{base}/api/reservations/{kept_id}/confirm"))
+        .header("X-User-Id", "kim")
+        .send()
+        .await
+        .expect("confirm")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(confirmed["status"], "CONFIRMED", "{confirmed}");
+    let left = reserve(&client, &base, &event, "lou").await;
+    assert_eq!(left["status"], "HELD", "{left}");
+    let left_id = left["reservationId"].as_str().expect("id").to_owned();
+    let expired = until_status(&client, &base, &left_id, "EXPIRED", Duration::from_secs(10)).await;
+    assert!(expired["expiredAt"].is_string(), "{expired}");
+
+    // A hold whose end passes while the processor is dead expires when it is back.
+    let crashed = reserve(&client, &base, &event, "max").await;
+    assert_eq!(crashed["status"], "HELD", "{crashed}");
+    let crashed_id = crashed["reservationId"].as_str().expect("id").to_owned();
+    kill(&mut children.0[0], "-KILL");
+    let _ = children.0[0].wait();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    children.0.push(sale.processor(disk.path(), "p0"));
+    until_status(
+        &client,
+        &base,
+        &crashed_id,
+        "EXPIRED",
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Each hold ended once in the log; the seats of the expired ones are back.
+    let outcomes = read_all::<Event>(
+        &sale.brokers,
+        &sale.topics,
+        "reservation-completed",
+        |records| {
+            records
+            .iter()
+            .filter(|e| matches!(e, Event::ReservationCompleted(c) if c.reservation.status == Status::Expired))
+            .count()
+            >= 2
+        },
+    );
+    for id in [&left_id, &crashed_id] {
+        let expiries = outcomes
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::ReservationCompleted(c)
+                if c.reservation.id.to_string() == *id && c.reservation.status == Status::Expired)
+            })
+            .count();
+        assert_eq!(expiries, 1, "{id} expired {expiries} times");
+    }
+    assert!(
+        !outcomes
+            .iter()
+            .any(|e| matches!(e, Event::ReservationCompleted(c)
+        if c.reservation.id.to_string() == kept_id && c.reservation.status == Status::Expired))
+    );
+    let (status, event_view) = {
+        let response = client
+            .get(format!("{base}/api/events/{event}"))
+            .send()
+            .await
+            .expect("event");
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.expect("JSON"),
+        )
+    };
+    assert_eq!(status, 200);
+    assert_eq!(event_view["sections"][0]["available"], 4, "{event_view}");
+}
