@@ -288,3 +288,67 @@ async fn the_embedded_runtime_audits_its_own_log_including_what_it_decided_befor
     assert!(cancelled.cancelled_at.is_some());
     app.stop().await;
 }
+
+/// The checkout reaches the audit: a HELD row with its hold's end, a confirmed one with its
+/// payment reference, an expired one with `expired_at` and its seats given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_follows_a_hold_to_its_confirmation_or_its_expiry() {
+    let (url, store) = fresh_database().await;
+    let disk = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let app = embedded(disk.path(), Some(&url)).await;
+    let base = app.base.clone();
+    let event: serde_json::Value = client
+        .post(format!("{base}/api/events"))
+        .json(
+            &serde_json::json!({"name": "Audited checkout", "holdSeconds": 1,
+            "sections": [{"section": "A", "rows": 2, "seatsPerRow": 4}]}),
+        )
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let event = event["eventId"].as_str().expect("id").to_owned();
+    let paid = reserve(&client, &base, &event, "paid").await;
+    let lapsed = reserve(&client, &base, &event, "lapsed").await;
+    let id = |outcome: &serde_json::Value| {
+        uuid::Uuid::parse_str(outcome["reservationId"].as_str().expect("id")).expect("uuid")
+    };
+    let confirmed = client
+        .post(format!("{base}/api/reservations/{}/confirm", id(&paid)))
+        .header("X-User-Id", "paid")
+        .json(&serde_json::json!({"paymentRef": "psp-991"}))
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(confirmed.status(), 200);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (paid_row, lapsed_row) = loop {
+        let paid_row = store.find(id(&paid)).await.expect("find");
+        let lapsed_row = store.find(id(&lapsed)).await.expect("find");
+        if let (Some(p), Some(l)) = (&paid_row, &lapsed_row)
+            && p.status == "CONFIRMED"
+            && l.status == "EXPIRED"
+        {
+            break (p.clone(), l.clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit never showed the confirmation and the expiry: {paid_row:?} {lapsed_row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(paid_row.payment_ref.as_deref(), Some("psp-991"));
+    assert!(paid_row.confirmed_at.is_some() && paid_row.expired_at.is_none());
+    assert!(
+        paid_row.expires_at.is_some(),
+        "the hold it was confirmed in"
+    );
+    assert!(lapsed_row.expired_at.is_some() && lapsed_row.confirmed_at.is_none());
+    assert!(lapsed_row.expired_at >= lapsed_row.expires_at);
+    assert_eq!(lapsed_row.seats.as_array().map(Vec::len), Some(2));
+    app.stop().await;
+}
