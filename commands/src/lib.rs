@@ -537,23 +537,7 @@ impl CommandService {
             user_id: user_id.to_owned(),
             requested_at: now_millis(),
         });
-        let outcome = match self.bus.submit(command, DECISION_TIMEOUT).await? {
-            Submitted::Decided(outcome) => outcome,
-            Submitted::Accepted => return Err(BusError::NotDecidedInTime.into()),
-        };
-        match outcome {
-            Outcome::Reservation(cancelled) => {
-                self.dedup
-                    .forget(&Dedup::key(&cancelled.user_id, &key), cancelled.id)
-                    .await;
-                Ok(cancelled)
-            }
-            Outcome::Refused(Rejection::UnknownReservation) => {
-                Err(CommandError::UnknownReservation(id))
-            }
-            Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
-            Outcome::SectionReady => Err(unexpected("a cancellation")),
-        }
+        self.change(command, id, key, "a cancellation").await
     }
 
     /// Confirm a HELD reservation. The answer is the reservation as its section's owner left
@@ -584,6 +568,19 @@ impl CommandService {
             payment_ref: payment_ref.map(str::to_owned),
             requested_at: now_millis(),
         });
+        self.change(command, id, key, "a confirmation").await
+    }
+
+    /// Submit a change of reservation `id` and answer with the reservation as its section's
+    /// owner left it. One that no longer takes seats (cancelled, expired) frees the
+    /// de-duplication key: a retry of the same request gets new seats.
+    async fn change(
+        &self,
+        command: Command,
+        id: ReservationId,
+        key: SectionKey,
+        what: &'static str,
+    ) -> Result<Reservation, CommandError> {
         let outcome = match self.bus.submit(command, DECISION_TIMEOUT).await? {
             Submitted::Decided(outcome) => outcome,
             Submitted::Accepted => return Err(BusError::NotDecidedInTime.into()),
@@ -591,7 +588,6 @@ impl CommandService {
         match outcome {
             Outcome::Reservation(reservation) => {
                 if !reservation.status.takes_seats() {
-                    // Expired (or gone before): a retry of the same request gets new seats.
                     self.dedup
                         .forget(&Dedup::key(&reservation.user_id, &key), reservation.id)
                         .await;
@@ -602,7 +598,7 @@ impl CommandService {
                 Err(CommandError::UnknownReservation(id))
             }
             Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
-            Outcome::SectionReady => Err(unexpected("a confirmation")),
+            Outcome::SectionReady => Err(unexpected(what)),
         }
     }
 

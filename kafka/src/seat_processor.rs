@@ -519,7 +519,12 @@ impl Decided<'_> {
                 self.produce_to(producer, &names.completed, input, event.key(), &value)?;
                 if let Event::SectionInitialized(init) = &event {
                     let value = encode(&event).map_err(encode_error)?;
-                    self.snapshot(producer, names, &snapshot_init_key(&init.key), &value)?;
+                    self.keyed(
+                        producer,
+                        &names.snapshots,
+                        &snapshot_init_key(&init.key),
+                        &value,
+                    )?;
                 }
                 Ok(())
             }
@@ -574,14 +579,19 @@ impl Decided<'_> {
                 .map_err(encode_error)?;
                 // The section's state goes to the snapshots only: gateways start from it, and a
                 // rebuild reads it there (once, not twice, in every transaction's bytes).
-                self.snapshot(producer, names, &snapshot_state_key(&key), &value)?;
+                self.keyed(
+                    producer,
+                    &names.snapshots,
+                    &snapshot_state_key(&key),
+                    &value,
+                )?;
                 write.sections.push((key, state));
                 Ok(())
             }
             Action::StoreOutcome(completed) => {
                 let value = encode(&completed).map_err(encode_error)?;
                 let key = format!("r:{}", completed.reservation.id);
-                self.changelog(producer, names, &key, &value)?;
+                self.keyed(producer, &names.changelog, &key, &value)?;
                 write.outcomes.push(completed);
                 Ok(())
             }
@@ -613,35 +623,17 @@ impl Decided<'_> {
         Ok(())
     }
 
-    /// A section's initialisation or latest state, for a gateway that starts.
-    fn snapshot(
+    /// A keyed record in the input's partition of `topic` (the changelog, the snapshots).
+    fn keyed(
         &self,
         producer: &BaseProducer,
-        names: &Names,
+        topic: &str,
         key: &str,
         value: &[u8],
     ) -> Result<(), SeatProcessorError> {
         send(
             producer,
-            BaseRecord::to(&names.snapshots)
-                .partition(self.partition)
-                .key(key.as_bytes())
-                .payload(value),
-        )?;
-        Ok(())
-    }
-
-    /// A state change, for a task that has to rebuild.
-    fn changelog(
-        &self,
-        producer: &BaseProducer,
-        names: &Names,
-        key: &str,
-        value: &[u8],
-    ) -> Result<(), SeatProcessorError> {
-        send(
-            producer,
-            BaseRecord::to(&names.changelog)
+            BaseRecord::to(topic)
                 .partition(self.partition)
                 .key(key.as_bytes())
                 .payload(value),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-use seatflow_aggregates::{ReservationId, Seat, Status};
+use seatflow_aggregates::{ReservationId, Seat, SectionKey, Status};
 use seatflow_commands::{CommandError, ReserveRequest};
 use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
@@ -148,18 +148,8 @@ impl ReservationsApi {
         user_id: Header<String>,
     ) -> Result<Json<ReservationDto>, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
-        // Any gateway may be asked, right after another one answered the reservation.
-        let found = self
-            .state
-            .queries
-            .reservation_to_change(id)
-            .await
-            .ok_or_else(unknown_reservation)?;
-        let cancelled = self
-            .state
-            .commands
-            .cancel(id, found.key(), &user_id.0)
-            .await?;
+        let key = self.section_of(id).await?;
+        let cancelled = self.state.commands.cancel(id, key, &user_id.0).await?;
         if cancelled.status == Status::Expired {
             // Its hold ended before the cancellation came: the expiry was recorded instead.
             return Err(ApiError::conflict(
@@ -188,17 +178,11 @@ impl ReservationsApi {
         body: OptionalJsonBody<ConfirmDto>,
     ) -> Result<Json<ReservationDto>, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
-        let body = body.0;
-        let found = self
-            .state
-            .queries
-            .reservation_to_change(id)
-            .await
-            .ok_or_else(unknown_reservation)?;
+        let key = self.section_of(id).await?;
         let answer = self
             .state
             .commands
-            .confirm(id, found.key(), &user_id.0, body.payment_ref.as_deref())
+            .confirm(id, key, &user_id.0, body.0.payment_ref.as_deref())
             .await?;
         match answer.status {
             Status::Confirmed => Ok(Json(ReservationDto::from(&answer))),
@@ -242,6 +226,17 @@ impl ReservationsApi {
 }
 
 impl ReservationsApi {
+    /// The section a reservation to change is in (its owner decides the change). Any gateway
+    /// may be asked, right after another one answered the reservation.
+    async fn section_of(&self, id: ReservationId) -> Result<SectionKey, ApiError> {
+        self.state
+            .queries
+            .reservation_to_change(id)
+            .await
+            .map(|found| found.key())
+            .ok_or_else(unknown_reservation)
+    }
+
     /// The command a reservation body asks for, its seats checked to be seat numbers.
     fn reserve_request(
         &self,
