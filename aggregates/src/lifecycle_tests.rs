@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use crate::test_util::{MemoryPartition, NOW, init_held, key, reserve};
+use crate::test_util::{MemoryPartition, NOW, cancel_of, init_held, key, reserve};
 use crate::{
-    Action, Cancel, Command, Confirm, Decision, Event, Millis, Rejection, Reservation,
-    ReservationId, Seat, SeatRequest, Status,
+    Action, Command, Confirm, Decision, Event, Millis, Rejection, Reservation, ReservationId, Seat,
+    SeatRequest, Status,
 };
 
 const HOLD_SECONDS: u32 = 600;
@@ -20,15 +20,6 @@ fn confirm_of(reservation: &Reservation, user: &str, payment_ref: Option<&str>) 
         key: reservation.key.clone(),
         user_id: user.into(),
         payment_ref: payment_ref.map(str::to_owned),
-        requested_at: NOW,
-    })
-}
-
-fn cancel_of(reservation: &Reservation, user: &str) -> Command {
-    Command::Cancel(Cancel {
-        reservation_id: reservation.id,
-        key: reservation.key.clone(),
-        user_id: user.into(),
         requested_at: NOW,
     })
 }

@@ -147,6 +147,16 @@ pub fn init_held(section: &str, rows: u16, seats: u16, hold_seconds: u32) -> Com
     })
 }
 
+/// `user` cancels `reservation`.
+pub fn cancel_of(reservation: &crate::model::Reservation, user: &str) -> Command {
+    Command::Cancel(crate::model::Cancel {
+        reservation_id: reservation.id,
+        key: reservation.key.clone(),
+        user_id: user.into(),
+        requested_at: NOW,
+    })
+}
+
 /// A reserve command with a fresh reservation id.
 pub fn reserve(section: &str, user: &str, request: SeatRequest) -> Command {
     Command::Reserve(Reserve {

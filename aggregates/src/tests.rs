@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use crate::test_util::{MemoryPartition, NOW, given, init, key, reserve};
+use crate::test_util::{MemoryPartition, NOW, cancel_of, given, init, key, reserve};
 use crate::{
     Action, Cancel, Checkout, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome,
     Partition, Rejection, Reservation, ReservationId, Seat, SeatRequest, SectionInitialized,
@@ -31,15 +31,6 @@ fn outcome(decision: &Decision) -> &Reservation {
         Decision::AlreadyDecided(reservation) => reservation,
         Decision::Refused(rejection) => panic!("refused: {rejection}"),
     }
-}
-
-fn cancel_of(reservation: &Reservation, user: &str) -> Command {
-    Command::Cancel(Cancel {
-        reservation_id: reservation.id,
-        key: reservation.key.clone(),
-        user_id: user.into(),
-        requested_at: NOW,
-    })
 }
 
 #[test]

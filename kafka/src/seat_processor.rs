@@ -336,23 +336,56 @@ fn process_batch(
         .copied()
         .filter(|partition| marks_due.contains(partition))
         .collect();
+    let committed = transact(
+        consumer,
+        producer,
+        watchdog,
+        store,
+        names,
+        tasks,
+        &by_partition,
+        &marking,
+    )?;
+    if committed {
+        for partition in &marking {
+            marks_due.remove(partition);
+        }
+        seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
+    }
+    Ok(())
+}
+
+/// Inside ONE transaction: mark `marking`'s snapshots complete, decide each partition's inputs
+/// (none: its clock), produce what that makes happen and commit with the input offsets; then
+/// write the local state. Whether it committed: a batch that failed before its commit is
+/// aborted and read again from the committed offsets (an error only when that is fatal).
+#[allow(clippy::too_many_arguments)]
+fn transact(
+    consumer: &BaseConsumer<RebalanceContext>,
+    producer: &BaseProducer,
+    watchdog: &Watchdog,
+    store: &Store,
+    names: &Names,
+    tasks: &mut HashMap<i32, Partition>,
+    by_partition: &BTreeMap<i32, Vec<&Input>>,
+    marking: &[i32],
+) -> Result<bool, SeatProcessorError> {
     producer.begin_transaction()?;
-    let committed = mark_snapshots_complete(producer, names, &marking)
-        .and_then(|()| produce_batch(producer, store, names, tasks, &by_partition, now_millis()))
+    let committed = mark_snapshots_complete(producer, names, marking)
+        .and_then(|()| produce_batch(producer, store, names, tasks, by_partition, now_millis()))
         .and_then(|writes| {
             commit_transaction(consumer, producer, watchdog, names, &writes)?;
             Ok(writes)
         });
     match committed {
         Ok(writes) => {
-            for partition in &marking {
-                marks_due.remove(partition);
-            }
-            seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
             store_locally(store, tasks, writes);
-            Ok(())
+            Ok(true)
         }
-        Err(error) => abort_batch(consumer, producer, names, tasks, &by_partition, error),
+        Err(error) => {
+            abort_batch(consumer, producer, names, tasks, by_partition, error)?;
+            Ok(false)
+        }
     }
 }
 
@@ -415,19 +448,17 @@ fn process_clock(
 ) -> Result<(), SeatProcessorError> {
     let by_partition: BTreeMap<i32, Vec<&Input>> =
         partitions.iter().map(|p| (*p, Vec::new())).collect();
-    producer.begin_transaction()?;
-    let committed = produce_batch(producer, store, names, tasks, &by_partition, now_millis())
-        .and_then(|writes| {
-            commit_transaction(consumer, producer, watchdog, names, &writes)?;
-            Ok(writes)
-        });
-    match committed {
-        Ok(writes) => {
-            store_locally(store, tasks, writes);
-            Ok(())
-        }
-        Err(error) => abort_batch(consumer, producer, names, tasks, &by_partition, error),
-    }
+    transact(
+        consumer,
+        producer,
+        watchdog,
+        store,
+        names,
+        tasks,
+        &by_partition,
+        &[],
+    )?;
+    Ok(())
 }
 
 /// The batch's inputs per partition, each partition's in offset order.
