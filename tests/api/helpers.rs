@@ -6,16 +6,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use seatflow::{App, Config};
+use seatflow::Config;
+
+use crate::embedded::Embedded;
 use serde_json::{Value, json};
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    // Declared before the directory: fields drop in order, and the server must stop (its drop
+    // waits for that) before its data directory is removed.
+    server: Option<Embedded>,
     _dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
@@ -38,36 +41,21 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
 
 pub async fn spawn_with(config: Config) -> TestApp {
     let data_dir = config.processor.data_dir.clone();
-    let app = App::build(config).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let test_app = TestApp {
-        address,
+    let server = crate::embedded::start(config).await;
+    TestApp {
+        address: server.base.clone(),
         client: reqwest::Client::new(),
         data_dir,
-        _dir: None,
-        stop: Some(stop),
         server: Some(server),
-    };
-    test_app.wait_ready().await;
-    test_app
+        _dir: None,
+    }
 }
 
 impl TestApp {
-    pub async fn wait_ready(&self) {
-        wait_ready(&self.client, &self.address).await;
-    }
-
     /// Stop gracefully and wait until the store is closed.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
         if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("clean stop");
+            server.stop().await;
         }
         self._dir.take()
     }

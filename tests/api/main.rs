@@ -1,6 +1,8 @@
 //! The HTTP API end to end on the embedded default, as a client sees it.
 
 mod crash;
+#[path = "../support/embedded.rs"]
+mod embedded;
 mod errors;
 mod helpers;
 mod lifecycle;
