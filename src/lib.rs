@@ -63,6 +63,13 @@ impl SectionDirectory for Directory {
         self.0.layout(key)
     }
 
+    fn rules(
+        &self,
+        key: &seatflow_aggregates::SectionKey,
+    ) -> Option<seatflow_aggregates::SaleRules> {
+        self.0.rules(key)
+    }
+
     fn event_exists(&self, event_id: &str) -> bool {
         self.0.has_event(event_id)
     }

@@ -4,8 +4,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use seatflow_aggregates::{
-    Command, Decision, Layout, ReservationId, Reserve, SeatRequest, SectionKey, SectionState,
-    decide,
+    Command, Decision, Layout, ReservationId, Reserve, SaleRules, SeatRequest, SectionKey,
+    SectionState, decide,
 };
 
 fn reserve(count: u16) -> Command {
@@ -15,6 +15,7 @@ fn reserve(count: u16) -> Command {
         user_id: "user-1".into(),
         request: SeatRequest::Adjacent(count),
         requested_at: 0,
+        quota: Default::default(),
     })
 }
 
@@ -26,28 +27,38 @@ fn bench(c: &mut Criterion) {
     // Decide + apply until the section is sold out, then start over with an empty section: the
     // average over a whole sale (early rows, scattered gaps, sold-out rejections).
     let commands: Vec<Command> = (0..64).map(|i| reserve(1 + (i % 4) as u16)).collect();
-    let mut state = SectionState::new(layout);
-    let mut i = 0usize;
-    group.bench_function("reserve_adjacent_5000_seats", |b| {
-        b.iter(|| {
-            let command = &commands[i % commands.len()];
-            i += 1;
-            match decide(Some(&state), None, command, 0) {
-                Decision::Append(events) => {
-                    for event in &events {
-                        state.apply(event);
+    // The same, with best-available avoiding lone seats (the default of a new event).
+    for (name, avoid_single_seats) in [
+        ("reserve_adjacent_5000_seats", false),
+        ("reserve_adjacent_5000_seats_avoiding_single_seats", true),
+    ] {
+        let empty = SectionState::new(layout).with_rules(SaleRules {
+            avoid_single_seats,
+            ..SaleRules::default()
+        });
+        let mut state = empty.clone();
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let command = &commands[i % commands.len()];
+                i += 1;
+                match decide(Some(&state), None, command, 0) {
+                    Decision::Append(events) => {
+                        for event in &events {
+                            state.apply(event);
+                        }
+                        if state.available() == 0 {
+                            state = empty.clone();
+                        }
+                        black_box(events);
                     }
-                    if state.available() == 0 {
-                        state = SectionState::new(layout);
+                    other => {
+                        black_box(other);
                     }
-                    black_box(events);
                 }
-                other => {
-                    black_box(other);
-                }
-            }
-        })
-    });
+            })
+        });
+    }
 
     // The search alone in a section that is 90% held with scattered gaps.
     let held = (1..=50u16)

@@ -2,7 +2,8 @@
 //! outcome, with the rule that one reservation id is decided once.
 
 use crate::model::{
-    Checkout, Command, Completed, Event, Millis, Rejection, Reservation, SectionInitialized, Status,
+    Checkout, ClaimQuota, Command, Completed, Event, Millis, QuotaVerdict, Rejection, Reservation,
+    SectionInitialized, Status,
 };
 use crate::section::SectionState;
 
@@ -18,6 +19,9 @@ pub enum Decision {
     /// Refused with nothing to record: no reservation came into being (cancel of an unknown
     /// reservation, cancel by another user, a conflicting section initialisation).
     Refused(Rejection),
+    /// Not this owner's to decide yet: hand this command on (a reservation in an event with a
+    /// per-user limit that did not pass its user's quota goes there first).
+    Forward(Command),
 }
 
 /// Decide one command.
@@ -38,12 +42,11 @@ pub fn decide(
                 event_name: init.event_name.clone(),
                 position: init.position,
                 layout: init.layout,
-                hold_seconds: init.hold_seconds,
+                rules: init.rules,
                 at: now,
             })]),
             Some(existing)
-                if existing.layout() == init.layout
-                    && existing.hold_seconds() == init.hold_seconds =>
+                if existing.layout() == init.layout && existing.rules() == init.rules =>
             {
                 Decision::Append(Vec::new())
             }
@@ -52,6 +55,13 @@ pub fn decide(
         Command::Reserve(reserve) => {
             if let Some(prior) = prior {
                 return Decision::AlreadyDecided(prior.clone());
+            }
+            let limit = section.and_then(|state| state.rules().max_seats_per_user);
+            if let (Some(limit), QuotaVerdict::Unchecked) = (limit, reserve.quota) {
+                return Decision::Forward(Command::ClaimQuota(ClaimQuota {
+                    reserve: reserve.clone(),
+                    limit,
+                }));
             }
             let mut reservation = Reservation {
                 id: reserve.reservation_id,
@@ -70,6 +80,12 @@ pub fn decide(
                 None => {
                     reservation.reason = Some(Rejection::UnknownSection);
                     0
+                }
+                Some(state) if reserve.quota == QuotaVerdict::Exceeded => {
+                    reservation.reason = Some(Rejection::UserLimitExceeded {
+                        limit: limit.unwrap_or(0),
+                    });
+                    state.available()
                 }
                 Some(state) => match state.allocate(&reserve.request) {
                     Ok(seats) => {
@@ -127,6 +143,10 @@ pub fn decide(
                     })])
                 }
             }
+        }
+        Command::ClaimQuota(_) | Command::ReleaseQuota(_) => {
+            // Decided by the quota's owner (see `crate::quota`), never against a section.
+            Decision::Refused(Rejection::UnknownSection)
         }
         Command::Confirm(confirm) => {
             let Some(prior) = prior.filter(|p| p.key == confirm.key) else {
@@ -186,8 +206,7 @@ pub fn evolve(section: &mut Option<SectionState>, event: &Event) {
     match event {
         Event::SectionInitialized(init) => {
             if section.is_none() {
-                *section =
-                    Some(SectionState::new(init.layout).with_hold_seconds(init.hold_seconds));
+                *section = Some(SectionState::new(init.layout).with_rules(init.rules));
             }
         }
         Event::ReservationCompleted(_) => {

@@ -16,6 +16,7 @@
 mod decision;
 mod model;
 mod partition;
+mod quota;
 mod routing;
 mod section;
 
@@ -24,16 +25,20 @@ pub mod test_util;
 
 pub use decision::{Decision, decide, evolve, expire};
 pub use model::{
-    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
-    LayoutError, MAX_HOLD_SECONDS, MAX_PAYMENT_REF_CHARS, MAX_ROWS, MAX_SEATS_PER_ROW,
-    MAX_SECTION_SEATS, Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat,
-    SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
+    Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
+    Layout, LayoutError, MAX_HOLD_SECONDS, MAX_PAYMENT_REF_CHARS, MAX_ROWS, MAX_SEATS_PER_ROW,
+    MAX_SEATS_PER_USER, MAX_SECTION_SEATS, Millis, Outcome, QuotaKey, QuotaVerdict, Rejection,
+    ReleaseQuota, Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest,
+    SectionInitialized, SectionKey, SectionStatus, Status,
 };
 pub use partition::{Action, Hold, MemoryStore, Partition, PartitionStore};
-pub use routing::{murmur2, partition_of};
+pub use quota::QuotaState;
+pub use routing::{murmur2, partition_of, partition_of_command};
 pub use section::SectionState;
 
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;

@@ -40,6 +40,7 @@ fn reserved(decision: Decision) -> Reservation {
         },
         Decision::AlreadyDecided(reservation) => reservation,
         Decision::Refused(rejection) => panic!("refused: {rejection}"),
+        Decision::Forward(command) => panic!("handed on: {command:?}"),
     }
 }
 

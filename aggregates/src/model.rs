@@ -17,6 +17,8 @@ pub const MAX_SECTION_SEATS: u32 = 100_000;
 pub const MAX_HOLD_SECONDS: u32 = 3_600;
 /// Longest payment reference a confirmation may carry.
 pub const MAX_PAYMENT_REF_CHARS: usize = 128;
+/// Highest per-user limit of an event.
+pub const MAX_SEATS_PER_USER: u16 = 100;
 
 /// A reservation's identity, made by the gateway (UUID v7) and carried by every command about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +63,43 @@ impl fmt::Display for SectionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.event_id, self.section)
     }
+}
+
+/// One user's seats in one event that limits them: the identity of a quota, decided by the
+/// partition its routing key falls on (a section's key never looks like it: event ids hold no
+/// `#`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuotaKey {
+    pub event_id: String,
+    pub user_id: String,
+}
+
+impl QuotaKey {
+    pub fn new(event_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self {
+            event_id: event_id.into(),
+            user_id: user_id.into(),
+        }
+    }
+
+    /// The bytes a quota is partitioned and stored by: `eventId#user/userId`.
+    pub fn routing_key(&self) -> String {
+        format!("{}#user/{}", self.event_id, self.user_id)
+    }
+}
+
+/// The rules of a sale that its sections decide by: set when the event is created, the same
+/// for each of its sections, never changed after.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SaleRules {
+    /// How long a reservation is HELD before it expires unless confirmed; 0: confirmed when
+    /// decided.
+    pub hold_seconds: u32,
+    /// The most seats one user may have HELD or CONFIRMED in the event, all sections together.
+    pub max_seats_per_user: Option<u16>,
+    /// Best-available never leaves one lone free seat in a row when another placement in the
+    /// same row would not.
+    pub avoid_single_seats: bool,
 }
 
 /// One seat, 1-based: row 1 is the row nearest the stage, seat 1 the first seat of a row.
@@ -155,9 +194,7 @@ pub struct InitSection {
     /// Where the section is listed in its event (0-based).
     pub position: u32,
     pub layout: Layout,
-    /// How long a reservation is HELD before it expires unless confirmed; 0: confirmed when
-    /// decided.
-    pub hold_seconds: u32,
+    pub rules: SaleRules,
     pub requested_at: Millis,
 }
 
@@ -169,6 +206,55 @@ pub struct Reserve {
     pub user_id: String,
     pub request: SeatRequest,
     pub requested_at: Millis,
+    /// What the user's quota said, for a section of an event with a per-user limit.
+    pub quota: QuotaVerdict,
+}
+
+/// Whether a reservation's seats were counted against its user's limit on their way to the
+/// section (see [`ClaimQuota`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum QuotaVerdict {
+    /// Not asked: sent to the section directly. A section whose event limits users sends it
+    /// to the quota first.
+    #[default]
+    Unchecked,
+    /// Counted: the seats fit the user's limit.
+    Granted,
+    /// Not counted: the seats would exceed the user's limit; the section rejects it.
+    Exceeded,
+}
+
+/// The first step of a reservation in an event with a per-user limit, decided by the user's
+/// quota: count the seats if they fit, then hand the reservation on to its section with the
+/// verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimQuota {
+    pub reserve: Reserve,
+    /// The event's `maxSeatsPerUser`.
+    pub limit: u16,
+}
+
+impl ClaimQuota {
+    pub fn quota_key(&self) -> QuotaKey {
+        QuotaKey::new(&self.reserve.key.event_id, &self.reserve.user_id)
+    }
+}
+
+/// A counted reservation took no seats, or gave them back (rejected, cancelled, expired): its
+/// seats leave its user's quota. Sent by the section's owner; idempotent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseQuota {
+    pub reservation_id: ReservationId,
+    /// The reservation's section.
+    pub key: SectionKey,
+    pub user_id: String,
+    pub requested_at: Millis,
+}
+
+impl ReleaseQuota {
+    pub fn quota_key(&self) -> QuotaKey {
+        QuotaKey::new(&self.key.event_id, &self.user_id)
+    }
 }
 
 /// Confirm a HELD reservation (its checkout is done). The hold's expiry and the confirmation
@@ -199,15 +285,38 @@ pub enum Command {
     Reserve(Reserve),
     Cancel(Cancel),
     Confirm(Confirm),
+    ClaimQuota(ClaimQuota),
+    ReleaseQuota(ReleaseQuota),
 }
 
 impl Command {
+    /// The section the command is about (for a quota command: the reservation's section).
     pub fn key(&self) -> &SectionKey {
         match self {
             Self::InitSection(c) => &c.key,
             Self::Reserve(c) => &c.key,
             Self::Cancel(c) => &c.key,
             Self::Confirm(c) => &c.key,
+            Self::ClaimQuota(c) => &c.reserve.key,
+            Self::ReleaseQuota(c) => &c.key,
+        }
+    }
+
+    /// The quota that decides the command, for a quota command.
+    pub fn quota_key(&self) -> Option<QuotaKey> {
+        match self {
+            Self::ClaimQuota(c) => Some(c.quota_key()),
+            Self::ReleaseQuota(c) => Some(c.quota_key()),
+            _ => None,
+        }
+    }
+
+    /// The bytes that choose the partition deciding the command (and the record key on
+    /// Kafka): its quota's for a quota command, else its section's.
+    pub fn routing_key(&self) -> String {
+        match self.quota_key() {
+            Some(quota) => quota.routing_key(),
+            None => self.key().routing_key(),
         }
     }
 
@@ -217,6 +326,8 @@ impl Command {
             Self::Reserve(c) => Some(c.reservation_id),
             Self::Cancel(c) => Some(c.reservation_id),
             Self::Confirm(c) => Some(c.reservation_id),
+            Self::ClaimQuota(c) => Some(c.reserve.reservation_id),
+            Self::ReleaseQuota(c) => Some(c.reservation_id),
         }
     }
 }
@@ -293,6 +404,8 @@ pub enum Rejection {
     NotCancellable { status: Status },
     #[error("the section already exists with another layout")]
     SectionExists,
+    #[error("the event allows at most {limit} seats per user")]
+    UserLimitExceeded { limit: u16 },
 }
 
 impl Rejection {
@@ -311,6 +424,7 @@ impl Rejection {
             Self::NotOwner => "not_owner",
             Self::NotCancellable { .. } => "not_cancellable",
             Self::SectionExists => "section_exists",
+            Self::UserLimitExceeded { .. } => "user_limit_exceeded",
         }
     }
 }
@@ -353,8 +467,7 @@ pub struct SectionInitialized {
     /// Where the section is listed in its event (0-based).
     pub position: u32,
     pub layout: Layout,
-    /// See [`InitSection::hold_seconds`].
-    pub hold_seconds: u32,
+    pub rules: SaleRules,
     pub at: Millis,
 }
 
@@ -426,7 +539,7 @@ impl CommandReply {
     pub fn correlation_of(command: &Command) -> String {
         match command.reservation_id() {
             Some(id) => id.to_string(),
-            None => format!("init:{}", command.key().routing_key()),
+            None => format!("init:{}", command.routing_key()),
         }
     }
 }

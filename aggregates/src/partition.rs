@@ -15,18 +15,21 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::decision::{Decision, decide, evolve, expire};
 use crate::model::{
-    Command, Completed, Event, Millis, Outcome, Reservation, ReservationId, SectionKey, Status,
+    ClaimQuota, Command, Completed, Event, Millis, Outcome, QuotaKey, QuotaVerdict, ReleaseQuota,
+    Reservation, ReservationId, SectionKey, Status,
 };
+use crate::quota::{self, QuotaState};
 use crate::section::SectionState;
 
-/// Read access to what a partition has stored: the last committed state of its sections, the
-/// outcome of every reservation id it decided, and its reservations still HELD.
+/// Read access to what a partition has stored: the last committed state of its sections and
+/// quotas, the outcome of every reservation id it decided, and its reservations still HELD.
 pub trait PartitionStore {
     type Error;
     fn section(&self, key: &SectionKey) -> Result<Option<SectionState>, Self::Error>;
     fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, Self::Error>;
     /// Every HELD reservation of `partition`, as stored (any order).
     fn holds(&self, partition: u32) -> Result<Vec<Hold>, Self::Error>;
+    fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, Self::Error>;
 }
 
 /// A HELD reservation and when its hold ends: what a partition's clock watches.
@@ -65,6 +68,16 @@ pub enum Action {
         key: SectionKey,
         available: u32,
     },
+    /// Hand `command` on to the partition that decides it, once everything before is durable
+    /// (on Kafka: produce it to the commands in this transaction). `input` is the command it
+    /// came from; with `with_caller`, the caller of `input` is answered by the handed-on
+    /// command (a reservation on its way from its user's quota to its section) and gets no
+    /// [`Action::Reply`] here.
+    Forward {
+        input: Option<usize>,
+        command: Command,
+        with_caller: bool,
+    },
     /// Answer the caller of `input`, once everything before is durable.
     Reply {
         input: usize,
@@ -80,6 +93,9 @@ pub enum Action {
     /// The outcome of a reservation the batch decided, as it is at the end of the batch (the
     /// de-duplication table: a redelivered command is answered with it).
     StoreOutcome(Completed),
+    /// The state of a quota the batch changed, as it is at the end of the batch (empty: no
+    /// reservation counted; it may be deleted).
+    StoreQuota { key: QuotaKey, state: QuotaState },
 }
 
 /// What a partition owner keeps between batches: the sections it has read or decided (a cache
@@ -88,6 +104,8 @@ pub enum Action {
 pub struct Partition {
     number: u32,
     sections: HashMap<SectionKey, SectionState>,
+    /// The quotas it has read or decided (a cache of the store, like `sections`).
+    quotas: HashMap<QuotaKey, QuotaState>,
     /// Holds of reservations that may still be HELD, by end time. An entry whose reservation
     /// moved on (confirmed, cancelled) is dropped when it comes due.
     holds: BTreeSet<Hold>,
@@ -100,6 +118,7 @@ pub struct Partition {
 struct Batch {
     actions: Vec<Action>,
     touched: Vec<SectionKey>,
+    touched_quotas: Vec<QuotaKey>,
     decided: Vec<Completed>,
     decided_index: HashMap<ReservationId, usize>,
 }
@@ -155,9 +174,10 @@ impl Partition {
     }
 
     /// Decide a batch of commands at `now`: first every hold that ended at or before `now`
-    /// expires, then each command in order. Every command gets exactly one [`Action::Reply`];
-    /// the stores come last, once per changed section and reservation. With no commands this is
-    /// the partition's clock: the expiries alone.
+    /// expires, then each command in order. Every command gets exactly one [`Action::Reply`],
+    /// or an [`Action::Forward`] with its caller, except a [`ReleaseQuota`] (no one waits for
+    /// it); the stores come last, once per changed section, quota and reservation. With no
+    /// commands this is the partition's clock: the expiries alone.
     pub fn decide_batch<S: PartitionStore>(
         &mut self,
         store: &S,
@@ -170,6 +190,17 @@ impl Partition {
         };
         self.expire_due(store, now, &mut batch)?;
         for (input, command) in commands.iter().enumerate() {
+            match command {
+                Command::ClaimQuota(claim) => {
+                    self.decide_claim(store, input, claim, &mut batch)?;
+                    continue;
+                }
+                Command::ReleaseQuota(release) => {
+                    self.decide_release(store, release, &mut batch)?;
+                    continue;
+                }
+                _ => {}
+            }
             let key = command.key();
             self.load(store, key)?;
             let prior = match command.reservation_id() {
@@ -190,7 +221,24 @@ impl Partition {
                 }
                 Decision::AlreadyDecided(reservation) => Outcome::Reservation(reservation),
                 Decision::Refused(rejection) => Outcome::Refused(rejection),
+                Decision::Forward(command) => {
+                    batch.actions.push(Action::Forward {
+                        input: Some(input),
+                        command,
+                        with_caller: true,
+                    });
+                    continue;
+                }
             };
+            // A counted reservation that took no seats (now, or when it was first decided)
+            // gives its count back.
+            if let (Command::Reserve(reserve), Outcome::Reservation(reservation)) =
+                (command, &outcome)
+                && reserve.quota == QuotaVerdict::Granted
+                && !reservation.status.takes_seats()
+            {
+                batch.actions.push(release_of(Some(input), reservation));
+            }
             let available = self.sections.get(key).map_or(0, SectionState::available);
             batch.actions.push(Action::Reply {
                 input,
@@ -201,12 +249,21 @@ impl Partition {
         let Batch {
             mut actions,
             touched,
+            touched_quotas,
             decided,
             ..
         } = batch;
         for key in touched {
             if let Some(state) = self.sections.get(&key) {
                 actions.push(Action::StoreSection {
+                    state: state.clone(),
+                    key,
+                });
+            }
+        }
+        for key in touched_quotas {
+            if let Some(state) = self.quotas.get(&key) {
+                actions.push(Action::StoreQuota {
                     state: state.clone(),
                     key,
                 });
@@ -220,6 +277,7 @@ impl Partition {
     /// on use).
     pub fn abandon(&mut self) {
         self.sections.clear();
+        self.quotas.clear();
         self.holds.clear();
         self.holds_loaded = false;
     }
@@ -246,14 +304,85 @@ impl Partition {
         Ok(())
     }
 
+    /// The user's quota counts the reservation's seats if they fit; the reservation goes on to
+    /// its section with the verdict, its caller with it.
+    fn decide_claim<S: PartitionStore>(
+        &mut self,
+        store: &S,
+        input: usize,
+        claim: &ClaimQuota,
+        batch: &mut Batch,
+    ) -> Result<(), S::Error> {
+        let key = claim.quota_key();
+        let state = self.quota(store, &key)?;
+        let (reserve, after) = quota::claim(&state, claim);
+        if let Some(after) = after {
+            self.change_quota(key, after, batch);
+        }
+        batch.actions.push(Action::Forward {
+            input: Some(input),
+            command: Command::Reserve(reserve),
+            with_caller: true,
+        });
+        Ok(())
+    }
+
+    /// The reservation's seats leave its user's quota (if they were counted).
+    fn decide_release<S: PartitionStore>(
+        &mut self,
+        store: &S,
+        release: &ReleaseQuota,
+        batch: &mut Batch,
+    ) -> Result<(), S::Error> {
+        let key = release.quota_key();
+        let state = self.quota(store, &key)?;
+        if let Some(after) = quota::release(&state, release) {
+            self.change_quota(key, after, batch);
+        }
+        Ok(())
+    }
+
+    fn quota<S: PartitionStore>(
+        &mut self,
+        store: &S,
+        key: &QuotaKey,
+    ) -> Result<QuotaState, S::Error> {
+        if let Some(state) = self.quotas.get(key) {
+            return Ok(state.clone());
+        }
+        let state = store.quota(key)?.unwrap_or_default();
+        self.quotas.insert(key.clone(), state.clone());
+        Ok(state)
+    }
+
+    fn change_quota(&mut self, key: QuotaKey, state: QuotaState, batch: &mut Batch) {
+        if !batch.touched_quotas.contains(&key) {
+            batch.touched_quotas.push(key.clone());
+        }
+        self.quotas.insert(key, state);
+    }
+
     /// Fold a decided fact in and say what must happen for it.
     fn record(&mut self, input: Option<usize>, event: Event, batch: &mut Batch) {
         let key = event.key().clone();
         self.evolve(&event);
+        let mut release = None;
         if let Event::ReservationCompleted(completed) = &event {
             batch.note(completed);
             if let Some(hold) = Hold::of(&completed.reservation) {
                 self.holds.insert(hold);
+            }
+            // Seats given back in an event that limits its users leave the user's quota.
+            let limited = self
+                .sections
+                .get(&key)
+                .is_some_and(|state| state.rules().max_seats_per_user.is_some());
+            let given_back = matches!(
+                completed.reservation.status,
+                Status::Cancelled | Status::Expired
+            );
+            if limited && given_back {
+                release = Some(release_of(input, &completed.reservation));
             }
         }
         let available = event.available_after();
@@ -263,6 +392,7 @@ impl Partition {
             key: key.clone(),
             available,
         });
+        batch.actions.extend(release);
         if !batch.touched.contains(&key) {
             batch.touched.push(key);
         }
@@ -287,12 +417,27 @@ impl Partition {
     }
 }
 
+/// The hand-on that gives a reservation's seats back to its user's quota.
+fn release_of(input: Option<usize>, reservation: &Reservation) -> Action {
+    Action::Forward {
+        input,
+        command: Command::ReleaseQuota(ReleaseQuota {
+            reservation_id: reservation.id,
+            key: reservation.key.clone(),
+            user_id: reservation.user_id.clone(),
+            requested_at: reservation.decided_at,
+        }),
+        with_caller: false,
+    }
+}
+
 /// A partition's store in memory: tests, benchmarks and replays. It is also an interpreter of
 /// the actions (everything but the replies, which are the caller's business).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     pub sections: HashMap<SectionKey, SectionState>,
     pub reservations: HashMap<ReservationId, Reservation>,
+    pub quotas: HashMap<QuotaKey, QuotaState>,
     /// Every fact recorded, in order.
     pub log: Vec<Event>,
 }
@@ -312,6 +457,10 @@ impl PartitionStore for MemoryStore {
     fn holds(&self, _partition: u32) -> Result<Vec<Hold>, Self::Error> {
         Ok(self.reservations.values().filter_map(Hold::of).collect())
     }
+
+    fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, Self::Error> {
+        Ok(self.quotas.get(key).cloned())
+    }
 }
 
 impl MemoryStore {
@@ -327,7 +476,10 @@ impl MemoryStore {
                     self.reservations
                         .insert(completed.reservation.id, completed.reservation.clone());
                 }
-                Action::PublishStatus { .. } | Action::Reply { .. } => {}
+                Action::StoreQuota { key, state } => {
+                    self.quotas.insert(key.clone(), state.clone());
+                }
+                Action::PublishStatus { .. } | Action::Reply { .. } | Action::Forward { .. } => {}
             }
         }
     }

@@ -3,11 +3,20 @@
 //! the embedded runtime and on a Kafka topic partitioned by the Java client or by librdkafka
 //! with `partitioner=murmur2_random`.
 
-use crate::model::SectionKey;
+use crate::model::{Command, SectionKey};
 
 /// The partition of a section among `partitions`.
 pub fn partition_of(key: &SectionKey, partitions: u32) -> u32 {
-    let hash = murmur2(key.routing_key().as_bytes()) & 0x7fff_ffff;
+    partition_of_routing_key(&key.routing_key(), partitions)
+}
+
+/// The partition that decides `command` among `partitions` (a quota command's is its quota's).
+pub fn partition_of_command(command: &Command, partitions: u32) -> u32 {
+    partition_of_routing_key(&command.routing_key(), partitions)
+}
+
+fn partition_of_routing_key(routing_key: &str, partitions: u32) -> u32 {
+    let hash = murmur2(routing_key.as_bytes()) & 0x7fff_ffff;
     hash % partitions.max(1)
 }
 

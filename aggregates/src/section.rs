@@ -4,7 +4,7 @@
 //! straddles two rows, and the padding bits after the last seat of a row are kept set ("held")
 //! so that a free-seat search can never run past the end of a row.
 
-use crate::model::{Event, Layout, Rejection, Seat, SeatRequest, Status};
+use crate::model::{Event, Layout, Rejection, SaleRules, Seat, SeatRequest, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SectionState {
@@ -15,8 +15,8 @@ pub struct SectionState {
     /// Free seats per row, to skip full rows without scanning them.
     free_in_row: Vec<u16>,
     available: u32,
-    /// How long a reservation is HELD before it expires (0: confirmed when decided).
-    hold_seconds: u32,
+    /// The rules its reservations are decided by.
+    rules: SaleRules,
 }
 
 impl SectionState {
@@ -38,19 +38,24 @@ impl SectionState {
             held,
             free_in_row: vec![layout.seats_per_row; usize::from(layout.rows)],
             available: layout.capacity(),
-            hold_seconds: 0,
+            rules: SaleRules::default(),
         }
     }
 
-    /// The same section with reservations held for `seconds` before they expire.
-    pub fn with_hold_seconds(mut self, seconds: u32) -> Self {
-        self.hold_seconds = seconds;
+    /// The same section decided by `rules`.
+    pub fn with_rules(mut self, rules: SaleRules) -> Self {
+        self.rules = rules;
         self
+    }
+
+    /// The rules its reservations are decided by.
+    pub fn rules(&self) -> SaleRules {
+        self.rules
     }
 
     /// How long a reservation is HELD before it expires (0: confirmed when decided).
     pub fn hold_seconds(&self) -> u32 {
-        self.hold_seconds
+        self.rules.hold_seconds
     }
 
     /// A section with these seats held (used to restore a stored state).
@@ -165,7 +170,12 @@ impl SectionState {
             if self.free_in_row[row] < count {
                 continue;
             }
-            if let Some(start) = self.free_run_in_row(row, usize::from(count)) {
+            let start = if self.rules.avoid_single_seats {
+                self.placement_leaving_no_lone_seat(row, usize::from(count))
+            } else {
+                self.free_run_in_row(row, usize::from(count))
+            };
+            if let Some(start) = start {
                 let row_number = row as u16 + 1;
                 return Ok((0..count)
                     .map(|i| Seat::new(row_number, start as u16 + 1 + i))
@@ -235,6 +245,36 @@ impl SectionState {
         None
     }
 
+    /// Where `count` adjacent seats go in a 0-based row without leaving one lone free seat
+    /// beside them (between taken seats, or at the row's end): the start of the first free run
+    /// that they fill exactly or leave two or more seats of. When every run that fits would
+    /// leave one, the first run that fits (a lone seat then is unavoidable in this row).
+    /// Placing them at a run's start leaves at most one gap, at its end; placing them inside
+    /// leaves two, which never helps.
+    fn placement_leaving_no_lone_seat(&self, row: usize, count: usize) -> Option<usize> {
+        let seats = usize::from(self.layout.seats_per_row);
+        let mut first_fit = None;
+        let mut from = 0;
+        while from + count <= seats {
+            let Some(start) = self.next_bit(row, from, false) else {
+                break;
+            };
+            if start + count > seats {
+                break;
+            }
+            let end = self.next_bit(row, start, true).unwrap_or(seats);
+            let length = end - start;
+            if length >= count {
+                if length - count != 1 {
+                    return Some(start);
+                }
+                first_fit.get_or_insert(start);
+            }
+            from = end;
+        }
+        first_fit
+    }
+
     /// The first 0-based seat index at or after `from` in `row` whose held bit equals `held`.
     fn next_bit(&self, row: usize, from: usize, held: bool) -> Option<usize> {
         let base = row * self.words_per_row;
@@ -279,6 +319,91 @@ mod tests {
 
     fn layout(rows: u16, seats: u16) -> Layout {
         Layout::new(rows, seats).expect("valid layout")
+    }
+
+    /// One row of `seats` with `taken` (1-based) held, choosing seats with `avoid`.
+    fn row_with(seats: u16, taken: &[u16], avoid: bool) -> SectionState {
+        SectionState::with_held(layout(1, seats), taken.iter().map(|s| Seat::new(1, *s)))
+            .with_rules(SaleRules {
+                avoid_single_seats: avoid,
+                ..SaleRules::default()
+            })
+    }
+
+    fn first_seat(state: &SectionState, count: u16) -> u16 {
+        state
+            .allocate(&SeatRequest::Adjacent(count))
+            .expect("seats")[0]
+            .seat
+    }
+
+    /// Whether `count` seats from `start` (1-based) in `row` leave a free seat beside them that
+    /// has no free neighbour (brute force, seat by seat).
+    fn leaves_lone_seat(state: &SectionState, row: u16, start: u16, count: u16) -> bool {
+        let seats = state.layout().seats_per_row;
+        let free = |seat: i32| {
+            (1..=i32::from(seats)).contains(&seat) && !state.is_held(Seat::new(row, seat as u16))
+        };
+        let (before, after) = (i32::from(start) - 1, i32::from(start + count));
+        (free(before) && !free(before - 1)) || (free(after) && !free(after + 1))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn avoiding_single_seats_keeps_the_row_and_leaves_a_lone_seat_only_when_unavoidable(
+            taken in proptest::collection::vec((1u16..=3, 1u16..=12), 0..24),
+            count in 1u16..=6,
+        ) {
+            let layout = layout(3, 12);
+            let held = taken.iter().map(|(row, seat)| Seat::new(*row, *seat));
+            let plain = SectionState::with_held(layout, held);
+            let avoiding = plain.clone().with_rules(SaleRules {
+                avoid_single_seats: true,
+                ..SaleRules::default()
+            });
+            let request = SeatRequest::Adjacent(count);
+            match (plain.allocate(&request), avoiding.allocate(&request)) {
+                (Ok(first), Ok(chosen)) => {
+                    let row = chosen[0].row;
+                    proptest::prop_assert_eq!(first[0].row, row, "the best row is kept");
+                    proptest::prop_assert!(chosen.iter().all(|seat| seat.row == row && !plain.is_held(*seat)));
+                    proptest::prop_assert!(chosen.windows(2).all(|w| w[1].seat == w[0].seat + 1));
+                    if leaves_lone_seat(&plain, row, chosen[0].seat, count) {
+                        for start in 1..=(12 - count + 1) {
+                            let fits = (start..start + count).all(|seat| !plain.is_held(Seat::new(row, seat)));
+                            if fits {
+                                proptest::prop_assert!(
+                                    leaves_lone_seat(&plain, row, start, count),
+                                    "seats from {} would leave no lone seat", start
+                                );
+                            }
+                        }
+                    }
+                }
+                (plain_answer, avoiding_answer) => {
+                    proptest::prop_assert_eq!(plain_answer, avoiding_answer);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avoiding_single_seats_skips_a_gap_it_would_leave_one_seat_of() {
+        // Seat 3 taken: free 1-2 and 4-10. One seat at seat 1 would leave seat 2 alone.
+        assert_eq!(first_seat(&row_with(10, &[3], false), 1), 1);
+        assert_eq!(first_seat(&row_with(10, &[3], true), 1), 4);
+        // Two seats fill the gap exactly: that is best.
+        assert_eq!(first_seat(&row_with(10, &[3], true), 2), 1);
+        // Seven free at the row's end, six asked: every placement leaves one; the first is kept.
+        assert_eq!(first_seat(&row_with(10, &[1, 2, 3], true), 6), 4);
+        // The next row is never preferred to leaving a lone seat in the best row.
+        let two_rows =
+            SectionState::with_held(layout(2, 4), [Seat::new(1, 1)]).with_rules(SaleRules {
+                avoid_single_seats: true,
+                ..SaleRules::default()
+            });
+        let seats = two_rows.allocate(&SeatRequest::Adjacent(2)).expect("seats");
+        assert_eq!(seats, vec![Seat::new(1, 2), Seat::new(1, 3)]);
     }
 
     #[test]

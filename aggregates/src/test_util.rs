@@ -4,7 +4,8 @@
 
 use crate::decision::Decision;
 use crate::model::{
-    Command, Event, InitSection, Layout, Millis, Outcome, Reserve, SeatRequest, SectionKey,
+    Command, Event, InitSection, Layout, Millis, Outcome, QuotaVerdict, Reserve, SaleRules,
+    SeatRequest, SectionKey,
 };
 use crate::partition::{Action, MemoryStore, Partition};
 
@@ -64,6 +65,17 @@ impl MemoryPartition {
                 _ => None,
             })
             .collect();
+        let handed_on = actions.iter().find_map(|action| match action {
+            Action::Forward {
+                command,
+                with_caller: true,
+                ..
+            } => Some(command.clone()),
+            _ => None,
+        });
+        if let Some(command) = handed_on {
+            return Decision::Forward(command);
+        }
         let outcome = actions.into_iter().find_map(|action| match action {
             Action::Reply { outcome, .. } => Some(outcome),
             _ => None,
@@ -88,6 +100,95 @@ impl MemoryPartition {
     /// Every fact recorded, in order.
     pub fn log(&self) -> &[Event] {
         &self.store.log
+    }
+}
+
+/// Several partitions over memory stores, each command decided by the partition it routes to,
+/// and the commands they hand on to each other waiting in flight until delivered (in any order
+/// a test chooses): the per-user limit's saga without a runtime.
+#[derive(Debug, Clone)]
+pub struct MemoryCluster {
+    pub partitions: Vec<MemoryPartition>,
+    /// Handed-on commands not delivered yet.
+    pub in_flight: Vec<Command>,
+}
+
+impl MemoryCluster {
+    pub fn new(partitions: u32) -> Self {
+        Self {
+            partitions: (0..partitions)
+                .map(|number| MemoryPartition {
+                    partition: Partition::new(number),
+                    store: MemoryStore::default(),
+                })
+                .collect(),
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// Decide `command` at its partition; what it hands on goes in flight. The answer, if the
+    /// batch made one here.
+    pub fn submit(&mut self, command: &Command, now: Millis) -> Option<Outcome> {
+        let partition = crate::partition_of_command(command, self.partitions.len() as u32);
+        let actions = self.partitions[partition as usize].actions(command, now);
+        self.absorb(actions)
+    }
+
+    /// Deliver the `nth` command in flight (modulo their number); its answer, if any.
+    pub fn deliver(&mut self, nth: usize, now: Millis) -> Option<Outcome> {
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let command = self.in_flight.remove(nth % self.in_flight.len());
+        self.submit(&command, now)
+    }
+
+    /// Deliver everything in flight, first in first; the last answer made.
+    pub fn settle(&mut self, now: Millis) -> Option<Outcome> {
+        let mut last = None;
+        while !self.in_flight.is_empty() {
+            if let Some(outcome) = self.deliver(0, now) {
+                last = Some(outcome);
+            }
+        }
+        last
+    }
+
+    /// Every partition's clock at `now`.
+    pub fn tick(&mut self, now: Millis) {
+        for index in 0..self.partitions.len() {
+            let actions = self.partitions[index].tick(now);
+            self.absorb(actions);
+        }
+    }
+
+    /// Every reservation decided, over all partitions.
+    pub fn reservations(&self) -> impl Iterator<Item = &crate::model::Reservation> {
+        self.partitions
+            .iter()
+            .flat_map(|partition| partition.store.reservations.values())
+    }
+
+    /// The stored quota of `user` in the test event.
+    pub fn quota_used(&self, user: &str) -> u32 {
+        let key = crate::model::QuotaKey::new(key("A").event_id, user);
+        self.partitions
+            .iter()
+            .filter_map(|partition| partition.store.quotas.get(&key))
+            .map(crate::quota::QuotaState::used)
+            .sum()
+    }
+
+    fn absorb(&mut self, actions: Vec<Action>) -> Option<Outcome> {
+        let mut answer = None;
+        for action in actions {
+            match action {
+                Action::Forward { command, .. } => self.in_flight.push(command),
+                Action::Reply { outcome, .. } => answer = Some(outcome),
+                _ => {}
+            }
+        }
+        answer
     }
 }
 
@@ -137,12 +238,25 @@ pub fn init(section: &str, rows: u16, seats: u16) -> Command {
 
 /// An init command for a `rows x seats` section whose reservations are held `hold_seconds`.
 pub fn init_held(section: &str, rows: u16, seats: u16, hold_seconds: u32) -> Command {
+    init_with(
+        section,
+        rows,
+        seats,
+        SaleRules {
+            hold_seconds,
+            ..SaleRules::default()
+        },
+    )
+}
+
+/// An init command for a `rows x seats` section decided by `rules`.
+pub fn init_with(section: &str, rows: u16, seats: u16, rules: SaleRules) -> Command {
     Command::InitSection(InitSection {
         key: key(section),
         event_name: "Test event".into(),
         position: 0,
         layout: Layout::new(rows, seats).expect("valid test layout"),
-        hold_seconds,
+        rules,
         requested_at: NOW,
     })
 }
@@ -165,5 +279,6 @@ pub fn reserve(section: &str, user: &str, request: SeatRequest) -> Command {
         user_id: user.into(),
         request,
         requested_at: NOW,
+        quota: QuotaVerdict::Unchecked,
     })
 }

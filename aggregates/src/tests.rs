@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use crate::test_util::{MemoryPartition, NOW, cancel_of, given, init, key, reserve};
 use crate::{
     Action, Cancel, Checkout, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome,
-    Partition, Rejection, Reservation, ReservationId, Seat, SeatRequest, SectionInitialized,
-    SectionState, Status,
+    Partition, Rejection, Reservation, ReservationId, SaleRules, Seat, SeatRequest,
+    SectionInitialized, SectionState, Status,
 };
 
 fn initialized(section: &str, rows: u16, seats: u16) -> Event {
@@ -17,7 +17,7 @@ fn initialized(section: &str, rows: u16, seats: u16) -> Event {
         event_name: "Test event".into(),
         position: 0,
         layout: Layout::new(rows, seats).expect("layout"),
-        hold_seconds: 0,
+        rules: SaleRules::default(),
         at: NOW,
     })
 }
@@ -30,6 +30,7 @@ fn outcome(decision: &Decision) -> &Reservation {
         },
         Decision::AlreadyDecided(reservation) => reservation,
         Decision::Refused(rejection) => panic!("refused: {rejection}"),
+        Decision::Forward(command) => panic!("handed on: {command:?}"),
     }
 }
 

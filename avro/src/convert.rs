@@ -2,9 +2,10 @@
 
 use apache_avro::types::Value;
 use seatflow_aggregates::{
-    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
-    Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat, SeatRequest,
-    SectionInitialized, SectionKey, SectionState, SectionStatus, Status,
+    Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
+    Layout, Millis, Outcome, QuotaKey, QuotaState, QuotaVerdict, Rejection, ReleaseQuota,
+    Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest, SectionInitialized,
+    SectionKey, SectionState, SectionStatus, Status,
 };
 
 use crate::codec::{Contract, DecodeError, Versions, versions};
@@ -13,7 +14,7 @@ impl Contract for Command {
     const NAME: &'static str = "ReservationCommand";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCommand", ["v1", "v2"])
+        versions!("ReservationCommand", ["v1", "v2", "v3"])
     }
 
     fn to_value(&self) -> Value {
@@ -30,25 +31,35 @@ impl Contract for Command {
                         "seatsPerRow",
                         Value::Int(i32::from(init.layout.seats_per_row)),
                     ),
-                    ("holdSeconds", count_value(init.hold_seconds)),
+                    ("holdSeconds", count_value(init.rules.hold_seconds)),
+                    (
+                        "maxSeatsPerUser",
+                        limit_value(init.rules.max_seats_per_user),
+                    ),
+                    (
+                        "avoidSingleSeats",
+                        Value::Boolean(init.rules.avoid_single_seats),
+                    ),
                 ]),
             ),
             Command::Reserve(reserve) => {
-                let (count, seats) = match &reserve.request {
-                    SeatRequest::Adjacent(count) => (*count, Vec::new()),
-                    SeatRequest::Picked(seats) => (reserve.request.seat_count(), seats.clone()),
-                };
-                (
-                    reserve.requested_at,
-                    1,
-                    record(vec![
-                        ("reservationId", string(&reserve.reservation_id.to_string())),
-                        ("userId", string(&reserve.user_id)),
-                        ("seatCount", Value::Int(i32::from(count))),
-                        ("seats", seats_value(&seats)),
-                    ]),
-                )
+                let mut fields = reserve_fields(reserve);
+                fields.push(("quota", verdict_value(reserve.quota)));
+                (reserve.requested_at, 1, record(fields))
             }
+            Command::ClaimQuota(claim) => {
+                let mut fields = reserve_fields(&claim.reserve);
+                fields.push(("limit", Value::Int(i32::from(claim.limit))));
+                (claim.reserve.requested_at, 4, record(fields))
+            }
+            Command::ReleaseQuota(release) => (
+                release.requested_at,
+                5,
+                record(vec![
+                    ("reservationId", string(&release.reservation_id.to_string())),
+                    ("userId", string(&release.user_id)),
+                ]),
+            ),
             Command::Cancel(cancel) => (
                 cancel.requested_at,
                 2,
@@ -93,28 +104,28 @@ impl Contract for Command {
                     event_name: command.string("eventName")?,
                     position: command.u32("position")?,
                     layout,
-                    hold_seconds: command.u32("holdSeconds")?,
+                    rules: command.rules()?,
                     requested_at,
                 })
             }
             1 => {
-                let reservation_id = command.reservation_id("reservationId")?;
-                let user_id = command.string("userId")?;
-                let count = command.u16("seatCount")?;
-                let seats = command.seats("seats")?;
-                let request = if seats.is_empty() {
-                    SeatRequest::Adjacent(count)
-                } else {
-                    SeatRequest::Picked(seats)
-                };
-                Command::Reserve(Reserve {
-                    reservation_id,
-                    key,
-                    user_id,
-                    request,
-                    requested_at,
+                let mut reserve = command.reserve(key, requested_at)?;
+                reserve.quota = command.verdict("quota")?;
+                Command::Reserve(reserve)
+            }
+            4 => {
+                let reserve = command.reserve(key, requested_at)?;
+                Command::ClaimQuota(ClaimQuota {
+                    reserve,
+                    limit: command.u16("limit")?,
                 })
             }
+            5 => Command::ReleaseQuota(ReleaseQuota {
+                reservation_id: command.reservation_id("reservationId")?,
+                key,
+                user_id: command.string("userId")?,
+                requested_at,
+            }),
             2 => Command::Cancel(Cancel {
                 reservation_id: command.reservation_id("reservationId")?,
                 key,
@@ -143,7 +154,7 @@ impl Contract for Completed {
     const NAME: &'static str = "ReservationCompleted";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCompleted", ["v1", "v2"])
+        versions!("ReservationCompleted", ["v1", "v2", "v3"])
     }
 
     fn to_value(&self) -> Value {
@@ -159,7 +170,7 @@ impl Contract for Event {
     const NAME: &'static str = "SeatEvent";
 
     fn versions() -> &'static Versions {
-        versions!("SeatEvent", ["v1", "v2"])
+        versions!("SeatEvent", ["v1", "v2", "v3"])
     }
 
     fn to_value(&self) -> Value {
@@ -177,7 +188,15 @@ impl Contract for Event {
                         Value::Int(i32::from(init.layout.seats_per_row)),
                     ),
                     ("at", Value::TimestampMillis(init.at)),
-                    ("holdSeconds", count_value(init.hold_seconds)),
+                    ("holdSeconds", count_value(init.rules.hold_seconds)),
+                    (
+                        "maxSeatsPerUser",
+                        limit_value(init.rules.max_seats_per_user),
+                    ),
+                    (
+                        "avoidSingleSeats",
+                        Value::Boolean(init.rules.avoid_single_seats),
+                    ),
                 ]),
             ),
             Event::ReservationCompleted(completed) => (1, completed_value(completed)),
@@ -202,7 +221,7 @@ impl Contract for Event {
                     position,
                     layout,
                     at: init.long("at")?,
-                    hold_seconds: init.u32("holdSeconds")?,
+                    rules: init.rules()?,
                 }))
             }
             1 => Ok(Event::ReservationCompleted(completed_from(
@@ -246,7 +265,7 @@ impl Contract for CommandReply {
     const NAME: &'static str = "CommandReply";
 
     fn versions() -> &'static Versions {
-        versions!("CommandReply", ["v1", "v2"])
+        versions!("CommandReply", ["v1", "v2", "v3"])
     }
 
     fn to_value(&self) -> Value {
@@ -334,7 +353,7 @@ impl Contract for StoredSection {
     const NAME: &'static str = "SectionState";
 
     fn versions() -> &'static Versions {
-        versions!("SectionState", ["v1", "v2"])
+        versions!("SectionState", ["v1", "v2", "v3"])
     }
 
     fn to_value(&self) -> Value {
@@ -347,7 +366,15 @@ impl Contract for StoredSection {
             ("seatsPerRow", Value::Int(i32::from(layout.seats_per_row))),
             ("availableCount", count_value(self.state.available())),
             ("held", Value::Bytes(bitmap)),
-            ("holdSeconds", count_value(self.state.hold_seconds())),
+            ("holdSeconds", count_value(self.state.rules().hold_seconds)),
+            (
+                "maxSeatsPerUser",
+                limit_value(self.state.rules().max_seats_per_user),
+            ),
+            (
+                "avoidSingleSeats",
+                Value::Boolean(self.state.rules().avoid_single_seats),
+            ),
         ])
     }
 
@@ -361,7 +388,7 @@ impl Contract for StoredSection {
             Value::Bytes(bytes) => bytes,
             other => return Err(type_error(Self::NAME, "held", "bytes", &other)),
         };
-        let hold_seconds = fields.u32("holdSeconds")?;
+        let rules = fields.rules()?;
         let state = SectionState::from_bitmap(layout, &bitmap).ok_or_else(|| {
             field_error(
                 Self::NAME,
@@ -385,7 +412,60 @@ impl Contract for StoredSection {
         }
         Ok(StoredSection {
             key,
-            state: state.with_hold_seconds(hold_seconds),
+            state: state.with_rules(rules),
+        })
+    }
+}
+
+/// A quota as stored by a seat worker: the reservations counted against one user's limit in
+/// one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredQuota {
+    pub key: QuotaKey,
+    pub state: QuotaState,
+}
+
+impl Contract for StoredQuota {
+    const NAME: &'static str = "UserQuota";
+
+    fn versions() -> &'static Versions {
+        versions!("UserQuota", ["v1"])
+    }
+
+    fn to_value(&self) -> Value {
+        let claims = self
+            .state
+            .claims()
+            .map(|(id, seats)| {
+                record(vec![
+                    ("reservationId", string(&id.to_string())),
+                    ("seats", Value::Int(i32::from(seats))),
+                ])
+            })
+            .collect();
+        record(vec![
+            ("eventId", string(&self.key.event_id)),
+            ("userId", string(&self.key.user_id)),
+            ("claims", Value::Array(claims)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let mut fields = Fields::of(Self::NAME, value)?;
+        let key = QuotaKey::new(fields.string("eventId")?, fields.string("userId")?);
+        let claims = match fields.take("claims")? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| {
+                    let mut claim = Fields::of(Self::NAME, item)?;
+                    Ok((claim.reservation_id("reservationId")?, claim.u16("seats")?))
+                })
+                .collect::<Result<Vec<_>, DecodeError>>()?,
+            other => return Err(type_error(Self::NAME, "claims", "array", &other)),
+        };
+        Ok(StoredQuota {
+            key,
+            state: QuotaState::from_claims(claims),
         })
     }
 }
@@ -462,7 +542,7 @@ fn completed_from(contract: &'static str, value: Value) -> Result<Completed, Dec
 }
 
 /// The symbols of `RejectionCode`, in schema order.
-const REJECTION_CODES: [&str; 12] = [
+const REJECTION_CODES: [&str; 13] = [
     "SOLD_OUT",
     "NOT_ENOUGH_SEATS",
     "NO_ADJACENT_SEATS",
@@ -475,6 +555,7 @@ const REJECTION_CODES: [&str; 12] = [
     "NOT_OWNER",
     "NOT_CANCELLABLE",
     "SECTION_EXISTS",
+    "USER_LIMIT_EXCEEDED",
 ];
 
 fn rejection_value(rejection: &Rejection) -> Value {
@@ -492,6 +573,7 @@ fn rejection_value(rejection: &Rejection) -> Value {
             Rejection::NotOwner => (9, None, None, None),
             Rejection::NotCancellable { status } => (10, None, None, Some(status)),
             Rejection::SectionExists => (11, None, None, None),
+            Rejection::UserLimitExceeded { limit } => (12, None, Some(limit.into()), None),
         };
     record(vec![
         (
@@ -569,6 +651,9 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
             status: status.ok_or_else(|| field_error(contract, "status", "missing".into()))?,
         },
         "SECTION_EXISTS" => Rejection::SectionExists,
+        "USER_LIMIT_EXCEEDED" => Rejection::UserLimitExceeded {
+            limit: small(need_count()?),
+        },
         other => {
             return Err(field_error(
                 contract,
@@ -616,6 +701,42 @@ fn status_from(contract: &'static str, value: Value) -> Result<Status, DecodeErr
             .map(|(status, _)| *status)
             .ok_or_else(|| field_error(contract, "status", format!("unknown status {symbol}"))),
         other => Err(type_error(contract, "status", "enum", &other)),
+    }
+}
+
+/// The fields a reservation request writes (Reserve and ClaimQuota share them).
+fn reserve_fields(reserve: &Reserve) -> Vec<(&'static str, Value)> {
+    let (count, seats) = match &reserve.request {
+        SeatRequest::Adjacent(count) => (*count, Vec::new()),
+        SeatRequest::Picked(seats) => (reserve.request.seat_count(), seats.clone()),
+    };
+    vec![
+        ("reservationId", string(&reserve.reservation_id.to_string())),
+        ("userId", string(&reserve.user_id)),
+        ("seatCount", Value::Int(i32::from(count))),
+        ("seats", seats_value(&seats)),
+    ]
+}
+
+/// The symbols of `QuotaVerdict`, in schema order.
+const VERDICTS: [(QuotaVerdict, &str); 3] = [
+    (QuotaVerdict::Unchecked, "UNCHECKED"),
+    (QuotaVerdict::Granted, "GRANTED"),
+    (QuotaVerdict::Exceeded, "EXCEEDED"),
+];
+
+fn verdict_value(verdict: QuotaVerdict) -> Value {
+    let index = VERDICTS
+        .iter()
+        .position(|(v, _)| *v == verdict)
+        .unwrap_or(0);
+    Value::Enum(index as u32, VERDICTS[index].1.to_string())
+}
+
+fn limit_value(limit: Option<u16>) -> Value {
+    match limit {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(limit) => Value::Union(1, Box::new(Value::Int(i32::from(limit)))),
     }
 }
 
@@ -770,6 +891,72 @@ impl Fields {
     fn status(&mut self, field: &'static str) -> Result<Status, DecodeError> {
         let value = self.take(field)?;
         status_from(self.contract, value)
+    }
+
+    /// A sale's rules: `holdSeconds`, `maxSeatsPerUser`, `avoidSingleSeats`.
+    fn rules(&mut self) -> Result<SaleRules, DecodeError> {
+        let hold_seconds = self.u32("holdSeconds")?;
+        let max_seats_per_user = match self.optional("maxSeatsPerUser")? {
+            None => None,
+            Some(Value::Int(limit)) => Some(u16::try_from(limit).map_err(|_| {
+                field_error(
+                    self.contract,
+                    "maxSeatsPerUser",
+                    format!("{limit} out of range"),
+                )
+            })?),
+            Some(other) => return Err(type_error(self.contract, "maxSeatsPerUser", "int", &other)),
+        };
+        let avoid_single_seats = match self.take("avoidSingleSeats")? {
+            Value::Boolean(avoid) => avoid,
+            other => {
+                return Err(type_error(
+                    self.contract,
+                    "avoidSingleSeats",
+                    "boolean",
+                    &other,
+                ));
+            }
+        };
+        Ok(SaleRules {
+            hold_seconds,
+            max_seats_per_user,
+            avoid_single_seats,
+        })
+    }
+
+    /// A reservation request's fields (see `reserve_fields`), unchecked by any quota.
+    fn reserve(&mut self, key: SectionKey, requested_at: Millis) -> Result<Reserve, DecodeError> {
+        let reservation_id = self.reservation_id("reservationId")?;
+        let user_id = self.string("userId")?;
+        let count = self.u16("seatCount")?;
+        let seats = self.seats("seats")?;
+        let request = if seats.is_empty() {
+            SeatRequest::Adjacent(count)
+        } else {
+            SeatRequest::Picked(seats)
+        };
+        Ok(Reserve {
+            reservation_id,
+            key,
+            user_id,
+            request,
+            requested_at,
+            quota: QuotaVerdict::Unchecked,
+        })
+    }
+
+    fn verdict(&mut self, field: &'static str) -> Result<QuotaVerdict, DecodeError> {
+        match self.take(field)? {
+            Value::Enum(_, symbol) => VERDICTS
+                .iter()
+                .find(|(_, name)| *name == symbol)
+                .map(|(verdict, _)| *verdict)
+                .ok_or_else(|| {
+                    field_error(self.contract, field, format!("unknown verdict {symbol}"))
+                }),
+            other => Err(type_error(self.contract, field, "enum", &other)),
+        }
     }
 
     fn seats(&mut self, field: &'static str) -> Result<Vec<Seat>, DecodeError> {

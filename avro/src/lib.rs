@@ -16,5 +16,5 @@ mod convert;
 mod wire;
 
 pub use codec::{Contract, DecodeError, EncodeError, decode, encode, fingerprint};
-pub use convert::StoredSection;
+pub use convert::{StoredQuota, StoredSection};
 pub use wire::{RegistryIds, RegistrySchemaError, Wire};

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use seatflow_aggregates::{
-    Cancel, Command, Confirm, InitSection, Layout, LayoutError, MAX_HOLD_SECONDS,
-    MAX_PAYMENT_REF_CHARS, Millis, Outcome, Rejection, Reservation, ReservationId, Reserve, Seat,
-    SeatRequest, SectionKey, Status,
+    Cancel, ClaimQuota, Command, Confirm, InitSection, Layout, LayoutError, MAX_HOLD_SECONDS,
+    MAX_PAYMENT_REF_CHARS, MAX_SEATS_PER_USER, Millis, Outcome, QuotaVerdict, Rejection,
+    Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest, SectionKey, Status,
 };
 
 /// The future a [`CommandBus`] answers with.
@@ -78,6 +78,8 @@ pub use status::StatusCache;
 /// Where the command side looks up what sections exist (the catalogue read model).
 pub trait SectionDirectory: Send + Sync + 'static {
     fn layout(&self, key: &SectionKey) -> Option<Layout>;
+    /// The rules the section's reservations are decided by.
+    fn rules(&self, key: &SectionKey) -> Option<SaleRules>;
     fn event_exists(&self, event_id: &str) -> bool;
     fn reservation(&self, id: ReservationId) -> Option<Reservation>;
     /// The user's newest CONFIRMED reservation in `key` requested at or after `since`.
@@ -353,13 +355,24 @@ impl CommandService {
             cancelled_at: None,
             checkout: Default::default(),
         };
-        let command = Command::Reserve(Reserve {
+        let limit = self
+            .directory
+            .rules(&key)
+            .and_then(|rules| rules.max_seats_per_user);
+        let reserve = Reserve {
             reservation_id,
             key,
             user_id: request.user_id,
             request: seat_request,
             requested_at,
-        });
+            quota: QuotaVerdict::Unchecked,
+        };
+        // In an event that limits its users the reservation goes to the user's quota first
+        // (a section that gets it unchecked would send it there itself, one hop later).
+        let command = match limit {
+            Some(limit) => Command::ClaimQuota(ClaimQuota { reserve, limit }),
+            None => Command::Reserve(reserve),
+        };
         held.in_flight();
         let submitted = self.bus.submit(command, wait).await;
         // Only a reservation that holds seats, or may still come to, keeps the key.
@@ -610,18 +623,7 @@ impl CommandService {
         sections: &[NewSection],
         policy: SalePolicy,
     ) -> Result<String, CommandError> {
-        let hold_seconds = match policy.hold_seconds {
-            None => 0,
-            Some(seconds) => u32::try_from(seconds)
-                .ok()
-                .filter(|seconds| *seconds <= MAX_HOLD_SECONDS)
-                .ok_or_else(|| {
-                    invalid(
-                        "holdSeconds",
-                        format!("must be between 0 and {MAX_HOLD_SECONDS}"),
-                    )
-                })?,
-        };
+        let rules = policy.rules()?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
@@ -663,7 +665,7 @@ impl CommandService {
                 event_name: name.to_owned(),
                 position: position as u32,
                 layout,
-                hold_seconds,
+                rules,
                 requested_at,
             });
             submissions.spawn(async move { bus.submit(command, DECISION_TIMEOUT).await });
@@ -687,12 +689,56 @@ impl CommandService {
     }
 }
 
-/// How an event's reservations are sold, set when it is created.
+/// How an event's reservations are sold, as asked at its creation. Raw numbers, so that a
+/// value out of range is named in the error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SalePolicy {
     /// Seconds a reservation is HELD awaiting confirmation before it expires (0..=3600; absent
-    /// or 0: confirmed when decided). Raw, so that a value out of range is named in the error.
+    /// or 0: confirmed when decided).
     pub hold_seconds: Option<i64>,
+    /// The most seats one user may have HELD or CONFIRMED in the event (1..=100; absent: no
+    /// limit but the per-request one).
+    pub max_seats_per_user: Option<i64>,
+    /// Best-available never leaves a lone free seat when another placement in the row would
+    /// not (absent: true).
+    pub avoid_single_seats: Option<bool>,
+}
+
+impl SalePolicy {
+    /// The rules the policy asks for, or the field at fault.
+    pub fn rules(&self) -> Result<SaleRules, CommandError> {
+        let hold_seconds = match self.hold_seconds {
+            None => 0,
+            Some(seconds) => u32::try_from(seconds)
+                .ok()
+                .filter(|seconds| *seconds <= MAX_HOLD_SECONDS)
+                .ok_or_else(|| {
+                    invalid(
+                        "holdSeconds",
+                        format!("must be between 0 and {MAX_HOLD_SECONDS}"),
+                    )
+                })?,
+        };
+        let max_seats_per_user = match self.max_seats_per_user {
+            None => None,
+            Some(limit) => Some(
+                u16::try_from(limit)
+                    .ok()
+                    .filter(|limit| (1..=MAX_SEATS_PER_USER).contains(limit))
+                    .ok_or_else(|| {
+                        invalid(
+                            "maxSeatsPerUser",
+                            format!("must be between 1 and {MAX_SEATS_PER_USER}"),
+                        )
+                    })?,
+            ),
+        };
+        Ok(SaleRules {
+            hold_seconds,
+            max_seats_per_user,
+            avoid_single_seats: self.avoid_single_seats.unwrap_or(true),
+        })
+    }
 }
 
 /// Identifiers: 1 to 128 characters, no control characters.

@@ -453,9 +453,9 @@ impl Snapshots {
                 Some(Ok(stored)) => stored.state,
                 Some(Err(e)) => {
                     warn!(section = %routing, error = %e, "undecodable section state skipped");
-                    SectionState::new(init.layout).with_hold_seconds(init.hold_seconds)
+                    SectionState::new(init.layout).with_rules(init.rules)
                 }
-                None => SectionState::new(init.layout).with_hold_seconds(init.hold_seconds),
+                None => SectionState::new(init.layout).with_rules(init.rules),
             };
             feed.snapshot(init, state);
         }

@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use seatflow_aggregates::partition_of;
+use seatflow_aggregates::partition_of_command;
 use seatflow_aggregates::{Command, CommandReply};
 use seatflow_avro::Wire;
 use seatflow_commands::{BusError, CommandBus, SubmitFuture, Submitted};
@@ -197,8 +197,8 @@ impl KafkaBus {
                 .push(sender);
             Some(receiver)
         };
-        let key = command.key().routing_key();
-        let partition = partition_of(command.key(), self.partitions) as i32;
+        let key = command.routing_key();
+        let partition = partition_of_command(&command, self.partitions) as i32;
         let value = self
             .wire
             .encode(&command)

@@ -32,10 +32,10 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::{
-    Action, Command, CommandReply, Completed, Event, Millis, Partition, SectionKey, SectionState,
-    SectionStatus,
+    Action, Command, CommandReply, Completed, Event, Millis, Partition, QuotaKey, QuotaState,
+    SectionKey, SectionState, SectionStatus, partition_of_command,
 };
-use seatflow_avro::{StoredSection, Wire, decode, encode};
+use seatflow_avro::{StoredQuota, StoredSection, Wire, decode, encode};
 use seatflow_processor::{
     CommitBatch, Position, ProcessorConfig, Store, StoreError, now_millis, open_store,
 };
@@ -127,6 +127,8 @@ struct Input {
 struct Names {
     wire: Wire,
     brokers: String,
+    /// The partitions of every topic of the runtime (commands, outcomes, snapshots...).
+    partitions: u32,
     commands: String,
     completed: String,
     status: String,
@@ -145,6 +147,7 @@ pub fn run(
     let names = Names {
         wire: config.wire.clone(),
         brokers: config.brokers.clone(),
+        partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
         commands: config.topics.name("reservation-commands"),
         completed: config.topics.name("reservation-completed"),
         status: config.topics.name("section-status"),
@@ -475,6 +478,7 @@ struct LocalWrite {
     partition: i32,
     sections: Vec<(SectionKey, SectionState)>,
     outcomes: Vec<Completed>,
+    quotas: Vec<(QuotaKey, QuotaState)>,
     /// The next input offset: the partition's position once written.
     next_offset: i64,
 }
@@ -514,6 +518,7 @@ fn produce_batch(
             partition,
             sections: Vec::new(),
             outcomes: Vec::new(),
+            quotas: Vec::new(),
             next_offset,
         };
         let batch = Decided {
@@ -626,7 +631,74 @@ impl Decided<'_> {
                 write.outcomes.push(completed);
                 Ok(())
             }
+            Action::StoreQuota { key, state } => {
+                // An empty quota is a tombstone: compaction forgets the key.
+                let value = if state.is_empty() {
+                    Vec::new()
+                } else {
+                    encode(&StoredQuota {
+                        key: key.clone(),
+                        state: state.clone(),
+                    })
+                    .map_err(encode_error)?
+                };
+                self.keyed(
+                    producer,
+                    &names.changelog,
+                    &changelog_quota_key(&key),
+                    &value,
+                )?;
+                write.quotas.push((key, state));
+                Ok(())
+            }
+            Action::Forward {
+                input,
+                command,
+                with_caller,
+            } => self.hand_on(producer, names, input, &command, with_caller),
         }
+    }
+
+    /// Hand `command` on to the partition that decides it: a record of the commands topic in
+    /// this transaction (read by its owner only once committed), with the reply partition of
+    /// `input`'s caller when that caller waits for its answer, and `input`'s trace context.
+    fn hand_on(
+        &self,
+        producer: &BaseProducer,
+        names: &Names,
+        input: Option<usize>,
+        command: &Command,
+        with_caller: bool,
+    ) -> Result<(), SeatProcessorError> {
+        let origin = input.map(|input| self.origins[input]);
+        let reply_to = origin
+            .and_then(|origin| origin.reply_partition)
+            .filter(|_| with_caller)
+            .map(|partition| partition.to_string());
+        let mut headers = OwnedHeaders::new();
+        if let Some(reply_to) = &reply_to {
+            headers = headers.insert(Header {
+                key: REPLY_PARTITION_HEADER,
+                value: Some(reply_to.as_bytes()),
+            });
+        }
+        if let Some(traceparent) = origin.and_then(|origin| origin.traceparent.as_deref()) {
+            headers = headers.insert(Header {
+                key: crate::trace::TRACEPARENT,
+                value: Some(traceparent),
+            });
+        }
+        let value = names.wire.encode(command).map_err(encode_error)?;
+        let key = command.routing_key();
+        send(
+            producer,
+            BaseRecord::to(&names.commands)
+                .partition(partition_of_command(command, names.partitions) as i32)
+                .key(key.as_bytes())
+                .payload(value.as_slice())
+                .headers(headers),
+        )?;
+        Ok(())
     }
 
     /// A record on a public topic, in the input's partition, with the input's trace context
@@ -799,6 +871,10 @@ fn store_locally(store: &Store, tasks: &mut HashMap<i32, Partition>, writes: Vec
             partition: write.partition as u32,
             sections: write.sections,
             outcomes: write.outcomes,
+            quotas: write.quotas,
+            // Handed-on commands wait in the commands topic, not in a local outbox.
+            handed_on: Vec::new(),
+            delivered: Vec::new(),
             position: Position::InputOffset(write.next_offset as u64),
         })
         .collect();
@@ -887,6 +963,17 @@ fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Kafk
 
 fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
     SeatProcessorError::Store(StoreError::Encode(e))
+}
+
+/// `seat-state-changelog` key of a user's quota in an event (a `UserQuota`; empty: none).
+fn changelog_quota_key(key: &QuotaKey) -> String {
+    format!("q:{}", key.routing_key())
+}
+
+/// The quota of a routing key `eventId#user/userId` (see [`QuotaKey::routing_key`]).
+fn quota_of_routing_key(routing: &str) -> Option<QuotaKey> {
+    let (event_id, user_id) = routing.split_once("#user/")?;
+    Some(QuotaKey::new(event_id, user_id))
 }
 
 /// `section-snapshots` key of a section's initialisation (a `SeatEvent`, single-object framing).
@@ -1039,6 +1126,7 @@ fn restore_from_changelog(
     for (partition, committed) in targets {
         let mut sections = Vec::new();
         let mut outcomes = Vec::new();
+        let mut quotas = Vec::new();
         for (key, payload) in latest.remove(partition).unwrap_or_default() {
             let key = String::from_utf8_lossy(&key).into_owned();
             let bad = |reason: String| SeatProcessorError::Changelog {
@@ -1051,6 +1139,16 @@ fn restore_from_changelog(
                 sections.push((stored.key, stored.state));
             } else if key.starts_with("r:") {
                 outcomes.push(decode::<Completed>(&payload).map_err(|e| bad(e.to_string()))?);
+            } else if let Some(routing) = key.strip_prefix("q:") {
+                if payload.is_empty() {
+                    // A tombstone not compacted away yet: no reservation counted.
+                    if let Some(quota) = quota_of_routing_key(routing) {
+                        quotas.push((quota, QuotaState::default()));
+                    }
+                } else {
+                    let stored = decode::<StoredQuota>(&payload).map_err(|e| bad(e.to_string()))?;
+                    quotas.push((stored.key, stored.state));
+                }
             } else {
                 return Err(bad("unknown key kind".into()));
             }
@@ -1059,6 +1157,9 @@ fn restore_from_changelog(
             partition: *partition as u32,
             sections,
             outcomes,
+            quotas,
+            handed_on: Vec::new(),
+            delivered: Vec::new(),
             position: Position::InputOffset(*committed as u64),
         })?;
     }

@@ -1,7 +1,7 @@
 //! The RocksDB key codec: fixed layouts per table, big-endian numbers so that byte order is
 //! numeric order (a log scan reads a partition in sequence order).
 
-use seatflow_aggregates::{ReservationId, SectionKey};
+use seatflow_aggregates::{QuotaKey, ReservationId, SectionKey};
 
 pub(crate) const PARTITION_COUNT: &[u8] = b"partitions";
 
@@ -41,6 +41,27 @@ pub(crate) fn decode_hold(key: &[u8]) -> Option<(i64, ReservationId)> {
         i64::try_from(expires_at).ok()?,
         ReservationId(uuid::Uuid::from_bytes(id)),
     ))
+}
+
+/// `[u16 event id length][event id][user id]`: a quota, unambiguous like [`section`].
+pub(crate) fn quota(key: &QuotaKey) -> Vec<u8> {
+    let event = key.event_id.as_bytes();
+    let mut out = Vec::with_capacity(2 + event.len() + key.user_id.len());
+    out.extend_from_slice(&(event.len() as u16).to_be_bytes());
+    out.extend_from_slice(event);
+    out.extend_from_slice(key.user_id.as_bytes());
+    out
+}
+
+/// `[u32 target partition][reservation id][u8 kind]`: a command one partition handed on to
+/// another, waiting in the outbox until the batch that decides it. A reservation has at most one
+/// command of a kind on its way at a time (a copy of the same is the same message).
+pub(crate) fn outbox(target: u32, id: ReservationId, kind: u8) -> [u8; 21] {
+    let mut out = [0u8; 21];
+    out[..4].copy_from_slice(&target.to_be_bytes());
+    out[4..20].copy_from_slice(id.0.as_bytes());
+    out[20] = kind;
+    out
 }
 
 /// The 16 bytes of the UUID.

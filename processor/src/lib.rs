@@ -16,15 +16,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use seatflow_aggregates::{Command, partition_of};
+use seatflow_aggregates::{Command, partition_of_command};
 use seatflow_commands::{BusError, CommandBus, SubmitFuture, Submitted};
 use tokio::sync::{mpsc, oneshot};
 
 pub use seatflow_aggregates::Outcome;
-pub use store::{CommitBatch, LogRecord, Position, Store, StoreError};
+pub use store::{CommitBatch, LogRecord, OutboxKey, Position, Store, StoreError};
 pub use worker::{CommitSink, ProcessorError, now_millis};
 
-use worker::{Submission, Worker};
+use worker::{Router, Submission, Worker};
 
 /// Settings of the embedded seat processor.
 #[derive(Clone, Debug)]
@@ -82,12 +82,23 @@ impl Processor {
     ) -> Result<(Self, Workers), StoreError> {
         let mut queues = Vec::new();
         let mut threads = Vec::new();
+        let (inboxes, mut receivers): (Vec<_>, Vec<_>) = (0..config.partitions)
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        let router: Router = inboxes.into();
         for partition in 0..config.partitions {
             let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
-            let worker = Worker::new(partition, store.clone(), sink.clone(), config.max_batch)?;
+            let inbox = receivers.remove(0);
+            let worker = Worker::new(
+                partition,
+                store.clone(),
+                sink.clone(),
+                router.clone(),
+                config.max_batch,
+            )?;
             let thread = std::thread::Builder::new()
                 .name(format!("seat-worker-{partition}"))
-                .spawn(move || worker.run(rx))
+                .spawn(move || worker.run(rx, inbox))
                 .map_err(StoreError::Io)?;
             queues.push(tx);
             threads.push(thread);
@@ -106,10 +117,14 @@ impl Processor {
 
     /// Hand a command to the worker owning its section and wait until it is decided and on disk.
     pub async fn submit(&self, command: Command) -> Result<Outcome, ProcessorError> {
-        let partition = partition_of(command.key(), self.partitions());
+        let partition = partition_of_command(&command, self.partitions());
         let (reply, answer) = oneshot::channel();
         self.queues[partition as usize]
-            .send(Submission { command, reply })
+            .send(Submission {
+                command,
+                reply: Some(reply),
+                outbox: None,
+            })
             .await
             .map_err(|_| ProcessorError::Stopped)?;
         answer.await.map_err(|_| ProcessorError::Stopped)?

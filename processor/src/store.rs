@@ -16,10 +16,10 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
 use seatflow_aggregates::{
-    Completed, Event, Hold, Millis, PartitionStore, Reservation, ReservationId, SectionInitialized,
-    SectionKey, SectionState, Status,
+    Command, Completed, Event, Hold, Millis, PartitionStore, QuotaKey, QuotaState, Reservation,
+    ReservationId, SectionInitialized, SectionKey, SectionState, Status,
 };
-use seatflow_avro::{StoredSection, decode, encode};
+use seatflow_avro::{StoredQuota, StoredSection, decode, encode};
 
 use crate::keys;
 
@@ -45,6 +45,32 @@ const BY_USER: &str = "by_user";
 /// The reservations still HELD, by partition and end of hold: what a partition's clock reads
 /// at start (without a pass over its reservations).
 const HOLDS: &str = "holds";
+/// Each user's quota in each event that limits users (both runtimes).
+const QUOTAS: &str = "quotas";
+/// Commands a partition handed on to another, until the batch that decides them (embedded; on
+/// Kafka the commands topic holds them).
+const OUTBOX: &str = "outbox";
+
+/// Where a handed-on command waits in the outbox (see `keys::outbox`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OutboxKey([u8; 21]);
+
+impl OutboxKey {
+    /// The key of `command` handed on to partition `target`; None for a command that is never
+    /// handed on (it has no reservation id).
+    pub fn of(target: u32, command: &Command) -> Option<Self> {
+        let kind = match command {
+            Command::InitSection(_) => return None,
+            Command::Reserve(_) => 1,
+            Command::Cancel(_) => 2,
+            Command::Confirm(_) => 3,
+            Command::ClaimQuota(_) => 4,
+            Command::ReleaseQuota(_) => 5,
+        };
+        let id = command.reservation_id()?;
+        Some(Self(keys::outbox(target, id, kind)))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -141,11 +167,13 @@ impl Store {
         user_index.set_memtable_prefix_bloom_ratio(0.1);
         let mut scanned = Options::default();
         scanned.set_block_based_table_factory(&table(Filter::None));
-        // A store from before holds existed gets the family empty, which is right: it has no
-        // HELD reservation.
+        // A store from before holds (quotas) existed gets the family empty, which is right: it
+        // has no HELD reservation (no event that limits users).
         let families = vec![
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
-            ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup),
+            ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup.clone()),
+            ColumnFamilyDescriptor::new(QUOTAS, point_lookup),
+            ColumnFamilyDescriptor::new(OUTBOX, scanned.clone()),
             ColumnFamilyDescriptor::new(LOG, scanned.clone()),
             ColumnFamilyDescriptor::new(META, scanned.clone()),
             ColumnFamilyDescriptor::new(CATALOGUE, scanned.clone()),
@@ -275,6 +303,23 @@ impl Store {
                     write.delete_cf(self.cf(HOLDS), key);
                 }
             }
+        }
+        for (key, state) in &batch.quotas {
+            if state.is_empty() {
+                write.delete_cf(self.cf(QUOTAS), keys::quota(key));
+            } else {
+                let record = StoredQuota {
+                    key: key.clone(),
+                    state: state.clone(),
+                };
+                write.put_cf(self.cf(QUOTAS), keys::quota(key), encode(&record)?);
+            }
+        }
+        for (key, command) in &batch.handed_on {
+            write.put_cf(self.cf(OUTBOX), key.0, encode(command)?);
+        }
+        for key in &batch.delivered {
+            write.delete_cf(self.cf(OUTBOX), key.0);
         }
         match &batch.position {
             Position::Log(records) => {
@@ -474,8 +519,36 @@ fn same_prefix() -> ReadOptions {
     options
 }
 
+impl Store {
+    /// The commands handed on to `partition` and not decided yet, in key order.
+    pub fn outbox(&self, partition: u32) -> Result<Vec<(OutboxKey, Command)>, StoreError> {
+        let prefix = partition.to_be_bytes();
+        let mut waiting = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(OUTBOX),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if let Ok(key) = <[u8; 21]>::try_from(&key[..]) {
+                waiting.push((OutboxKey(key), decode::<Command>(&value)?));
+            }
+        }
+        Ok(waiting)
+    }
+}
+
 impl PartitionStore for Store {
     type Error = StoreError;
+
+    fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(QUOTAS), keys::quota(key))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode::<StoredQuota>(&bytes)?.state)),
+        }
+    }
 
     fn section(&self, key: &SectionKey) -> Result<Option<SectionState>, StoreError> {
         Store::section(self, key)
@@ -518,6 +591,12 @@ pub struct CommitBatch {
     pub sections: Vec<(SectionKey, SectionState)>,
     /// The outcome of every reservation the batch decided.
     pub outcomes: Vec<Completed>,
+    /// The state of every quota the batch changed (an empty one is deleted).
+    pub quotas: Vec<(QuotaKey, QuotaState)>,
+    /// Commands the batch handed on to other partitions, kept until decided (embedded).
+    pub handed_on: Vec<(OutboxKey, Command)>,
+    /// Handed-on commands the batch decided: out of the outbox (embedded).
+    pub delivered: Vec<OutboxKey>,
     /// Where the partition stands once the batch is written.
     pub position: Position,
 }
@@ -571,6 +650,9 @@ mod tests {
                 partition: 0,
                 sections: vec![(key("A"), state)],
                 outcomes,
+                quotas: Vec::new(),
+                handed_on: Vec::new(),
+                delivered: Vec::new(),
                 position: Position::Log(records),
             })
             .expect("commit");

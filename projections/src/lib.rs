@@ -24,7 +24,7 @@ pub use recent::RecentOutcomes;
 pub use waiters::Waiters;
 
 use seatflow_aggregates::{
-    Event, Layout, Millis, Reservation, ReservationId, SectionKey, SectionState, Status,
+    Event, Layout, Millis, Reservation, ReservationId, SaleRules, SectionKey, SectionState, Status,
 };
 
 /// One section as readers see it.
@@ -41,8 +41,8 @@ pub struct EventView {
     pub event_id: String,
     pub name: String,
     pub created_at: Millis,
-    /// Seconds a reservation is HELD before it expires (0: confirmed when decided).
-    pub hold_seconds: u32,
+    /// How its reservations are decided (holds, per-user limit, seat choice).
+    pub rules: SaleRules,
     pub sections: Vec<SectionView>,
 }
 
@@ -78,7 +78,7 @@ pub struct ReadModel {
 struct EventMeta {
     name: String,
     created_at: Millis,
-    hold_seconds: u32,
+    rules: SaleRules,
     /// (position, section), sorted.
     sections: Vec<(u32, String)>,
 }
@@ -177,7 +177,7 @@ impl ReadModel {
             .or_insert_with(|| SectionView {
                 section: init.key.section.clone(),
                 layout: init.layout,
-                state: SectionState::new(init.layout).with_hold_seconds(init.hold_seconds),
+                state: SectionState::new(init.layout).with_rules(init.rules),
             });
         let mut created = false;
         let listed = (init.position, init.key.section.clone());
@@ -195,7 +195,7 @@ impl ReadModel {
                 EventMeta {
                     name: init.event_name.clone(),
                     created_at: init.at,
-                    hold_seconds: init.hold_seconds,
+                    rules: init.rules,
                     sections: vec![listed.clone()],
                 }
             });
@@ -277,6 +277,11 @@ impl ReadModel {
         self.sections.get(key).map(|v| v.layout)
     }
 
+    /// The rules a section's reservations are decided by.
+    pub fn rules(&self, key: &SectionKey) -> Option<SaleRules> {
+        self.sections.get(key).map(|v| v.state.rules())
+    }
+
     pub fn available(&self, key: &SectionKey) -> Option<u32> {
         self.sections.get(key).map(|v| v.state.available())
     }
@@ -296,7 +301,7 @@ impl ReadModel {
             event_id: event_id.to_owned(),
             name: meta.name,
             created_at: meta.created_at,
-            hold_seconds: meta.hold_seconds,
+            rules: meta.rules,
             sections,
         })
     }

@@ -6,6 +6,7 @@ mod embedded;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod limit;
 mod memory;
 mod openapi;
 

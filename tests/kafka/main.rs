@@ -21,6 +21,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 #[path = "../support/database.rs"]
 mod database;
 mod lifecycle;
+mod limit;
 mod redis;
 mod registry;
 mod snapshots;
@@ -87,7 +88,7 @@ impl Sale {
                     event_name: "kafka sale".into(),
                     position: position as u32,
                     layout: Layout::new(ROWS, SEATS_PER_ROW).expect("layout"),
-                    hold_seconds: 0,
+                    rules: Default::default(),
                     requested_at: 0,
                 })
             })
@@ -129,6 +130,7 @@ impl Sale {
                     user_id: format!("user-{n}"),
                     request: SeatRequest::Adjacent(1 + (n % 3) as u16),
                     requested_at: 0,
+                    quota: Default::default(),
                 })
             })
             .collect()
@@ -146,9 +148,9 @@ impl Sale {
     fn send(&self, commands: &[Command]) {
         let topic = self.topics.name("reservation-commands");
         for command in commands {
-            let key = command.key().routing_key();
+            let key = command.routing_key();
             let value = encode(command).expect("encode");
-            let partition = seatflow_aggregates::partition_of(command.key(), PARTITIONS as u32);
+            let partition = seatflow_aggregates::partition_of_command(command, PARTITIONS as u32);
             let headers = OwnedHeaders::new().insert(Header {
                 key: REPLY_PARTITION_HEADER,
                 value: Some("0".as_bytes()),

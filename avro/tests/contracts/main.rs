@@ -6,11 +6,12 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use proptest::prelude::*;
 use seatflow_aggregates::{
-    Cancel, Checkout, Command, CommandReply, Completed, Confirm, Event, InitSection, Layout,
-    Outcome, Rejection, Reservation, ReservationId, Reserve, Seat, SeatRequest, SectionInitialized,
-    SectionKey, SectionState, SectionStatus, Status,
+    Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
+    Layout, Outcome, QuotaKey, QuotaState, QuotaVerdict, Rejection, ReleaseQuota, Reservation,
+    ReservationId, Reserve, SaleRules, Seat, SeatRequest, SectionInitialized, SectionKey,
+    SectionState, SectionStatus, Status,
 };
-use seatflow_avro::{Contract, DecodeError, StoredSection, decode, encode};
+use seatflow_avro::{Contract, DecodeError, StoredQuota, StoredSection, decode, encode};
 
 fn key() -> impl Strategy<Value = SectionKey> {
     ("[a-z0-9-]{1,12}", "[A-Z][a-z0-9]{0,6}").prop_map(|(e, s)| SectionKey::new(e, s))
@@ -55,7 +56,50 @@ fn rejection() -> impl Strategy<Value = Rejection> {
         Just(Rejection::NotOwner),
         status().prop_map(|status| Rejection::NotCancellable { status }),
         Just(Rejection::SectionExists),
+        (1..101u16).prop_map(|limit| Rejection::UserLimitExceeded { limit }),
     ]
+}
+
+fn rules() -> impl Strategy<Value = SaleRules> {
+    (0..3601u32, prop::option::of(1..101u16), any::<bool>()).prop_map(
+        |(hold_seconds, max_seats_per_user, avoid_single_seats)| SaleRules {
+            hold_seconds,
+            max_seats_per_user,
+            avoid_single_seats,
+        },
+    )
+}
+
+fn verdict() -> impl Strategy<Value = QuotaVerdict> {
+    prop::sample::select(vec![
+        QuotaVerdict::Unchecked,
+        QuotaVerdict::Granted,
+        QuotaVerdict::Exceeded,
+    ])
+}
+
+fn reserve() -> impl Strategy<Value = Reserve> {
+    (
+        reservation_id(),
+        key(),
+        ".{1,10}",
+        prop_oneof![
+            (1..9u16).prop_map(SeatRequest::Adjacent),
+            prop::collection::vec(seat(), 1..5).prop_map(SeatRequest::Picked)
+        ],
+        any::<i64>(),
+        verdict(),
+    )
+        .prop_map(
+            |(reservation_id, key, user_id, request, requested_at, quota)| Reserve {
+                reservation_id,
+                key,
+                user_id,
+                request,
+                requested_at,
+                quota,
+            },
+        )
 }
 
 fn reservation_id() -> impl Strategy<Value = ReservationId> {
@@ -73,38 +117,35 @@ fn command() -> impl Strategy<Value = Command> {
             ".{0,20}",
             0..1000u32,
             layout(),
-            0..3601u32,
+            rules(),
             any::<i64>()
         )
-            .prop_map(|(key, name, position, layout, hold_seconds, at)| {
+            .prop_map(|(key, name, position, layout, rules, at)| {
                 Command::InitSection(InitSection {
                     key,
                     event_name: name,
                     position,
                     layout,
-                    hold_seconds,
+                    rules,
                     requested_at: at,
                 })
             }),
-        (
-            reservation_id(),
-            key(),
-            ".{1,10}",
-            prop_oneof![
-                (1..9u16).prop_map(SeatRequest::Adjacent),
-                prop::collection::vec(seat(), 1..5).prop_map(SeatRequest::Picked)
-            ],
-            any::<i64>()
-        )
-            .prop_map(|(reservation_id, key, user_id, request, requested_at)| {
-                Command::Reserve(Reserve {
+        reserve().prop_map(Command::Reserve),
+        (reserve(), 1..101u16).prop_map(|(mut reserve, limit)| {
+            // A claim is on its way to the quota: no verdict yet.
+            reserve.quota = QuotaVerdict::Unchecked;
+            Command::ClaimQuota(ClaimQuota { reserve, limit })
+        }),
+        (reservation_id(), key(), ".{1,10}", any::<i64>()).prop_map(
+            |(reservation_id, key, user_id, requested_at)| {
+                Command::ReleaseQuota(ReleaseQuota {
                     reservation_id,
                     key,
                     user_id,
-                    request,
                     requested_at,
                 })
-            }),
+            }
+        ),
         (reservation_id(), key(), ".{1,10}", any::<i64>()).prop_map(
             |(reservation_id, key, user_id, requested_at)| Command::Cancel(Cancel {
                 reservation_id,
@@ -177,16 +218,16 @@ fn event() -> impl Strategy<Value = Event> {
             ".{0,20}",
             0..1000u32,
             layout(),
-            0..3601u32,
+            rules(),
             any::<i64>()
         )
-            .prop_map(|(key, event_name, position, layout, hold_seconds, at)| {
+            .prop_map(|(key, event_name, position, layout, rules, at)| {
                 Event::SectionInitialized(SectionInitialized {
                     key,
                     event_name,
                     position,
                     layout,
-                    hold_seconds,
+                    rules,
                     at,
                 })
             }),
@@ -224,16 +265,28 @@ fn stored_section() -> impl Strategy<Value = StoredSection> {
         key(),
         layout(),
         prop::collection::vec((0..100u16, 0..100u16), 0..200),
-        0..3601u32,
+        rules(),
     )
-        .prop_map(|(key, layout, picks, hold_seconds)| {
+        .prop_map(|(key, layout, picks, rules)| {
             let held = picks
                 .into_iter()
                 .map(|(r, s)| Seat::new(r % layout.rows + 1, s % layout.seats_per_row + 1));
             StoredSection {
                 key,
-                state: SectionState::with_held(layout, held).with_hold_seconds(hold_seconds),
+                state: SectionState::with_held(layout, held).with_rules(rules),
             }
+        })
+}
+
+fn stored_quota() -> impl Strategy<Value = StoredQuota> {
+    (
+        "[a-z0-9-]{1,12}",
+        ".{1,10}",
+        prop::collection::vec((reservation_id(), 1..101u16), 0..8),
+    )
+        .prop_map(|(event_id, user_id, claims)| StoredQuota {
+            key: QuotaKey::new(event_id, user_id),
+            state: QuotaState::from_claims(claims),
         })
 }
 
@@ -257,6 +310,9 @@ proptest! {
 
     #[test]
     fn section_states_round_trip(record in stored_section()) { round_trip(&record)?; }
+
+    #[test]
+    fn quotas_round_trip(record in stored_quota()) { round_trip(&record)?; }
 
     #[test]
     fn command_replies_round_trip(reply in command_reply()) { round_trip(&reply)?; }
@@ -308,13 +364,14 @@ fn a_record_of_one_contract_is_refused_by_another() {
 
 // ---- schema evolution -----------------------------------------------------------------------
 
-const CONTRACTS: [&str; 6] = [
+const CONTRACTS: [&str; 7] = [
     "CommandReply",
     "ReservationCommand",
     "ReservationCompleted",
     "SeatEvent",
     "SectionStatusEvent",
     "SectionState",
+    "UserQuota",
 ];
 
 /// The crate's folder, read when the test runs: a test binary reused from a build in another
@@ -409,6 +466,7 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
         user_id: "alice".into(),
         request: SeatRequest::Picked(vec![Seat::new(1, 3), Seat::new(1, 4)]),
         requested_at: 1_764_000_000_000,
+        quota: QuotaVerdict::Granted,
     });
     let state = StoredSection {
         key: key.clone(),
@@ -416,7 +474,15 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
             Layout::new(20, 20).expect("layout"),
             [Seat::new(1, 3), Seat::new(1, 4), Seat::new(20, 20)],
         )
-        .with_hold_seconds(900),
+        .with_rules(SaleRules {
+            hold_seconds: 900,
+            max_seats_per_user: Some(6),
+            avoid_single_seats: true,
+        }),
+    };
+    let quota = StoredQuota {
+        key: QuotaKey::new("evt-golden", "alice"),
+        state: QuotaState::from_claims([(id, 2)]),
     };
     vec![
         ("ReservationCommand", encode(&command).expect("encode")),
@@ -434,6 +500,7 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
             .expect("encode"),
         ),
         ("SectionState", encode(&state).expect("encode")),
+        ("UserQuota", encode(&quota).expect("encode")),
         (
             "CommandReply",
             encode(&CommandReply {
@@ -455,6 +522,7 @@ fn decodes(name: &str, bytes: &[u8]) -> Result<(), DecodeError> {
         "SectionStatusEvent" => decode::<SectionStatus>(bytes).map(drop),
         "SectionState" => decode::<StoredSection>(bytes).map(drop),
         "CommandReply" => decode::<CommandReply>(bytes).map(drop),
+        "UserQuota" => decode::<StoredQuota>(bytes).map(drop),
         other => panic!("unknown contract {other}"),
     }
 }

@@ -52,6 +52,8 @@ impl EventsApi {
                 &sections,
                 SalePolicy {
                     hold_seconds: body.hold_seconds,
+                    max_seats_per_user: body.max_seats_per_user,
+                    avoid_single_seats: body.avoid_single_seats,
                 },
             )
             .await?;

@@ -146,6 +146,15 @@ pub struct CreateEventDto {
     /// Absent or 0: a reservation is CONFIRMED when decided.
     #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
     pub hold_seconds: Option<i64>,
+    /// The most seats one user may have HELD or CONFIRMED in the event, all its sections
+    /// together, whatever the requests, retries and gateways. Beyond it a reservation is
+    /// REJECTED with reason `user_limit_exceeded`. Absent: only the per-request maximum
+    /// applies.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub max_seats_per_user: Option<i64>,
+    /// Best-available seats (`seatCount`) never leave one lone free seat in a row when another
+    /// placement in the same row would not. Default true.
+    pub avoid_single_seats: Option<bool>,
 }
 
 /// A section with its current available count.
@@ -182,6 +191,14 @@ pub struct EventDto {
     /// Seconds a reservation is HELD before it expires unless confirmed (0: confirmed when
     /// decided).
     pub hold_seconds: u32,
+    /// The most seats one user may have HELD or CONFIRMED in the event; absent: no limit but
+    /// the per-request one.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_seats_per_user: Option<u32>,
+    /// Whether best-available seats never leave one lone free seat in a row when another
+    /// placement would not.
+    pub avoid_single_seats: bool,
     pub sections: Vec<SectionDto>,
 }
 
@@ -191,7 +208,9 @@ impl From<&EventView> for EventDto {
             event_id: UuidText(view.event_id.clone()),
             name: view.name.clone(),
             created_at: Timestamp::from_millis(view.created_at),
-            hold_seconds: view.hold_seconds,
+            hold_seconds: view.rules.hold_seconds,
+            max_seats_per_user: view.rules.max_seats_per_user.map(u32::from),
+            avoid_single_seats: view.rules.avoid_single_seats,
             sections: view.sections.iter().map(SectionDto::from).collect(),
         }
     }

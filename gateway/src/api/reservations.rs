@@ -17,7 +17,9 @@ use crate::error::ApiError;
 
 #[derive(Debug, ApiResponse)]
 pub enum ReservationAnswer {
-    /// The outcome is decided: CONFIRMED with seats, REJECTED with a reason, or CANCELLED.
+    /// The outcome is decided: HELD with seats until `expiresAt` (an event with `holdSeconds`),
+    /// CONFIRMED with seats, REJECTED with a reason (`sold_out`, `user_limit_exceeded`, ...),
+    /// or, for a retry, what became of the first reservation (CANCELLED, EXPIRED).
     #[oai(status = 200)]
     Decided(Json<ReservationDto>),
     /// Accepted and durable, not yet decided (or `wait` was 0): poll

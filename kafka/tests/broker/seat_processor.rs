@@ -51,13 +51,14 @@ fn send_commands(topics: &TopicsConfig, commands: &[Command]) {
         .create()
         .expect("producer");
     for command in commands {
-        let key = command.key().routing_key();
+        let key = command.routing_key();
         let value = encode(command).expect("encode");
         let headers = OwnedHeaders::new().insert(Header {
             key: REPLY_PARTITION_HEADER,
             value: Some("0".as_bytes()),
         });
-        let partition = seatflow_aggregates::partition_of(command.key(), topics.partitions as u32);
+        let partition =
+            seatflow_aggregates::partition_of_command(command, topics.partitions as u32);
         producer
             .send(
                 BaseRecord::to(&topics.name("reservation-commands"))

@@ -154,3 +154,80 @@ fn a_store_refuses_another_partition_count() {
     .expect_err("refused");
     assert!(error.to_string().contains("partitions"), "{error}");
 }
+
+/// A claim's hand-on written by the quota's partition just before a crash (in the store's
+/// outbox, not decided by the section's partition yet) is decided at the next start, once: the
+/// reservation comes into being with the quota's verdict and leaves the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_handed_on_before_a_crash_is_decided_at_the_next_start() {
+    use seatflow_aggregates::test_util::init_with;
+    use seatflow_aggregates::{ClaimQuota, QuotaVerdict, SaleRules, partition_of_command};
+    use seatflow_processor::{CommitBatch, OutboxKey, Position};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config();
+    let sink = Arc::new(Collect::default());
+    let rules = SaleRules {
+        max_seats_per_user: Some(4),
+        ..SaleRules::default()
+    };
+    {
+        let store = open_store(dir.path(), &config).expect("open");
+        let (processor, workers) = Processor::start(store, &config, sink.clone()).expect("start");
+        assert_eq!(
+            processor
+                .submit(init_with("A", 2, 5, rules))
+                .await
+                .expect("init"),
+            Outcome::SectionReady
+        );
+        drop(processor);
+        workers.join();
+    }
+    // What the quota's batch wrote before the crash: the granted reservation, on its way.
+    let Command::Reserve(mut granted) = reserve("A", "u1", SeatRequest::Adjacent(3)) else {
+        unreachable!()
+    };
+    granted.quota = QuotaVerdict::Granted;
+    let handed_on = Command::Reserve(granted.clone());
+    let target = partition_of_command(&handed_on, config.partitions);
+    let claim = Command::ClaimQuota(ClaimQuota {
+        reserve: granted.clone(),
+        limit: 4,
+    });
+    let quota_partition = partition_of_command(&claim, config.partitions);
+    let store = open_store(dir.path(), &config).expect("reopen");
+    store
+        .commit(&CommitBatch {
+            partition: quota_partition,
+            sections: Vec::new(),
+            outcomes: Vec::new(),
+            quotas: Vec::new(),
+            handed_on: vec![(
+                OutboxKey::of(target, &handed_on).expect("a key"),
+                handed_on.clone(),
+            )],
+            delivered: Vec::new(),
+            position: Position::Log(Vec::new()),
+        })
+        .expect("commit");
+    assert_eq!(store.outbox(target).expect("outbox").len(), 1);
+
+    let (processor, workers) =
+        Processor::start(store.clone(), &config, sink.clone()).expect("start");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let decided = loop {
+        if let Some(reservation) = store.reservation(granted.reservation_id).expect("read") {
+            break reservation;
+        }
+        assert!(std::time::Instant::now() < deadline, "never decided");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(decided.status, Status::Confirmed);
+    assert_eq!(decided.seats.len(), 3);
+    assert!(store.outbox(target).expect("outbox").is_empty());
+    // The same reservation asked again is the same answer: decided once.
+    assert_eq!(confirmed(&processor, handed_on).await, decided);
+    drop(processor);
+    workers.join();
+}
