@@ -522,21 +522,35 @@ fn same_prefix() -> ReadOptions {
 impl Store {
     /// The commands handed on to `partition` and not decided yet, in key order.
     pub fn outbox(&self, partition: u32) -> Result<Vec<(OutboxKey, Command)>, StoreError> {
-        let prefix = partition.to_be_bytes();
         let mut waiting = Vec::new();
+        self.scan_partition(OUTBOX, partition, |key, value| {
+            if let Ok(key) = <[u8; 21]>::try_from(key) {
+                waiting.push((OutboxKey(key), decode::<Command>(value)?));
+            }
+            Ok(())
+        })?;
+        Ok(waiting)
+    }
+
+    /// Every entry of a table whose keys start with `partition`, in key order.
+    fn scan_partition(
+        &self,
+        table: &str,
+        partition: u32,
+        mut entry: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = partition.to_be_bytes();
         for item in self.db.iterator_cf(
-            self.cf(OUTBOX),
+            self.cf(table),
             IteratorMode::From(&prefix, Direction::Forward),
         ) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;
             }
-            if let Ok(key) = <[u8; 21]>::try_from(&key[..]) {
-                waiting.push((OutboxKey(key), decode::<Command>(&value)?));
-            }
+            entry(&key, &value)?;
         }
-        Ok(waiting)
+        Ok(())
     }
 }
 
@@ -559,18 +573,10 @@ impl PartitionStore for Store {
     }
 
     fn holds(&self, partition: u32) -> Result<Vec<Hold>, StoreError> {
-        let prefix = partition.to_be_bytes();
         let mut holds = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(HOLDS),
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
+        self.scan_partition(HOLDS, partition, |key, value| {
             if let (Some((expires_at, id)), Some(section)) =
-                (keys::decode_hold(&key), keys::decode_section(&value))
+                (keys::decode_hold(key), keys::decode_section(value))
             {
                 holds.push(Hold {
                     expires_at,
@@ -578,7 +584,8 @@ impl PartitionStore for Store {
                     key: section,
                 });
             }
-        }
+            Ok(())
+        })?;
         Ok(holds)
     }
 }
