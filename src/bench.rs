@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -57,6 +57,14 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Create the event with this `holdSeconds`: reservations are HELD until confirmed, and
+    /// expire if not (0: confirmed when decided).
+    #[arg(long, default_value_t = 0)]
+    pub hold_seconds: u32,
+    /// With `--hold-seconds`: the share of its HELD reservations a client confirms at once; the
+    /// others are left to expire, then read back to measure how late their expiry came.
+    #[arg(long, default_value_t = 1.0)]
+    pub confirm_ratio: f64,
 }
 
 /// The figures of one run.
@@ -79,9 +87,35 @@ pub struct Report {
     pub latency_ms: Latency,
     pub rejection_reasons: HashMap<String, u64>,
     pub error_samples: Vec<String>,
+    /// With holds: what became of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<CheckoutReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A sale with holds: confirmations, expiries and how late the expiries came.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckoutReport {
+    pub hold_seconds: u32,
+    pub confirm_ratio: f64,
+    /// HELD answers.
+    pub held: u64,
+    /// Confirmed by the client (CONFIRMED answers to a confirmation).
+    pub confirmed: u64,
+    /// Confirmations that came too late (`hold_expired`).
+    pub confirm_too_late: u64,
+    /// Holds the client left to expire.
+    pub left_to_expire: u64,
+    /// Of those, read back EXPIRED.
+    pub expired: u64,
+    /// Of those, still HELD or anything else when read back after their end: a failure.
+    pub not_expired: u64,
+    /// Seats held again by another reservation after the hold that had them expired.
+    pub resold_seats: u64,
+    /// `expiredAt - expiresAt` of the expired holds, by the server's clock.
+    pub expiry_lag_ms: Latency,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Latency {
     pub p50: f64,
     pub p95: f64,
@@ -90,10 +124,12 @@ pub struct Latency {
 }
 
 impl Report {
-    /// Whether the sale was correct: no duplicate seat, no error, counts agree.
+    /// Whether the sale was correct: no seat confirmed twice, no error, counts agree, every
+    /// hold left alone expired.
     pub fn verified(&self) -> bool {
         self.duplicate_seats == 0
             && self.errors == 0
+            && self.checkout.as_ref().is_none_or(|c| c.not_expired == 0)
             && self
                 .server_available
                 .is_none_or(|available| available + self.seats_sold == self.capacity)
@@ -105,8 +141,18 @@ impl Report {
 struct Outcome {
     status: String,
     #[serde(default)]
+    reservation_id: String,
+    #[serde(default)]
     seats: Vec<SeatOut>,
     reason: Option<String>,
+    expires_at: Option<String>,
+    expired_at: Option<String>,
+}
+
+/// A hold the client left to expire.
+struct Left {
+    reservation_id: String,
+    expires_at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +190,12 @@ struct Tally {
     reasons: HashMap<String, u64>,
     error_samples: Vec<String>,
     latency: Option<Histogram<u64>>,
+    /// With holds.
+    held: u64,
+    confirm_too_late: u64,
+    /// Every seat a HELD answer gave, (section, row, seat): a seat in it twice was sold again.
+    held_seats: Vec<(u32, u32, u32)>,
+    left: Vec<Left>,
 }
 
 struct Target {
@@ -186,6 +238,28 @@ async fn send(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, Bytes)> {
+    send_with(sender, target, method, path, body, None).await
+}
+
+/// A request without a body on behalf of `user` (`X-User-Id`).
+async fn send_as(
+    sender: &mut Sender,
+    target: &Target,
+    method: &str,
+    path: &str,
+    user: &str,
+) -> anyhow::Result<(u16, Bytes)> {
+    send_with(sender, target, method, path, None, Some(user)).await
+}
+
+async fn send_with(
+    sender: &mut Sender,
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    user: Option<&str>,
+) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
     let mut request = Request::builder()
         .method(method)
@@ -193,6 +267,9 @@ async fn send(
         .header("host", &target.authority);
     if body.is_some() {
         request = request.header("content-type", "application/json");
+    }
+    if let Some(user) = user {
+        request = request.header("x-user-id", user);
     }
     let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = sender.send_request(request).await?;
@@ -229,6 +306,7 @@ async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<Strin
     let body = serde_json::to_vec(&serde_json::json!({
         "name": "seatflow bench on-sale",
         "sections": sections,
+        "holdSeconds": args.hold_seconds,
     }))?;
     let mut sender = connect(target).await?;
     let (status, bytes) = send(&mut sender, target, "POST", "/api/events", Some(body)).await?;
@@ -288,6 +366,7 @@ async fn fire(
         let event_id = event_id.clone();
         let path = path.clone();
         let (requests, sections, max_seats) = (args.requests, args.sections, args.max_seats);
+        let confirm_ratio = args.confirm_ratio;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally {
                 latency: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
@@ -323,7 +402,23 @@ async fn fire(
                             Err(_) => break,
                         }
                     }
-                    Ok((status, bytes)) => tally.record(status, &bytes, section),
+                    Ok((status, bytes)) => {
+                        if let Some(held) = tally.record(status, &bytes, section) {
+                            let user = format!("bench-user-{i}");
+                            if rng.random_bool(confirm_ratio.clamp(0.0, 1.0)) {
+                                let path = format!("/api/reservations/{}/confirm", held.reservation_id);
+                                match send_as(&mut sender, &target, "POST", &path, &user).await {
+                                    Ok((status, bytes)) => tally.confirmed_hold(status, &bytes, section),
+                                    Err(e) => tally.error(format!("confirm: {e}")),
+                                }
+                            } else {
+                                tally.left.push(Left {
+                                    reservation_id: held.reservation_id,
+                                    expires_at: held.expires_at.unwrap_or_default(),
+                                });
+                            }
+                        }
+                    }
                 }
             }
             tally
@@ -338,14 +433,117 @@ async fn fire(
     Ok((tallies, elapsed))
 }
 
+/// What the holds left to expire became, read back once their end passed.
+struct Expiries {
+    expired: u64,
+    not_expired: u64,
+    lag: Histogram<u64>,
+    samples: Vec<String>,
+}
+
+/// Wait until the last hold left alone has ended (and the 1 s an expiry may take, and a
+/// margin), then read each back over up to 64 connections.
+async fn read_back_expiries(
+    target: &Arc<Target>,
+    connections: u32,
+    left: Vec<Left>,
+) -> anyhow::Result<Expiries> {
+    let end_of = |at: &str| humantime::parse_rfc3339(at).ok();
+    if let Some(last) = left.iter().filter_map(|l| end_of(&l.expires_at)).max() {
+        let due = last + Duration::from_millis(2_000);
+        if let Ok(wait) = due.duration_since(SystemTime::now()) {
+            eprintln!(
+                "[expiry] waiting {:.1} s for the last of {} holds left alone to end",
+                wait.as_secs_f64(),
+                left.len()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let left = Arc::new(left);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.clamp(1, 64) {
+        let (target, left, next) = (target.clone(), left.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Expiries {
+                expired: 0,
+                not_expired: 0,
+                lag: Histogram::new_with_bounds(1, 3_600_000, 3)?,
+                samples: Vec::new(),
+            };
+            let mut sender = connect(&target).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(hold) = left.get(i) else {
+                    break;
+                };
+                let path = format!("/api/reservations/{}", hold.reservation_id);
+                let (status, bytes) = send(&mut sender, &target, "GET", &path, None).await?;
+                let outcome = serde_json::from_slice::<Outcome>(&bytes).ok();
+                let lag = outcome
+                    .as_ref()
+                    .filter(|o| o.status == "EXPIRED")
+                    .and_then(|o| {
+                        let expired_at = end_of(o.expired_at.as_deref()?)?;
+                        Some(
+                            expired_at
+                                .duration_since(end_of(&hold.expires_at)?)
+                                .unwrap_or_default(),
+                        )
+                    });
+                match lag {
+                    Some(lag) if status == 200 => {
+                        seen.expired += 1;
+                        let _ = seen.lag.record((lag.as_millis() as u64).max(1));
+                    }
+                    _ => {
+                        seen.not_expired += 1;
+                        if seen.samples.len() < 3 {
+                            seen.samples.push(format!(
+                                "hold {} read back as HTTP {status}: {}",
+                                hold.reservation_id,
+                                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                            ));
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(seen)
+        }));
+    }
+    let mut all = Expiries {
+        expired: 0,
+        not_expired: 0,
+        lag: Histogram::new_with_bounds(1, 3_600_000, 3)?,
+        samples: Vec::new(),
+    };
+    for task in tasks {
+        let seen = task.await??;
+        all.expired += seen.expired;
+        all.not_expired += seen.not_expired;
+        let _ = all.lag.add(seen.lag);
+        all.samples.extend(seen.samples);
+    }
+    Ok(all)
+}
+
 impl Tally {
-    fn record(&mut self, status: u16, bytes: &[u8], section: u32) {
+    /// Count an answer to a reservation; a HELD one is returned for the client to confirm or
+    /// leave.
+    fn record(&mut self, status: u16, bytes: &[u8], section: u32) -> Option<Outcome> {
         match status {
             200 => match serde_json::from_slice::<Outcome>(bytes) {
                 Ok(outcome) if outcome.status == "CONFIRMED" => {
                     self.confirmed += 1;
                     self.seats
                         .extend(outcome.seats.iter().map(|s| (section, s.row, s.seat)));
+                }
+                Ok(outcome) if outcome.status == "HELD" => {
+                    self.held += 1;
+                    self.held_seats
+                        .extend(outcome.seats.iter().map(|s| (section, s.row, s.seat)));
+                    return Some(outcome);
                 }
                 Ok(outcome) if outcome.status == "REJECTED" => {
                     self.rejected += 1;
@@ -371,6 +569,25 @@ impl Tally {
             }
             other => self.error(format!(
                 "HTTP {other}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )),
+        }
+        None
+    }
+
+    /// Count the answer to a confirmation of a hold.
+    fn confirmed_hold(&mut self, status: u16, bytes: &[u8], section: u32) {
+        match (status, serde_json::from_slice::<Outcome>(bytes)) {
+            (200, Ok(outcome)) if outcome.status == "CONFIRMED" => {
+                self.confirmed += 1;
+                self.seats
+                    .extend(outcome.seats.iter().map(|s| (section, s.row, s.seat)));
+            }
+            (409, _) if String::from_utf8_lossy(bytes).contains("hold_expired") => {
+                self.confirm_too_late += 1;
+            }
+            (status, _) => self.error(format!(
+                "confirm answered HTTP {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
             )),
         }
@@ -417,8 +634,19 @@ fn summarize(
         },
         rejection_reasons: HashMap::new(),
         error_samples: Vec::new(),
+        checkout: None,
     };
-    for tally in tallies {
+    let mut checkout = CheckoutReport {
+        hold_seconds: args.hold_seconds,
+        confirm_ratio: args.confirm_ratio,
+        ..CheckoutReport::default()
+    };
+    let mut held_seats = Vec::new();
+    for mut tally in tallies {
+        checkout.held += tally.held;
+        checkout.confirm_too_late += tally.confirm_too_late;
+        checkout.left_to_expire += tally.left.len() as u64;
+        held_seats.append(&mut tally.held_seats);
         report.confirmed += tally.confirmed;
         report.rejected += tally.rejected;
         report.errors += tally.errors;
@@ -442,6 +670,14 @@ fn summarize(
     report.seats_sold = seats.len() as u64;
     report.duplicate_seats = total - report.seats_sold;
     report.sold_out = report.seats_sold == report.capacity;
+    if args.hold_seconds > 0 {
+        checkout.confirmed = report.confirmed;
+        let held = held_seats.len() as u64;
+        held_seats.sort_unstable();
+        held_seats.dedup();
+        checkout.resold_seats = held - held_seats.len() as u64;
+        report.checkout = Some(checkout);
+    }
     let ms = |v: u64| v as f64 / 1000.0;
     report.latency_ms = Latency {
         p50: ms(latency.value_at_quantile(0.50)),
@@ -456,6 +692,9 @@ fn summarize(
 pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     if args.connections == 0 || args.requests == 0 || args.sections == 0 || args.max_seats == 0 {
         bail!("--requests, --connections, --sections and --max-seats must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.confirm_ratio) {
+        bail!("--confirm-ratio must be between 0 and 1");
     }
     let target = Arc::new(parse_url(&args.url)?);
     wait_ready(&target).await?;
@@ -477,7 +716,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         reports.push(report);
     }
     let path = Arc::new(format!("/api/reservations?wait={}", args.wait_ms));
-    let (tallies, elapsed) = fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
+    let (mut tallies, elapsed) =
+        fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
+    let left: Vec<Left> = tallies
+        .iter_mut()
+        .flat_map(|tally| std::mem::take(&mut tally.left))
+        .collect();
+    let left_to_expire = left.len() as u64;
+    let expiries = if args.hold_seconds > 0 {
+        Some(read_back_expiries(&target, args.connections, left).await?)
+    } else {
+        None
+    };
     let mut sender = connect(&target).await?;
     let (status, bytes) = send(
         &mut sender,
@@ -493,13 +743,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     } else {
         None
     };
-    reports.push(summarize(
+    let mut report = summarize(
         "reserve /api/reservations",
         &args,
         tallies,
         elapsed,
         server_available,
-    ));
+    );
+    if let (Some(checkout), Some(expiries)) = (report.checkout.as_mut(), expiries) {
+        let ms = |v: u64| v as f64;
+        checkout.left_to_expire = left_to_expire;
+        checkout.expired = expiries.expired;
+        checkout.not_expired = expiries.not_expired;
+        checkout.expiry_lag_ms = Latency {
+            p50: ms(expiries.lag.value_at_quantile(0.50)),
+            p95: ms(expiries.lag.value_at_quantile(0.95)),
+            p99: ms(expiries.lag.value_at_quantile(0.99)),
+            max: ms(expiries.lag.max()),
+        };
+        report.error_samples.extend(expiries.samples);
+    }
+    reports.push(report);
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -543,6 +807,25 @@ fn print_report(r: &Report) {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "?".into())
         );
+        if let Some(c) = &r.checkout {
+            println!(
+                "  holds of {} s: held {}  confirmed {} (ratio {})  confirmed too late {}  left to expire {}",
+                c.hold_seconds,
+                c.held,
+                c.confirmed,
+                c.confirm_ratio,
+                c.confirm_too_late,
+                c.left_to_expire
+            );
+            println!(
+                "  expired {}  not expired {}  seats sold again after an expiry {}",
+                c.expired, c.not_expired, c.resold_seats
+            );
+            println!(
+                "  expiry lag ms (expiredAt - expiresAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
+                c.expiry_lag_ms.p50, c.expiry_lag_ms.p95, c.expiry_lag_ms.p99, c.expiry_lag_ms.max
+            );
+        }
         println!("  verified: {}", r.verified());
     } else {
         println!("  errors {}", r.errors);
