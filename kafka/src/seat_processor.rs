@@ -275,16 +275,17 @@ pub fn run(
                 marks_due.extend(unwritten_partitions(&consumer, &names, &starting)?);
             }
         }
-        if batch.is_empty() {
-            // Nothing came: the clock of each partition with a hold that ended.
-            let now = now_millis();
-            let mut due = Vec::new();
-            for (partition, task) in tasks.iter_mut() {
-                task.load_holds(&store)?;
-                if task.next_expiry().is_some_and(|at| at <= now) {
-                    due.push(*partition);
-                }
+        // The clock of each partition with a hold that ended runs in this transaction, with
+        // or without inputs of its own: a busy partition must not hold up another's expiries.
+        let now = now_millis();
+        let mut due = Vec::new();
+        for (partition, task) in tasks.iter_mut() {
+            task.load_holds(&store)?;
+            if task.next_expiry().is_some_and(|at| at <= now) {
+                due.push(*partition);
             }
+        }
+        if batch.is_empty() {
             if !due.is_empty() {
                 process_clock(
                     &consumer, &producer, &watchdog, &store, &names, &mut tasks, &due,
@@ -301,6 +302,7 @@ pub fn run(
             &mut tasks,
             &mut marks_due,
             batch,
+            &due,
         )?;
     }
     info!("seat processor stopping");
@@ -309,7 +311,8 @@ pub fn run(
 
 /// Decide a batch and make it visible in ONE transaction, then write the local state. A batch
 /// that fails before its commit is aborted and read again from the committed offsets.
-/// `marks_due` are the partitions whose snapshots still have to be marked complete.
+/// `marks_due` are the partitions whose snapshots still have to be marked complete; the
+/// partitions of `clocks_due` are decided too, without inputs if they have none (their clock).
 #[allow(clippy::too_many_arguments)]
 fn process_batch(
     consumer: &BaseConsumer<RebalanceContext>,
@@ -320,6 +323,7 @@ fn process_batch(
     tasks: &mut HashMap<i32, Partition>,
     marks_due: &mut HashSet<i32>,
     batch: Vec<Input>,
+    clocks_due: &[i32],
 ) -> Result<(), SeatProcessorError> {
     let mut new_partitions: Vec<i32> = batch
         .iter()
@@ -333,7 +337,10 @@ fn process_batch(
         marks_due.extend(unwritten_partitions(consumer, names, &new_partitions)?);
     }
     let started = Instant::now();
-    let by_partition = by_partition(&batch);
+    let mut by_partition = by_partition(&batch);
+    for partition in clocks_due {
+        by_partition.entry(*partition).or_default();
+    }
     let marking: Vec<i32> = by_partition
         .keys()
         .copied()

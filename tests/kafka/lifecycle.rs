@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use seatflow_aggregates::{Event, Status};
+use seatflow_aggregates::{Event, SectionKey, Status};
 
 use super::{Children, ONE_AT_A_TIME, Sale, free_port, gateway, kill, post, read_all, wait_ready};
 
@@ -156,4 +156,85 @@ async fn holds_expire_on_the_processors_clock_exactly_once_also_across_a_crash()
     };
     assert_eq!(status, 200);
     assert_eq!(event_view["sections"][0]["available"], 4, "{event_view}");
+}
+
+/// A hold expires on time while other partitions are busy: the seat processor's clock runs for
+/// every partition with a hold that ended in each transaction, not only when no command came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_expires_on_time_while_other_partitions_are_busy() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("busy-clock").await;
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let _children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway(&sale.topics, "gw-busy-clock", 0, port),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let sections: Vec<String> = (0..8).map(|i| format!("S{i}")).collect();
+    let (status, created) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Busy clock", "holdSeconds": 1,
+            "sections": sections.iter().map(|s| serde_json::json!(
+                {"section": s, "rows": 10, "seatsPerRow": 100})).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let event = created["eventId"].as_str().expect("id").to_owned();
+    let partition =
+        |section: &str| seatflow_aggregates::partition_of(&SectionKey::new(&event, section), 4);
+    let quiet = &sections[0];
+    let busy: Vec<String> = sections
+        .iter()
+        .filter(|s| partition(s) != partition(quiet))
+        .cloned()
+        .collect();
+    assert!(!busy.is_empty(), "every section on one partition");
+
+    let (status, held) = post(
+        &client,
+        format!("{base}/api/reservations?wait=10000"),
+        serde_json::json!({"eventId": event, "section": quiet, "userId": "quiet", "seatCount": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["status"], "HELD", "{held}");
+    let id = held["reservationId"].as_str().expect("id").to_owned();
+
+    // Commands keep coming for the other partitions for 4 s, past the hold's end.
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut flood = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (client, base, event, busy) =
+            (client.clone(), base.clone(), event.clone(), busy.clone());
+        flood.spawn(async move {
+            let mut n = 0;
+            while Instant::now() < until {
+                let section = &busy[n % busy.len()];
+                let _ = post(
+                    &client,
+                    format!("{base}/api/reservations?wait=10000"),
+                    serde_json::json!({"eventId": event, "section": section,
+                        "userId": format!("fan-{lane}-{n}"), "seatCount": 1}),
+                )
+                .await;
+                n += 1;
+            }
+        });
+    }
+    flood.join_all().await;
+    let expired = until_status(&client, &base, &id, "EXPIRED", Duration::from_secs(10)).await;
+    let at = |answer: &serde_json::Value, field: &str| {
+        humantime::parse_rfc3339(answer[field].as_str().expect("time")).expect("RFC 3339")
+    };
+    let lag = at(&expired, "expiredAt")
+        .duration_since(at(&held, "expiresAt"))
+        .unwrap_or_default();
+    assert!(
+        lag < Duration::from_secs(1),
+        "expired {lag:?} after its end"
+    );
 }
