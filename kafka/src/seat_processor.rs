@@ -416,9 +416,9 @@ fn unwritten_partitions(
     let mut unwritten = Vec::new();
     for partition in partitions {
         let (_, completed) =
-            consumer.fetch_watermarks(&names.completed, *partition, TXN_TIMEOUT)?;
+            watermarks(consumer, &names.completed, *partition)?;
         let (_, snapshots) =
-            consumer.fetch_watermarks(&names.snapshots, *partition, TXN_TIMEOUT)?;
+            watermarks(consumer, &names.snapshots, *partition)?;
         if completed == 0 && snapshots == 0 {
             unwritten.push(*partition);
         }
@@ -968,6 +968,32 @@ fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Kafk
     }
 }
 
+/// A partition's low and high offsets. A leader that moves or is not elected yet (a topic just
+/// created, a broker just started) answers for a moment with an error that says so: asked
+/// again for up to 30 s, not fatal for the process.
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, TXN_TIMEOUT) {
+            Err(KafkaError::MetadataFetch(
+                code @ (Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownPartition),
+            )) if Instant::now() < deadline => {
+                warn!(topic, partition, error = %code, "partition not readable yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
     SeatProcessorError::Store(StoreError::Encode(e))
 }
@@ -1185,7 +1211,7 @@ fn latest_records(
     let mut assignment = TopicPartitionList::new();
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for (partition, _) in targets {
-        let (low, high) = reader.fetch_watermarks(topic, *partition, TXN_TIMEOUT)?;
+        let (low, high) = watermarks(reader, topic, *partition)?;
         if high > low {
             assignment.add_partition_offset(topic, *partition, Offset::Offset(low))?;
             ends.insert(*partition, high);
