@@ -22,6 +22,7 @@ pub const SETTINGS: &[&str] = &[
     "max_batch",
     "queue_depth",
     "sync_writes",
+    "waitlist_per_section",
     "partitions",
     "kafka_partitions",
     "log_format",
@@ -52,6 +53,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "max_batch" => "processor.max_batch",
         "queue_depth" => "processor.queue_depth",
         "sync_writes" => "processor.sync_writes",
+        "waitlist_per_section" => "processor.waitlist_per_section",
         "partitions" | "kafka_partitions" => "partitions",
         "log_format" => "log_format",
         "instance_id" => "instance_id",
@@ -134,6 +136,9 @@ pub struct ProcessorSettings {
     /// fsync each batch before answering (`SEATFLOW_SYNC_WRITES`). Off: a batch survives a
     /// process crash but not a power loss.
     pub sync_writes: bool,
+    /// Most requests waiting in one section's waitlist (`SEATFLOW_WAITLIST_PER_SECTION`);
+    /// beyond it a request that asks to wait is REJECTED `waitlist_full`.
+    pub waitlist_per_section: u32,
 }
 
 /// Kafka: set `brokers` and seatflow runs on Kafka instead of its embedded log.
@@ -218,6 +223,7 @@ impl Default for ProcessorSettings {
             max_batch: processor.max_batch,
             queue_depth: processor.queue_depth,
             sync_writes: processor.sync_writes,
+            waitlist_per_section: processor.waitlist_per_section,
         }
     }
 }
@@ -519,6 +525,7 @@ impl Config {
             max_batch: self.processor.max_batch,
             queue_depth: self.processor.queue_depth,
             sync_writes: self.processor.sync_writes,
+            waitlist_per_section: self.processor.waitlist_per_section,
         }
     }
 }

@@ -16,6 +16,7 @@ fn reserve(count: u16) -> Command {
         request: SeatRequest::Adjacent(count),
         requested_at: 0,
         quota: Default::default(),
+        waitlist: false,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use crate::model::{
     Checkout, ClaimQuota, Command, Completed, Event, Millis, QuotaVerdict, Rejection, Reservation,
-    SectionInitialized, Status,
+    Reserve, SeatRequest, SectionInitialized, Status,
 };
 use crate::section::SectionState;
 
@@ -129,7 +129,7 @@ pub fn decide(
                         status: prior.status,
                     })
                 }
-                Status::Held | Status::Confirmed => {
+                Status::Held | Status::Confirmed | Status::Waitlisted => {
                     let Some(state) = section else {
                         return Decision::Refused(Rejection::UnknownSection);
                     };
@@ -178,6 +178,68 @@ pub fn decide(
             })])
         }
     }
+}
+
+/// A reservation its section had no room for, WAITLISTED instead when it asked to wait (a
+/// `seatCount` request): at `place` in the section's waitlist, or REJECTED `waitlist_full` when
+/// there is none (`place` None; `limit` entries wait). None when it does not apply.
+pub fn waitlist(
+    completed: &Completed,
+    reserve: &Reserve,
+    place: Option<u64>,
+    limit: u32,
+) -> Option<Completed> {
+    let no_room = matches!(
+        completed.reservation.reason,
+        Some(
+            Rejection::SoldOut
+                | Rejection::NotEnoughSeats { .. }
+                | Rejection::NoAdjacentSeats { .. }
+        )
+    );
+    if !reserve.waitlist
+        || !matches!(reserve.request, SeatRequest::Adjacent(_))
+        || completed.reservation.status != Status::Rejected
+        || !no_room
+    {
+        return None;
+    }
+    let mut waiting = completed.clone();
+    match place {
+        Some(place) => {
+            waiting.reservation.status = Status::Waitlisted;
+            waiting.reservation.reason = None;
+            waiting.reservation.checkout.waitlisted = Some(place);
+        }
+        None => waiting.reservation.reason = Some(Rejection::WaitlistFull { limit }),
+    }
+    Some(waiting)
+}
+
+/// A WAITLISTED reservation given the seats it asked for if they fit now: HELD with a fresh
+/// hold, or CONFIRMED in a section without holds. None when they do not fit.
+pub fn promote(section: &SectionState, waiting: &Reservation, now: Millis) -> Option<Event> {
+    if waiting.status != Status::Waitlisted {
+        return None;
+    }
+    let seats = section
+        .allocate(&SeatRequest::Adjacent(waiting.requested_seats))
+        .ok()?;
+    let mut promoted = waiting.clone();
+    promoted.decided_at = now;
+    if section.hold_seconds() > 0 {
+        promoted.status = Status::Held;
+        promoted.checkout.expires_at = Some(now + i64::from(section.hold_seconds()) * 1_000);
+    } else {
+        promoted.status = Status::Confirmed;
+        promoted.checkout.confirmed_at = Some(now);
+    }
+    let available = section.available() - seats.len() as u32;
+    promoted.seats = seats;
+    Some(Event::ReservationCompleted(Completed {
+        reservation: promoted,
+        available,
+    }))
 }
 
 /// The expiry of a HELD reservation whose hold ended at or before `now`: its seats go back.

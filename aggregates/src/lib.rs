@@ -23,7 +23,7 @@ mod section;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use decision::{Decision, decide, evolve, expire};
+pub use decision::{Decision, decide, evolve, expire, promote, waitlist};
 pub use model::{
     Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
     Layout, LayoutError, MAX_HOLD_SECONDS, MAX_PAYMENT_REF_CHARS, MAX_ROWS, MAX_SEATS_PER_ROW,
@@ -31,7 +31,9 @@ pub use model::{
     ReleaseQuota, Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest,
     SectionInitialized, SectionKey, SectionStatus, Status,
 };
-pub use partition::{Action, Hold, MemoryStore, Partition, PartitionStore};
+pub use partition::{
+    Action, DEFAULT_WAITLIST_PER_SECTION, Hold, MemoryStore, Partition, PartitionStore, Waiting,
+};
 pub use quota::QuotaState;
 pub use routing::{murmur2, partition_of, partition_of_command};
 pub use section::SectionState;
@@ -42,3 +44,5 @@ mod lifecycle_tests;
 mod limit_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod waitlist_tests;

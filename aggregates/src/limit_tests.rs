@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use crate::test_util::{MemoryCluster, NOW, cancel_of, init_with, reserve};
+use crate::test_util::{MemoryCluster, NOW, cancel_of, init_with, reserve, reserve_or_wait};
 use crate::{
     ClaimQuota, Command, Confirm, Millis, Outcome, QuotaVerdict, Rejection, Reservation, SaleRules,
     SeatRequest, Status,
@@ -208,6 +208,29 @@ fn a_section_without_a_limit_asks_no_quota() {
     assert!(cluster.in_flight.is_empty());
 }
 
+#[test]
+fn a_waiting_request_keeps_its_count_until_it_is_held_or_cancelled() {
+    let mut cluster = MemoryCluster::new(4);
+    cluster.submit(&init_with("A", 1, 2, limited(LIMIT)), NOW);
+    cluster.submit(&init_with("B", 1, 5, limited(LIMIT)), NOW);
+    let fan = reserve_settled(&mut cluster, "A", "fan", 2);
+    cluster.submit(&reserve_or_wait("A", "u1", 2), NOW);
+    let waiting = answered(cluster.settle(NOW));
+    assert_eq!(waiting.status, Status::Waitlisted);
+    assert_eq!(cluster.quota_used("u1"), 2, "counted while it waits");
+    reserve_settled(&mut cluster, "B", "u1", 2);
+    let over = reserve_settled(&mut cluster, "B", "u1", 1);
+    assert_eq!(
+        over.reason,
+        Some(Rejection::UserLimitExceeded { limit: LIMIT })
+    );
+    // The fan's seats come back: the waiting request is held, still counted once.
+    cluster.submit(&cancel_of(&fan, "fan"), NOW);
+    cluster.settle(NOW);
+    assert_eq!(seats_taken(&cluster, "u1"), 4);
+    assert_eq!(cluster.quota_used("u1"), 4);
+}
+
 // ---- the limit under any interleaving ----------------------------------------------------------
 
 #[derive(Clone, Debug)]
@@ -216,6 +239,7 @@ enum Step {
         user: u8,
         section: usize,
         count: u16,
+        wait: bool,
     },
     Confirm {
         nth: usize,
@@ -235,8 +259,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u8..3, 0usize..4, 1u16..4)
-            .prop_map(|(user, section, count)| Step::Reserve { user, section, count }),
+        4 => (0u8..3, 0usize..4, 1u16..4, any::<bool>())
+            .prop_map(|(user, section, count, wait)| Step::Reserve { user, section, count, wait }),
         1 => any::<usize>().prop_map(|nth| Step::Confirm { nth }),
         1 => any::<usize>().prop_map(|nth| Step::Cancel { nth }),
         5 => any::<usize>().prop_map(|nth| Step::Deliver { nth }),
@@ -263,9 +287,13 @@ proptest! {
         let mut now = NOW;
         for step in &steps {
             match step {
-                Step::Reserve { user, section, count } => {
-                    let command =
-                        reserve(SECTIONS[*section], &format!("u{user}"), SeatRequest::Adjacent(*count));
+                Step::Reserve { user, section, count, wait } => {
+                    let user = format!("u{user}");
+                    let command = if *wait {
+                        reserve_or_wait(SECTIONS[*section], &user, *count)
+                    } else {
+                        reserve(SECTIONS[*section], &user, SeatRequest::Adjacent(*count))
+                    };
                     cluster.submit(&command, now);
                 }
                 Step::Confirm { nth } => {
@@ -302,7 +330,13 @@ proptest! {
         }
         cluster.settle(now);
         for user in ["u0", "u1", "u2"] {
-            prop_assert_eq!(cluster.quota_used(user), seats_taken(&cluster, user));
+            // A waiting request keeps its count for its promotion.
+            let waiting: u32 = cluster
+                .reservations()
+                .filter(|r| r.user_id == user && r.status == Status::Waitlisted)
+                .map(|r| u32::from(r.requested_seats))
+                .sum();
+            prop_assert_eq!(cluster.quota_used(user), seats_taken(&cluster, user) + waiting);
         }
     }
 }

@@ -208,6 +208,8 @@ pub struct Reserve {
     pub requested_at: Millis,
     /// What the user's quota said, for a section of an event with a per-user limit.
     pub quota: QuotaVerdict,
+    /// Wait in the section's order when it has no room (`seatCount` requests only).
+    pub waitlist: bool,
 }
 
 /// Whether a reservation's seats were counted against its user's limit on their way to the
@@ -343,16 +345,19 @@ pub enum Status {
     Cancelled,
     /// A hold that was not confirmed in time: its seats went back on sale.
     Expired,
+    /// Waiting in its section's order for seats to come back; then HELD (or CONFIRMED).
+    Waitlisted,
 }
 
 impl Status {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Pending,
         Self::Held,
         Self::Confirmed,
         Self::Rejected,
         Self::Cancelled,
         Self::Expired,
+        Self::Waitlisted,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -363,6 +368,7 @@ impl Status {
             Self::Rejected => "REJECTED",
             Self::Cancelled => "CANCELLED",
             Self::Expired => "EXPIRED",
+            Self::Waitlisted => "WAITLISTED",
         }
     }
 
@@ -374,6 +380,15 @@ impl Status {
     /// Whether the reservation's seats are taken (HELD or CONFIRMED).
     pub fn takes_seats(&self) -> bool {
         matches!(self, Self::Held | Self::Confirmed)
+    }
+
+    /// Whether the reservation holds seats or may still come to (PENDING, WAITLISTED): a
+    /// retry is answered with it.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            Self::Held | Self::Confirmed | Self::Pending | Self::Waitlisted
+        )
     }
 }
 
@@ -406,6 +421,8 @@ pub enum Rejection {
     SectionExists,
     #[error("the event allows at most {limit} seats per user")]
     UserLimitExceeded { limit: u16 },
+    #[error("the section's waitlist is full ({limit} waiting)")]
+    WaitlistFull { limit: u32 },
 }
 
 impl Rejection {
@@ -425,6 +442,7 @@ impl Rejection {
             Self::NotCancellable { .. } => "not_cancellable",
             Self::SectionExists => "section_exists",
             Self::UserLimitExceeded { .. } => "user_limit_exceeded",
+            Self::WaitlistFull { .. } => "waitlist_full",
         }
     }
 }
@@ -457,6 +475,9 @@ pub struct Checkout {
     pub expired_at: Option<Millis>,
     /// The payment reference its confirmation carried.
     pub payment_ref: Option<String>,
+    /// Its place in its section's waitlist, for a reservation that was WAITLISTED (kept when it
+    /// moves on, like `expires_at`): smaller is earlier.
+    pub waitlisted: Option<u64>,
 }
 
 /// A section came into existence.

@@ -11,9 +11,9 @@
 //! `now` is an input like the commands: the batch machinery is the place where decisions made
 //! on the partition's own clock (a hold that expires) are taken, with the same actions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::decision::{Decision, decide, evolve, expire};
+use crate::decision::{Decision, decide, evolve, expire, promote, waitlist};
 use crate::model::{
     ClaimQuota, Command, Completed, Event, Millis, Outcome, QuotaKey, QuotaVerdict, ReleaseQuota,
     Reservation, ReservationId, SectionKey, Status,
@@ -30,7 +30,36 @@ pub trait PartitionStore {
     /// Every HELD reservation of `partition`, as stored (any order).
     fn holds(&self, partition: u32) -> Result<Vec<Hold>, Self::Error>;
     fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, Self::Error>;
+    /// The WAITLISTED reservations of a section of `partition`, as stored (any order).
+    fn waitlist(&self, partition: u32, key: &SectionKey) -> Result<Vec<Waiting>, Self::Error>;
 }
+
+/// A WAITLISTED reservation in its section's order: what promotion looks at first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// Its place in the section's waitlist (smaller is earlier).
+    pub place: u64,
+    pub id: ReservationId,
+    /// The seats it asked for.
+    pub seats: u16,
+}
+
+impl Waiting {
+    /// The place of a WAITLISTED reservation; None for any other.
+    pub fn of(reservation: &Reservation) -> Option<Self> {
+        (reservation.status == Status::Waitlisted)
+            .then_some(reservation.checkout.waitlisted)
+            .flatten()
+            .map(|place| Self {
+                place,
+                id: reservation.id,
+                seats: reservation.requested_seats,
+            })
+    }
+}
+
+/// How many requests may wait in one section unless configured otherwise.
+pub const DEFAULT_WAITLIST_PER_SECTION: u32 = 10_000;
 
 /// A HELD reservation and when its hold ends: what a partition's clock watches.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,11 +128,18 @@ pub enum Action {
 }
 
 /// What a partition owner keeps between batches: the sections it has read or decided (a cache
-/// of the store, valid while every batch it decided was committed), and its holds by end time.
-#[derive(Debug, Default, Clone)]
+/// of the store, valid while every batch it decided was committed) with their waitlists, and
+/// its holds by end time.
+#[derive(Debug, Clone)]
 pub struct Partition {
     number: u32,
     sections: HashMap<SectionKey, SectionState>,
+    /// Each cached section's WAITLISTED reservations by place, with the seats they ask for
+    /// (read with the section). A place is unique among those waiting; it may be given again
+    /// once its holder moved on, so an entry is known by place and id together.
+    waitlists: HashMap<SectionKey, BTreeMap<(u64, ReservationId), u16>>,
+    /// Most requests waiting in one section.
+    waitlist_limit: u32,
     /// The quotas it has read or decided (a cache of the store, like `sections`).
     quotas: HashMap<QuotaKey, QuotaState>,
     /// Holds of reservations that may still be HELD, by end time. An entry whose reservation
@@ -119,6 +155,8 @@ struct Batch {
     actions: Vec<Action>,
     touched: Vec<SectionKey>,
     touched_quotas: Vec<QuotaKey>,
+    /// Sections whose seats came back in the last decision: their waitlists move.
+    freed: Vec<SectionKey>,
     decided: Vec<Completed>,
     decided_index: HashMap<ReservationId, usize>,
 }
@@ -148,13 +186,30 @@ impl Batch {
     }
 }
 
+impl Default for Partition {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
 impl Partition {
     /// The owner of partition `number`, with nothing loaded yet.
     pub fn new(number: u32) -> Self {
         Self {
             number,
-            ..Self::default()
+            sections: HashMap::new(),
+            waitlists: HashMap::new(),
+            waitlist_limit: DEFAULT_WAITLIST_PER_SECTION,
+            quotas: HashMap::new(),
+            holds: BTreeSet::new(),
+            holds_loaded: false,
         }
+    }
+
+    /// The same owner with at most `limit` requests waiting per section.
+    pub fn with_waitlist_limit(mut self, limit: u32) -> Self {
+        self.waitlist_limit = limit;
+        self
     }
 
     /// When the next hold ends, if any: the runtime decides an empty batch then (a tick).
@@ -209,7 +264,10 @@ impl Partition {
             };
             let section = self.sections.get(key);
             let outcome = match decide(section, prior.as_ref(), command, now) {
-                Decision::Append(events) => {
+                Decision::Append(mut events) => {
+                    if let Command::Reserve(reserve) = command {
+                        self.waitlist_if_asked(reserve, &mut events);
+                    }
                     let mut outcome = Outcome::SectionReady;
                     for event in events {
                         if let Event::ReservationCompleted(completed) = &event {
@@ -230,15 +288,16 @@ impl Partition {
                     continue;
                 }
             };
-            // A counted reservation that took no seats (now, or when it was first decided)
-            // gives its count back.
+            // A counted reservation that took no seats and will not (now, or when it was first
+            // decided) gives its count back; a WAITLISTED one keeps it for its promotion.
             if let (Command::Reserve(reserve), Outcome::Reservation(reservation)) =
                 (command, &outcome)
                 && reserve.quota == QuotaVerdict::Granted
-                && !reservation.status.takes_seats()
+                && !reservation.status.is_live()
             {
                 batch.actions.push(release_of(Some(input), reservation));
             }
+            self.promote_waiting(store, now, &mut batch)?;
             let available = self.sections.get(key).map_or(0, SectionState::available);
             batch.actions.push(Action::Reply {
                 input,
@@ -277,6 +336,7 @@ impl Partition {
     /// on use).
     pub fn abandon(&mut self) {
         self.sections.clear();
+        self.waitlists.clear();
         self.quotas.clear();
         self.holds.clear();
         self.holds_loaded = false;
@@ -299,6 +359,67 @@ impl Partition {
             self.load(store, &hold.key)?;
             if let Some(expired) = expire(self.sections.get(&hold.key), &reservation, now) {
                 self.record(None, expired, batch);
+            }
+            self.promote_waiting(store, now, batch)?;
+        }
+        Ok(())
+    }
+
+    /// A reservation its section had no room for waits in the section's order when it asked
+    /// to (or is refused `waitlist_full`).
+    fn waitlist_if_asked(&self, reserve: &crate::model::Reserve, events: &mut [Event]) {
+        let Some(Event::ReservationCompleted(completed)) = events.last_mut() else {
+            return;
+        };
+        let waiting = self.waitlists.get(&reserve.key);
+        let count = waiting.map_or(0, BTreeMap::len);
+        let place = (count < self.waitlist_limit as usize).then(|| {
+            waiting
+                .and_then(|w| w.keys().next_back())
+                .map_or(1, |(last, _)| last + 1)
+        });
+        if let Some(waiting) = waitlist(completed, reserve, place, self.waitlist_limit) {
+            *completed = waiting;
+        }
+    }
+
+    /// Give the seats that came back in the sections of `batch.freed` to their waiting
+    /// reservations that fit, in order.
+    fn promote_waiting<S: PartitionStore>(
+        &mut self,
+        store: &S,
+        now: Millis,
+        batch: &mut Batch,
+    ) -> Result<(), S::Error> {
+        while let Some(key) = batch.freed.pop() {
+            let candidates: Vec<(ReservationId, u16)> = self
+                .waitlists
+                .get(&key)
+                .map(|waiting| {
+                    waiting
+                        .iter()
+                        .map(|((_, id), seats)| (*id, *seats))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (id, seats) in candidates {
+                let available = self.sections.get(&key).map_or(0, SectionState::available);
+                if available == 0 {
+                    break;
+                }
+                if u32::from(seats) > available {
+                    continue;
+                }
+                let Some(waiting) = batch.prior(store, id)? else {
+                    continue;
+                };
+                let promoted = self
+                    .sections
+                    .get(&key)
+                    .and_then(|state| promote(state, &waiting, now));
+                if let Some(promoted) = promoted {
+                    self.record(None, promoted, batch);
+                }
             }
         }
         Ok(())
@@ -372,6 +493,20 @@ impl Partition {
             if let Some(hold) = Hold::of(&completed.reservation) {
                 self.holds.insert(hold);
             }
+            let reservation = &completed.reservation;
+            if let Some(place) = reservation.checkout.waitlisted {
+                let waiting = self.waitlists.entry(key.clone()).or_default();
+                if reservation.status == Status::Waitlisted {
+                    waiting.insert((place, reservation.id), reservation.requested_seats);
+                } else {
+                    waiting.remove(&(place, reservation.id));
+                }
+            }
+            let seats_back = matches!(reservation.status, Status::Cancelled | Status::Expired)
+                && !reservation.seats.is_empty();
+            if seats_back && !batch.freed.contains(&key) {
+                batch.freed.push(key.clone());
+            }
             // Seats given back in an event that limits its users leave the user's quota.
             let limited = self
                 .sections
@@ -402,6 +537,12 @@ impl Partition {
         if !self.sections.contains_key(key)
             && let Some(state) = store.section(key)?
         {
+            let waiting = store
+                .waitlist(self.number, key)?
+                .into_iter()
+                .map(|w| ((w.place, w.id), w.seats))
+                .collect();
+            self.waitlists.insert(key.clone(), waiting);
             self.sections.insert(key.clone(), state);
         }
         Ok(())
@@ -460,6 +601,15 @@ impl PartitionStore for MemoryStore {
 
     fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, Self::Error> {
         Ok(self.quotas.get(key).cloned())
+    }
+
+    fn waitlist(&self, _partition: u32, key: &SectionKey) -> Result<Vec<Waiting>, Self::Error> {
+        Ok(self
+            .reservations
+            .values()
+            .filter(|r| r.key == *key)
+            .filter_map(Waiting::of)
+            .collect())
     }
 }
 

@@ -218,7 +218,7 @@ impl SectionState {
         let held = match completed.reservation.status {
             Status::Held | Status::Confirmed => true,
             Status::Cancelled | Status::Expired => false,
-            Status::Rejected | Status::Pending => return,
+            Status::Rejected | Status::Pending | Status::Waitlisted => return,
         };
         for seat in &completed.reservation.seats {
             if self.layout.contains(*seat) && self.is_held(*seat) != held {

@@ -47,6 +47,14 @@ impl MemoryPartition {
         &self.partition
     }
 
+    /// `owner` deciding over `store`.
+    pub fn with_owner(owner: Partition, store: MemoryStore) -> Self {
+        Self {
+            partition: owner,
+            store,
+        }
+    }
+
     /// The same store under a new owner, as after a restart: nothing in memory.
     pub fn restarted(&self) -> Self {
         Self {
@@ -280,5 +288,15 @@ pub fn reserve(section: &str, user: &str, request: SeatRequest) -> Command {
         request,
         requested_at: NOW,
         quota: QuotaVerdict::Unchecked,
+        waitlist: false,
     })
+}
+
+/// A reserve command for `count` adjacent seats that waits when the section has no room.
+pub fn reserve_or_wait(section: &str, user: &str, count: u16) -> Command {
+    let Command::Reserve(mut reserve) = reserve(section, user, SeatRequest::Adjacent(count)) else {
+        unreachable!("reserve makes a Reserve")
+    };
+    reserve.waitlist = true;
+    Command::Reserve(reserve)
 }

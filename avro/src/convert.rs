@@ -14,7 +14,7 @@ impl Contract for Command {
     const NAME: &'static str = "ReservationCommand";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCommand", ["v1", "v2", "v3"])
+        versions!("ReservationCommand", ["v1", "v2", "v3", "v4"])
     }
 
     fn to_value(&self) -> Value {
@@ -45,11 +45,13 @@ impl Contract for Command {
             Command::Reserve(reserve) => {
                 let mut fields = reserve_fields(reserve);
                 fields.push(("quota", verdict_value(reserve.quota)));
+                fields.push(("waitlist", Value::Boolean(reserve.waitlist)));
                 (reserve.requested_at, 1, record(fields))
             }
             Command::ClaimQuota(claim) => {
                 let mut fields = reserve_fields(&claim.reserve);
                 fields.push(("limit", Value::Int(i32::from(claim.limit))));
+                fields.push(("waitlist", Value::Boolean(claim.reserve.waitlist)));
                 (claim.reserve.requested_at, 4, record(fields))
             }
             Command::ReleaseQuota(release) => (
@@ -154,7 +156,7 @@ impl Contract for Completed {
     const NAME: &'static str = "ReservationCompleted";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCompleted", ["v1", "v2", "v3"])
+        versions!("ReservationCompleted", ["v1", "v2", "v3", "v4"])
     }
 
     fn to_value(&self) -> Value {
@@ -170,7 +172,7 @@ impl Contract for Event {
     const NAME: &'static str = "SeatEvent";
 
     fn versions() -> &'static Versions {
-        versions!("SeatEvent", ["v1", "v2", "v3"])
+        versions!("SeatEvent", ["v1", "v2", "v3", "v4"])
     }
 
     fn to_value(&self) -> Value {
@@ -265,7 +267,7 @@ impl Contract for CommandReply {
     const NAME: &'static str = "CommandReply";
 
     fn versions() -> &'static Versions {
-        versions!("CommandReply", ["v1", "v2", "v3"])
+        versions!("CommandReply", ["v1", "v2", "v3", "v4"])
     }
 
     fn to_value(&self) -> Value {
@@ -498,6 +500,16 @@ fn completed_value(completed: &Completed) -> Value {
             optional_string(r.checkout.payment_ref.as_deref()),
         ),
         ("availableCount", count_value(completed.available)),
+        (
+            "waitlistedPlace",
+            match r.checkout.waitlisted {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(place) => Value::Union(
+                    1,
+                    Box::new(Value::Long(i64::try_from(place).unwrap_or(i64::MAX))),
+                ),
+            },
+        ),
     ])
 }
 
@@ -521,6 +533,13 @@ fn completed_from(contract: &'static str, value: Value) -> Result<Completed, Dec
         confirmed_at: fields.optional_time("confirmedAt")?,
         expired_at: fields.optional_time("expiredAt")?,
         payment_ref: fields.optional_string("paymentRef")?,
+        waitlisted: match fields.optional("waitlistedPlace")? {
+            None => None,
+            Some(value) => Some(
+                u64::try_from(as_long(contract, "waitlistedPlace", value)?)
+                    .map_err(|_| field_error(contract, "waitlistedPlace", "negative".into()))?,
+            ),
+        },
     };
     let available = fields.u32("availableCount")?;
     Ok(Completed {
@@ -542,7 +561,7 @@ fn completed_from(contract: &'static str, value: Value) -> Result<Completed, Dec
 }
 
 /// The symbols of `RejectionCode`, in schema order.
-const REJECTION_CODES: [&str; 13] = [
+const REJECTION_CODES: [&str; 14] = [
     "SOLD_OUT",
     "NOT_ENOUGH_SEATS",
     "NO_ADJACENT_SEATS",
@@ -556,6 +575,7 @@ const REJECTION_CODES: [&str; 13] = [
     "NOT_CANCELLABLE",
     "SECTION_EXISTS",
     "USER_LIMIT_EXCEEDED",
+    "WAITLIST_FULL",
 ];
 
 fn rejection_value(rejection: &Rejection) -> Value {
@@ -574,6 +594,7 @@ fn rejection_value(rejection: &Rejection) -> Value {
             Rejection::NotCancellable { status } => (10, None, None, Some(status)),
             Rejection::SectionExists => (11, None, None, None),
             Rejection::UserLimitExceeded { limit } => (12, None, Some(limit.into()), None),
+            Rejection::WaitlistFull { limit } => (13, None, Some(limit), None),
         };
     record(vec![
         (
@@ -654,6 +675,9 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
         "USER_LIMIT_EXCEEDED" => Rejection::UserLimitExceeded {
             limit: small(need_count()?),
         },
+        "WAITLIST_FULL" => Rejection::WaitlistFull {
+            limit: need_count()?,
+        },
         other => {
             return Err(field_error(
                 contract,
@@ -665,13 +689,14 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
 }
 
 /// The symbols of `ReservationStatus`, in schema order (new ones are appended).
-const STATUSES: [(Status, &str); 6] = [
+const STATUSES: [(Status, &str); 7] = [
     (Status::Pending, "PENDING"),
     (Status::Confirmed, "CONFIRMED"),
     (Status::Rejected, "REJECTED"),
     (Status::Cancelled, "CANCELLED"),
     (Status::Held, "HELD"),
     (Status::Expired, "EXPIRED"),
+    (Status::Waitlisted, "WAITLISTED"),
 ];
 
 fn optional_time(at: Option<Millis>) -> Value {
@@ -936,6 +961,10 @@ impl Fields {
         } else {
             SeatRequest::Picked(seats)
         };
+        let waitlist = match self.take("waitlist")? {
+            Value::Boolean(waitlist) => waitlist,
+            other => return Err(type_error(self.contract, "waitlist", "boolean", &other)),
+        };
         Ok(Reserve {
             reservation_id,
             key,
@@ -943,6 +972,7 @@ impl Fields {
             request,
             requested_at,
             quota: QuotaVerdict::Unchecked,
+            waitlist,
         })
     }
 

@@ -160,6 +160,8 @@ pub struct ReserveRequest {
     pub seats: Option<Vec<Seat>>,
     /// The client's `Idempotency-Key`: the same key again answers with the same reservation.
     pub idempotency_key: Option<String>,
+    /// Wait in the section's order if it has no room (`seatCount` requests only).
+    pub waitlist: bool,
 }
 
 /// A section of an event to create.
@@ -314,8 +316,10 @@ impl CommandService {
             return Ok(first);
         }
 
+        // A request that asks to wait goes to the section's owner even when it has no room.
         let wanted = u32::from(seat_request.seat_count());
         match self.status.available(&key) {
+            _ if request.waitlist => {}
             Some(0) => return Err(CommandError::PreFiltered(Rejection::SoldOut)),
             Some(available) if available < wanted => {
                 return Err(CommandError::PreFiltered(Rejection::NotEnoughSeats {
@@ -366,6 +370,7 @@ impl CommandService {
             request: seat_request,
             requested_at,
             quota: QuotaVerdict::Unchecked,
+            waitlist: request.waitlist,
         };
         // In an event that limits its users the reservation goes to the user's quota first
         // (a section that gets it unchecked would send it there itself, one hop later).
@@ -379,7 +384,7 @@ impl CommandService {
         let holds = match &submitted {
             Ok(Submitted::Accepted) => true,
             Ok(Submitted::Decided(Outcome::Reservation(reservation))) => {
-                reservation.status.takes_seats()
+                reservation.status.is_live()
             }
             Ok(Submitted::Decided(_)) | Err(_) => false,
         };
@@ -457,13 +462,11 @@ impl CommandService {
     /// The first reservation of a retry, if it still holds seats (or is undecided).
     fn live_reservation(&self, id: ReservationId) -> Option<Accepted> {
         match self.directory.reservation(id) {
-            Some(first) if first.status.takes_seats() || first.status == Status::Pending => {
-                Some(Accepted {
-                    reservation_id: id,
-                    outcome: Some(first),
-                    deduplicated: true,
-                })
-            }
+            Some(first) if first.status.is_live() => Some(Accepted {
+                reservation_id: id,
+                outcome: Some(first),
+                deduplicated: true,
+            }),
             Some(_) => None,
             // Claimed by a request still in flight: the retry waits for the same reservation.
             None => Some(Accepted {
@@ -498,6 +501,12 @@ impl CommandService {
                     return Err(invalid(
                         "seats",
                         format!("must list between 1 and {max} seats"),
+                    ));
+                }
+                if request.waitlist {
+                    return Err(invalid(
+                        "waitlist",
+                        "waiting is for seatCount requests, not for picked seats",
                     ));
                 }
                 SeatRequest::Picked(seats.clone())
@@ -600,7 +609,7 @@ impl CommandService {
         };
         match outcome {
             Outcome::Reservation(reservation) => {
-                if !reservation.status.takes_seats() {
+                if !reservation.status.is_live() {
                     self.dedup
                         .forget(&Dedup::key(&reservation.user_id, &key), reservation.id)
                         .await;

@@ -22,6 +22,7 @@ pub async fn echo(request: &Request, body: poem::Body) -> poem::Result<Response>
         seat_count: None,
         seats: None,
         idempotency_key: None,
+        waitlist: false,
     };
     let answer = ReservationDto::pending(ReservationId::new_v7(), &request);
     Ok(Json(answer).into_response())

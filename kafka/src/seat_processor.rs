@@ -62,6 +62,8 @@ pub struct SeatProcessorConfig {
     pub instance_id: String,
     pub data_dir: PathBuf,
     pub max_batch: usize,
+    /// Most requests waiting in one section's waitlist.
+    pub waitlist_per_section: u32,
     pub sync_writes: bool,
     /// Record framing of the public topics (the Confluent wire format when a Schema Registry
     /// is configured); the changelog always uses single-object framing.
@@ -129,6 +131,7 @@ struct Names {
     brokers: String,
     /// The partitions of every topic of the runtime (commands, outcomes, snapshots...).
     partitions: u32,
+    waitlist_per_section: u32,
     commands: String,
     completed: String,
     status: String,
@@ -148,6 +151,7 @@ pub fn run(
         wire: config.wire.clone(),
         brokers: config.brokers.clone(),
         partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
+        waitlist_per_section: config.waitlist_per_section,
         commands: config.topics.name("reservation-commands"),
         completed: config.topics.name("reservation-completed"),
         status: config.topics.name("section-status"),
@@ -415,10 +419,8 @@ fn unwritten_partitions(
 ) -> Result<Vec<i32>, KafkaError> {
     let mut unwritten = Vec::new();
     for partition in partitions {
-        let (_, completed) =
-            watermarks(consumer, &names.completed, *partition)?;
-        let (_, snapshots) =
-            watermarks(consumer, &names.snapshots, *partition)?;
+        let (_, completed) = watermarks(consumer, &names.completed, *partition)?;
+        let (_, snapshots) = watermarks(consumer, &names.snapshots, *partition)?;
         if completed == 0 && snapshots == 0 {
             unwritten.push(*partition);
         }
@@ -1126,7 +1128,10 @@ fn start_tasks(
     }
     Ok(partitions
         .iter()
-        .map(|p| (*p, Partition::new(*p as u32)))
+        .map(|p| {
+            let owner = Partition::new(*p as u32).with_waitlist_limit(names.waitlist_per_section);
+            (*p, owner)
+        })
         .collect())
 }
 

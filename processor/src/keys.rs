@@ -64,6 +64,34 @@ pub(crate) fn outbox(target: u32, id: ReservationId, kind: u8) -> [u8; 21] {
     out
 }
 
+/// `[u32 partition][u16 event id length][event id][u16 section length][section]`: the keys of
+/// one section's waitlist start with it (both lengths, so that no section's prefix is another's).
+pub(crate) fn waitlist_prefix(partition: u32, key: &SectionKey) -> Vec<u8> {
+    let (event, section) = (key.event_id.as_bytes(), key.section.as_bytes());
+    let mut out = Vec::with_capacity(8 + event.len() + section.len() + 24);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&(event.len() as u16).to_be_bytes());
+    out.extend_from_slice(event);
+    out.extend_from_slice(&(section.len() as u16).to_be_bytes());
+    out.extend_from_slice(section);
+    out
+}
+
+/// [`waitlist_prefix`] `[u64 place][reservation id]`: a section's waitlist in its order.
+pub(crate) fn waitlist(partition: u32, key: &SectionKey, place: u64, id: ReservationId) -> Vec<u8> {
+    let mut out = waitlist_prefix(partition, key);
+    out.extend_from_slice(&place.to_be_bytes());
+    out.extend_from_slice(id.0.as_bytes());
+    out
+}
+
+/// (place, reservation id) of a [`waitlist`] key after its `prefix_len` bytes of prefix.
+pub(crate) fn decode_waitlist(key: &[u8], prefix_len: usize) -> Option<(u64, ReservationId)> {
+    let place = u64::from_be_bytes(key.get(prefix_len..prefix_len + 8)?.try_into().ok()?);
+    let id: [u8; 16] = key.get(prefix_len + 8..prefix_len + 24)?.try_into().ok()?;
+    Some((place, ReservationId(uuid::Uuid::from_bytes(id))))
+}
+
 /// The 16 bytes of the UUID.
 pub(crate) fn reservation(id: ReservationId) -> [u8; 16] {
     *id.0.as_bytes()

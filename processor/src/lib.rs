@@ -37,6 +37,8 @@ pub struct ProcessorConfig {
     pub queue_depth: usize,
     /// fsync every batch before answering.
     pub sync_writes: bool,
+    /// Most requests waiting in one section's waitlist.
+    pub waitlist_per_section: u32,
 }
 
 impl Default for ProcessorConfig {
@@ -48,6 +50,7 @@ impl Default for ProcessorConfig {
             max_batch: 1024,
             queue_depth: 16 * 1024,
             sync_writes: true,
+            waitlist_per_section: seatflow_aggregates::DEFAULT_WAITLIST_PER_SECTION,
         }
     }
 }
@@ -94,7 +97,7 @@ impl Processor {
                 store.clone(),
                 sink.clone(),
                 router.clone(),
-                config.max_batch,
+                config,
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("seat-worker-{partition}"))

@@ -17,7 +17,7 @@ use rocksdb::{
 };
 use seatflow_aggregates::{
     Command, Completed, Event, Hold, Millis, PartitionStore, QuotaKey, QuotaState, Reservation,
-    ReservationId, SectionInitialized, SectionKey, SectionState, Status,
+    ReservationId, SectionInitialized, SectionKey, SectionState, Status, Waiting,
 };
 use seatflow_avro::{StoredQuota, StoredSection, decode, encode};
 
@@ -47,6 +47,9 @@ const BY_USER: &str = "by_user";
 const HOLDS: &str = "holds";
 /// Each user's quota in each event that limits users (both runtimes).
 const QUOTAS: &str = "quotas";
+/// The WAITLISTED reservations of each section in order (both runtimes), with the seats they
+/// ask for: what an owner reads with a section.
+const WAITLISTS: &str = "waitlists";
 /// Commands a partition handed on to another, until the batch that decides them (embedded; on
 /// Kafka the commands topic holds them).
 const OUTBOX: &str = "outbox";
@@ -174,6 +177,7 @@ impl Store {
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(QUOTAS, point_lookup),
             ColumnFamilyDescriptor::new(OUTBOX, scanned.clone()),
+            ColumnFamilyDescriptor::new(WAITLISTS, scanned.clone()),
             ColumnFamilyDescriptor::new(LOG, scanned.clone()),
             ColumnFamilyDescriptor::new(META, scanned.clone()),
             ColumnFamilyDescriptor::new(CATALOGUE, scanned.clone()),
@@ -294,6 +298,19 @@ impl Store {
                 keys::reservation(reservation.id),
                 encode(completed)?,
             );
+            // A reservation keeps its place when it moves on: the waitlist entry goes then.
+            if let Some(place) = reservation.checkout.waitlisted {
+                let key = keys::waitlist(batch.partition, &reservation.key, place, reservation.id);
+                if reservation.status == Status::Waitlisted {
+                    write.put_cf(
+                        self.cf(WAITLISTS),
+                        key,
+                        reservation.requested_seats.to_be_bytes(),
+                    );
+                } else {
+                    write.delete_cf(self.cf(WAITLISTS), key);
+                }
+            }
             // A reservation keeps its hold's end when it moves on: the index entry goes then.
             if let Some(expires_at) = reservation.checkout.expires_at {
                 let key = keys::hold(batch.partition, expires_at, reservation.id);
@@ -556,6 +573,31 @@ impl Store {
 
 impl PartitionStore for Store {
     type Error = StoreError;
+
+    fn waitlist(&self, partition: u32, key: &SectionKey) -> Result<Vec<Waiting>, StoreError> {
+        let prefix = keys::waitlist_prefix(partition, key);
+        let mut waiting = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(WAITLISTS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (entry, seats) = item?;
+            if !entry.starts_with(&prefix) {
+                break;
+            }
+            if let (Some((place, id)), Ok(seats)) = (
+                keys::decode_waitlist(&entry, prefix.len()),
+                <[u8; 2]>::try_from(&seats[..]),
+            ) {
+                waiting.push(Waiting {
+                    place,
+                    id,
+                    seats: u16::from_be_bytes(seats),
+                });
+            }
+        }
+        Ok(waiting)
+    }
 
     fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, StoreError> {
         match self.db.get_pinned_cf(self.cf(QUOTAS), keys::quota(key))? {

@@ -123,17 +123,17 @@ impl Worker {
         store: Store,
         sink: std::sync::Arc<dyn CommitSink>,
         router: Router,
-        max_batch: usize,
+        config: &crate::ProcessorConfig,
     ) -> Result<Self, StoreError> {
         let last_seq = store.last_log_seq(id)?;
         Ok(Self {
             id,
             store,
-            partition: Partition::new(id),
+            partition: Partition::new(id).with_waitlist_limit(config.waitlist_per_section),
             sink,
             router,
             last_seq,
-            max_batch,
+            max_batch: config.max_batch,
             outbox_unread: true,
         })
     }

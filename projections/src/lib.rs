@@ -213,9 +213,10 @@ impl ReadModel {
     pub fn note_reservation(&self, reservation: &Reservation) {
         let stage = |status: Status| match status {
             Status::Pending => 0,
-            Status::Held => 1,
-            Status::Confirmed | Status::Rejected => 2,
-            Status::Cancelled | Status::Expired => 3,
+            Status::Waitlisted => 1,
+            Status::Held => 2,
+            Status::Confirmed | Status::Rejected => 3,
+            Status::Cancelled | Status::Expired => 4,
         };
         self.recent.put(reservation, |known| {
             stage(known.status) < stage(reservation.status)
@@ -253,11 +254,14 @@ impl ReadModel {
         recent.into_iter().skip(offset).collect()
     }
 
-    /// The user's newest HELD or CONFIRMED reservation in `key` requested at or after `since`:
-    /// the reservation a retry gets back, wherever it was decided.
+    /// The user's newest HELD, CONFIRMED or WAITLISTED reservation in `key` requested at or
+    /// after `since`: the reservation a retry gets back, wherever it was decided.
     pub fn held_by(&self, user_id: &str, key: &SectionKey, since: Millis) -> Option<Reservation> {
-        let holds =
-            |r: &Reservation| r.status.takes_seats() && r.key == *key && r.requested_at >= since;
+        let holds = |r: &Reservation| {
+            (r.status.takes_seats() || r.status == Status::Waitlisted)
+                && r.key == *key
+                && r.requested_at >= since
+        };
         if let Some(held) = self.recent.newest_of_user(user_id, holds) {
             return Some(held);
         }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod limit;
 mod memory;
 mod openapi;
+mod waitlist;
 
 use std::collections::HashSet;
 

@@ -233,6 +233,37 @@ async fn declared_bounds_are_the_bounds_the_server_checks() {
         }
     }
 
+    // The sale's rules: holdSeconds 0..=3600, maxSeatsPerUser 1..=100.
+    for (field, low, high) in [("holdSeconds", 0, 3600), ("maxSeatsPerUser", 1, 100)] {
+        let declared = property("NewEvent", field);
+        assert_eq!(
+            (declared["minimum"].clone(), declared["maximum"].clone()),
+            (json!(low), json!(high)),
+            "{field}"
+        );
+        for (value, accepted) in [
+            (low, true),
+            (high, true),
+            (low - 1, false),
+            (high + 1, false),
+        ] {
+            let body = json!({"name": "e", field: value,
+                "sections": [{"section": "A", "rows": 1, "seatsPerRow": 1}]});
+            let (status, answer) = app.post("/api/events", &body).await;
+            if accepted {
+                assert_eq!(status, StatusCode::CREATED, "{field} {value}: {answer}");
+                assert_eq!(answer[field], value, "{answer}");
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{field} {value}: {answer}"
+                );
+                assert_eq!(answer["field"], field, "{answer}");
+            }
+        }
+    }
+
     // Query parameters: their bounds are checked where they are declared.
     let limit = document["paths"]["/api/events"]["get"]["parameters"]
         .as_array()

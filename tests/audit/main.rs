@@ -352,3 +352,65 @@ async fn the_audit_follows_a_hold_to_its_confirmation_or_its_expiry() {
     assert_eq!(lapsed_row.seats.as_array().map(Vec::len), Some(2));
     app.stop().await;
 }
+
+/// A WAITLISTED reservation is an audit row like any other (the forward migration allows the
+/// status), and it moves on to HELD when seats come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_follows_a_waitlisted_reservation_to_its_hold() {
+    let (url, store) = fresh_database().await;
+    let disk = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let app = embedded(disk.path(), Some(&url)).await;
+    let base = app.base.clone();
+    let event: serde_json::Value = client
+        .post(format!("{base}/api/events"))
+        .json(
+            &serde_json::json!({"name": "Audited waitlist", "holdSeconds": 1,
+            "sections": [{"section": "A", "rows": 1, "seatsPerRow": 2}]}),
+        )
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let event = event["eventId"].as_str().expect("id").to_owned();
+    reserve(&client, &base, &event, "first").await;
+    let waiting: serde_json::Value = client
+        .post(format!("{base}/api/reservations?wait=5000"))
+        .json(
+            &serde_json::json!({"eventId": event, "section": "A", "userId": "patient",
+            "seatCount": 2, "waitlist": true}),
+        )
+        .send()
+        .await
+        .expect("reserve")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(waiting["status"], "WAITLISTED", "{waiting}");
+    let id = uuid::Uuid::parse_str(waiting["reservationId"].as_str().expect("id")).expect("uuid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        if let Some(row) = store.find(id).await.expect("find") {
+            if seen.last() != Some(&row.status) {
+                seen.push(row.status.clone());
+            }
+            if row.status == "HELD" {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit never showed the promotion: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("WAITLISTED"),
+        "{seen:?}"
+    );
+    app.stop().await;
+}

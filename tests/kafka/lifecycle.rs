@@ -238,3 +238,50 @@ async fn a_hold_expires_on_time_while_other_partitions_are_busy() {
         "expired {lag:?} after its end"
     );
 }
+
+/// The waitlist on Kafka survives a lost disk: a request waits, its processor dies and comes
+/// back on an empty disk (rebuilt from the changelog), and when the hold ahead of it expires
+/// the waiting request is HELD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_is_held_after_its_processor_lost_its_disk() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("waitlist").await;
+    let disks = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let port = free_port();
+    let mut children = Children(vec![
+        sale.processor(disks[0].path(), "p0"),
+        gateway(&sale.topics, "gw-waitlist", 0, port),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let (status, created) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Waiting on Kafka", "holdSeconds": 3,
+            "sections": [{"section": "A", "rows": 1, "seatsPerRow": 2}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let event = created["eventId"].as_str().expect("id").to_owned();
+    let first = reserve(&client, &base, &event, "first").await;
+    assert_eq!(first["status"], "HELD", "{first}");
+    let (status, waiting) = post(
+        &client,
+        format!("{base}/api/reservations?wait=10000"),
+        serde_json::json!({"eventId": event, "section": "A", "userId": "patient",
+            "seatCount": 2, "waitlist": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{waiting}");
+    assert_eq!(waiting["status"], "WAITLISTED", "{waiting}");
+    let id = waiting["reservationId"].as_str().expect("id").to_owned();
+
+    kill(&mut children.0[0], "-KILL");
+    children.0.push(sale.processor(disks[1].path(), "p0"));
+    let held = until_status(&client, &base, &id, "HELD", Duration::from_secs(60)).await;
+    assert_eq!(held["seats"].as_array().map(Vec::len), Some(2), "{held}");
+}

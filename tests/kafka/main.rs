@@ -131,6 +131,7 @@ impl Sale {
                     request: SeatRequest::Adjacent(1 + (n % 3) as u16),
                     requested_at: 0,
                     quota: Default::default(),
+                    waitlist: false,
                 })
             })
             .collect()

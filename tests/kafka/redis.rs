@@ -496,3 +496,64 @@ async fn the_sale_goes_on_while_redis_restarts_and_the_read_models_are_rebuilt_a
     // The projector stops when asked.
     terminate(&mut children.0[3]);
 }
+
+/// Redis follows the checkout: a HELD outcome with its end, then EXPIRED with `expired_at` when
+/// the processor's clock expires it, and the section's count back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_follows_a_hold_until_it_expires() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let sale = Sale::without_event("redis-holds").await;
+    let topics = sale.topics.clone();
+    let url = redis_url();
+    let prefix = format!("it-{}", uuid::Uuid::now_v7().simple());
+    let env = redis_env(&url, &prefix);
+    let redis = RedisReads::new(&url, &prefix, Duration::from_secs(3600)).expect("pool");
+    let disk = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let _children = Children(vec![
+        sale.processor(disk.path(), "p0"),
+        gateway_with(&topics, "gw-redis-holds", 0, port, &borrowed(&env)),
+        redis_projector(&topics, &env),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let (status, created) = post(
+        &client,
+        format!("{base}/api/events"),
+        serde_json::json!({"name": "Redis checkout", "holdSeconds": 3,
+            "sections": [{"section": "A", "rows": 1, "seatsPerRow": 4}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let event_id = created["eventId"].as_str().expect("id").to_owned();
+    let (status, held) = post(
+        &client,
+        format!("{base}/api/reservations?wait=10000"),
+        serde_json::json!({"eventId": event_id, "section": "A", "userId": "fan:h", "seatCount": 3}),
+    )
+    .await;
+    assert_eq!((status, &held["status"]), (200, &"HELD".into()), "{held}");
+    let id = uuid::Uuid::parse_str(held["reservationId"].as_str().expect("id")).expect("uuid");
+
+    eventually("Redis holds the HELD outcome with its end", async || {
+        redis
+            .outcome(id)
+            .await
+            .expect("outcome")
+            .is_some_and(|row| row.status == "HELD" && row.expires_at.is_some())
+    })
+    .await;
+    eventually("Redis holds the EXPIRED outcome", async || {
+        redis
+            .outcome(id)
+            .await
+            .expect("outcome")
+            .is_some_and(|row| row.status == "EXPIRED" && row.expired_at.is_some())
+    })
+    .await;
+    eventually("Redis holds the section's count back at 4", async || {
+        redis.available(&event_id).await.expect("counts").get("A") == Some(&4)
+    })
+    .await;
+}

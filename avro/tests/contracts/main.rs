@@ -31,13 +31,15 @@ fn checkout() -> impl Strategy<Value = Checkout> {
         prop::option::of(any::<i64>()),
         prop::option::of(any::<i64>()),
         prop::option::of(".{1,128}"),
+        prop::option::of(0..u64::from(u32::MAX)),
     )
         .prop_map(
-            |(expires_at, confirmed_at, expired_at, payment_ref)| Checkout {
+            |(expires_at, confirmed_at, expired_at, payment_ref, waitlisted)| Checkout {
                 expires_at,
                 confirmed_at,
                 expired_at,
                 payment_ref,
+                waitlisted,
             },
         )
 }
@@ -57,6 +59,7 @@ fn rejection() -> impl Strategy<Value = Rejection> {
         status().prop_map(|status| Rejection::NotCancellable { status }),
         Just(Rejection::SectionExists),
         (1..101u16).prop_map(|limit| Rejection::UserLimitExceeded { limit }),
+        (0..100_000u32).prop_map(|limit| Rejection::WaitlistFull { limit }),
     ]
 }
 
@@ -89,15 +92,17 @@ fn reserve() -> impl Strategy<Value = Reserve> {
         ],
         any::<i64>(),
         verdict(),
+        any::<bool>(),
     )
         .prop_map(
-            |(reservation_id, key, user_id, request, requested_at, quota)| Reserve {
+            |(reservation_id, key, user_id, request, requested_at, quota, waitlist)| Reserve {
                 reservation_id,
                 key,
                 user_id,
                 request,
                 requested_at,
                 quota,
+                waitlist,
             },
         )
 }
@@ -456,6 +461,7 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
                 confirmed_at: Some(1_764_000_050_000),
                 expired_at: None,
                 payment_ref: Some("pay-1".into()),
+                waitlisted: Some(7),
             },
         },
         available: 397,
@@ -467,6 +473,7 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
         request: SeatRequest::Picked(vec![Seat::new(1, 3), Seat::new(1, 4)]),
         requested_at: 1_764_000_000_000,
         quota: QuotaVerdict::Granted,
+        waitlist: true,
     });
     let state = StoredSection {
         key: key.clone(),

@@ -258,6 +258,11 @@ pub struct ReserveDto {
     /// `max_seats_per_reservation`).
     #[oai(validator(min_items = 1))]
     pub seats: Option<Vec<SeatDto>>,
+    /// With `seatCount`: when the section has no room, wait in its order (WAITLISTED) instead
+    /// of being rejected; seats that come back go to the first waiting requests that fit, as
+    /// HELD reservations with a fresh hold. Beyond the server's `waitlist_per_section`:
+    /// REJECTED `waitlist_full`.
+    pub waitlist: Option<bool>,
 }
 
 /// Where a reservation stands.
@@ -270,6 +275,9 @@ pub enum StatusDto {
     Rejected,
     Cancelled,
     Expired,
+    /// Waiting in the section's order for seats to come back (asked with `"waitlist": true`);
+    /// then HELD (or CONFIRMED), found by polling or `?wait=`.
+    Waitlisted,
 }
 
 impl From<Status> for StatusDto {
@@ -281,6 +289,7 @@ impl From<Status> for StatusDto {
             Status::Rejected => Self::Rejected,
             Status::Cancelled => Self::Cancelled,
             Status::Expired => Self::Expired,
+            Status::Waitlisted => Self::Waitlisted,
         }
     }
 }

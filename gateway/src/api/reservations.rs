@@ -89,6 +89,7 @@ impl ReservationsApi {
                 } else {
                     match found.status() {
                         Status::Held => "held",
+                        Status::Waitlisted => "waitlisted",
                         Status::Confirmed => "confirmed",
                         Status::Cancelled | Status::Expired => "cancelled",
                         Status::Rejected | Status::Pending => "rejected",
@@ -279,6 +280,7 @@ impl ReservationsApi {
             seat_count,
             seats,
             idempotency_key,
+            waitlist: body.waitlist.unwrap_or(false),
         })
     }
 }
