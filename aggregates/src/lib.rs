@@ -10,8 +10,11 @@
 //! [`decide`] adds to a section's rules the rule that a reservation id is decided once (a
 //! redelivered command is answered with the first outcome). [`Partition::decide_batch`] is a
 //! partition owner's whole work: a batch of commands in, the [`Action`]s that must happen out,
-//! for the embedded worker and the Kafka seat processor alike. [`partition_of`] says which
-//! partition owns a section.
+//! for the embedded worker and the Kafka seat processor alike: holds that expire on the
+//! partition's clock, the section's waitlist, and the hand-ons of the per-user limit's saga to
+//! a user's quota ([`QuotaState`], decided like a section by the partition its key falls on).
+//! [`partition_of`] says which partition owns a section, [`partition_of_command`] which one
+//! decides a command.
 
 mod decision;
 mod model;

@@ -1,10 +1,12 @@
 //! The RocksDB store of a seat processor: section states, the outcome of every reservation id
 //! (the de-duplication table), the decided-event log (embedded only) and each partition's
-//! position, one column family per table. The embedded runtime also keeps two indexes of its
-//! log here, written in the same batches: the catalogue (every section's initialisation: what a
-//! start reads instead of the whole log) and each user's reservation ids (their history and
-//! the seats they hold, read on demand instead of kept in memory). It is the [`PartitionStore`] that batches are decided
-//! against, in both runtimes. A worker writes everything one decision batch
+//! position, one column family per table. Both runtimes keep here what an owner reads at start
+//! instead of its whole history: the live holds by end time, each section's waitlist in order
+//! and each user's quota in a limited event. The embedded runtime also keeps the commands a
+//! partition handed on to another until they are decided (the outbox), and two indexes of its
+//! log: the catalogue (every section's initialisation) and each user's reservation ids (their
+//! history, read on demand instead of kept in memory). It is the [`PartitionStore`] that
+//! batches are decided against, in both runtimes. A worker writes everything one decision batch
 //! changed in ONE atomic write batch, so a crash at any moment leaves either all of a batch or
 //! none of it.
 
