@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use seatflow_aggregates::{Event, SectionKey, Status};
 
-use super::{Children, ONE_AT_A_TIME, Sale, free_port, gateway, kill, post, read_all, wait_ready};
+use super::{
+    Children, ONE_AT_A_TIME, Sale, create_event_from, free_port, gateway, kill, post, read_all,
+    wait_ready,
+};
 
 async fn reserve(
     client: &reqwest::Client,
@@ -174,16 +177,14 @@ async fn a_hold_expires_on_time_while_other_partitions_are_busy() {
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
     let sections: Vec<String> = (0..8).map(|i| format!("S{i}")).collect();
-    let (status, created) = post(
+    let event = create_event_from(
         &client,
-        format!("{base}/api/events"),
+        &base,
         serde_json::json!({"name": "Busy clock", "holdSeconds": 1,
             "sections": sections.iter().map(|s| serde_json::json!(
                 {"section": s, "rows": 10, "seatsPerRow": 100})).collect::<Vec<_>>()}),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    let event = created["eventId"].as_str().expect("id").to_owned();
     let partition =
         |section: &str| seatflow_aggregates::partition_of(&SectionKey::new(&event, section), 4);
     let quiet = &sections[0];
@@ -258,15 +259,13 @@ async fn a_waiting_request_is_held_after_its_processor_lost_its_disk() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
-    let (status, created) = post(
+    let event = create_event_from(
         &client,
-        format!("{base}/api/events"),
+        &base,
         serde_json::json!({"name": "Waiting on Kafka", "holdSeconds": 3,
             "sections": [{"section": "A", "rows": 1, "seatsPerRow": 2}]}),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    let event = created["eventId"].as_str().expect("id").to_owned();
     let first = reserve(&client, &base, &event, "first").await;
     assert_eq!(first["status"], "HELD", "{first}");
     let (status, waiting) = post(

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use seatflow_aggregates::{Event, Rejection, Status};
 
-use super::{Children, ONE_AT_A_TIME, Sale, free_port, gateway, kill, post, read_all, wait_ready};
+use super::{
+    Children, ONE_AT_A_TIME, Sale, create_event_from, free_port, gateway, kill, read_all,
+    wait_ready,
+};
 
 const LIMIT: u64 = 6;
 const HOLD_SECONDS: u64 = 30;
@@ -90,15 +93,13 @@ async fn one_user_across_sections_gateways_and_processor_crashes_never_exceeds_t
         .iter()
         .map(|s| serde_json::json!({"section": s, "rows": 4, "seatsPerRow": 10}))
         .collect();
-    let (status, created) = post(
+    let event = create_event_from(
         &client,
-        format!("{}/api/events", bases[0]),
+        &bases[0],
         serde_json::json!({"name": "Limited on Kafka", "holdSeconds": HOLD_SECONDS,
             "maxSeatsPerUser": LIMIT, "sections": sections}),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    let event = created["eventId"].as_str().expect("id").to_owned();
     // Both gateways know the event before the burst.
     for base in &bases {
         let deadline = Instant::now() + Duration::from_secs(30);

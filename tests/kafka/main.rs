@@ -539,12 +539,21 @@ async fn create_event(
     name: &str,
     sections: serde_json::Value,
 ) -> String {
-    let (status, event) = post(
+    create_event_from(
         client,
-        format!("{base}/api/events"),
+        base,
         serde_json::json!({"name": name, "sections": sections}),
     )
-    .await;
+    .await
+}
+
+/// Create an event of this body over HTTP (201 expected); its id.
+async fn create_event_from(
+    client: &reqwest::Client,
+    base: &str,
+    body: serde_json::Value,
+) -> String {
+    let (status, event) = post(client, format!("{base}/api/events"), body).await;
     assert_eq!(status, 201, "{event}");
     event["eventId"].as_str().expect("id").to_owned()
 }

@@ -12,7 +12,7 @@ use seatflow_kafka::TopicsConfig;
 use seatflow_projections::redis::RedisReads;
 
 use super::{
-    Children, ONE_AT_A_TIME, PARTITIONS, Sale, brokers, create_event, free_port,
+    Children, ONE_AT_A_TIME, PARTITIONS, Sale, brokers, create_event, create_event_from, free_port,
     gateway_ready_with_event, gateway_with, kill, post, wait_ready,
 };
 
@@ -518,15 +518,13 @@ async fn redis_follows_a_hold_until_it_expires() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
-    let (status, created) = post(
+    let event_id = create_event_from(
         &client,
-        format!("{base}/api/events"),
+        &base,
         serde_json::json!({"name": "Redis checkout", "holdSeconds": 3,
             "sections": [{"section": "A", "rows": 1, "seatsPerRow": 4}]}),
     )
     .await;
-    assert_eq!(status, 201, "{created}");
-    let event_id = created["eventId"].as_str().expect("id").to_owned();
     let (status, held) = post(
         &client,
         format!("{base}/api/reservations?wait=10000"),
