@@ -6,7 +6,11 @@
 //! verifies the sale: no seat confirmed twice, seats sold == capacity when demand exceeds supply,
 //! and the server's own counts agree. With `--baseline` the same load first goes to
 //! `POST /bench/echo`, a trivial endpoint of the same server, so the report shows this machine's
-//! HTTP ceiling beside the reservation figure.
+//! HTTP ceiling beside the reservation figure. With `--hold-seconds` the client confirms a share
+//! of its holds and measures how late the others expire; with `--waitlist` it also follows its
+//! WAITLISTED requests to their promotion ([`waitlist`]).
+
+mod waitlist;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +27,9 @@ use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+
+use waitlist::Waiter;
+pub use waitlist::WaitlistReport;
 
 /// What to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +72,11 @@ pub struct BenchArgs {
     /// others are left to expire, then read back to measure how late their expiry came.
     #[arg(long, default_value_t = 1.0)]
     pub confirm_ratio: f64,
+    /// Every request asks to wait when its section has no room (`"waitlist": true`); after the
+    /// sale the client follows its WAITLISTED requests, confirms or leaves their holds like the
+    /// others, and checks the promotions came in order and none was lost.
+    #[arg(long)]
+    pub waitlist: bool,
 }
 
 /// The figures of one run.
@@ -90,6 +102,9 @@ pub struct Report {
     /// With holds: what became of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout: Option<CheckoutReport>,
+    /// With `--waitlist`: what became of the waiting requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waitlist: Option<WaitlistReport>,
 }
 
 /// A sale with holds: confirmations, expiries and how late the expiries came.
@@ -131,6 +146,10 @@ impl Report {
             && self.errors == 0
             && self.checkout.as_ref().is_none_or(|c| c.not_expired == 0)
             && self
+                .waitlist
+                .as_ref()
+                .is_none_or(|w| w.out_of_order == 0 && w.lost == 0 && w.stranded == 0)
+            && self
                 .server_available
                 .is_none_or(|available| available + self.seats_sold == self.capacity)
     }
@@ -147,6 +166,14 @@ struct Outcome {
     reason: Option<String>,
     expires_at: Option<String>,
     expired_at: Option<String>,
+    decided_at: Option<String>,
+    waitlist_place: Option<i64>,
+}
+
+/// An RFC 3339 time as epoch milliseconds.
+fn millis_of(at: &str) -> Option<i64> {
+    let at = humantime::parse_rfc3339(at).ok()?;
+    Some(at.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as i64)
 }
 
 /// A hold the client left to expire.
@@ -176,6 +203,7 @@ struct EventOut {
 
 #[derive(Debug, Deserialize)]
 struct SectionOut {
+    section: String,
     available: u64,
 }
 
@@ -196,6 +224,8 @@ struct Tally {
     /// Every seat a HELD answer gave, (section, row, seat): a seat in it twice was sold again.
     held_seats: Vec<(u32, u32, u32)>,
     left: Vec<Left>,
+    /// With `--waitlist`: the requests answered WAITLISTED.
+    waiters: Vec<Waiter>,
 }
 
 struct Target {
@@ -367,6 +397,11 @@ async fn fire(
         let path = path.clone();
         let (requests, sections, max_seats) = (args.requests, args.sections, args.max_seats);
         let confirm_ratio = args.confirm_ratio;
+        let waitlist = if args.waitlist {
+            r#","waitlist":true"#
+        } else {
+            ""
+        };
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally {
                 latency: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
@@ -381,7 +416,7 @@ async fn fire(
                 let section = rng.random_range(0..sections);
                 let count = rng.random_range(1..=max_seats);
                 let body = format!(
-                    r#"{{"eventId":"{event_id}","section":"S{section:03}","userId":"bench-user-{i}","seatCount":{count}}}"#
+                    r#"{{"eventId":"{event_id}","section":"S{section:03}","userId":"bench-user-{i}","seatCount":{count}{waitlist}}}"#
                 );
                 let sent = Instant::now();
                 let answer = send(&mut sender, &target, "POST", &path, Some(body.into_bytes())).await;
@@ -402,23 +437,28 @@ async fn fire(
                             Err(_) => break,
                         }
                     }
-                    Ok((status, bytes)) => {
-                        if let Some(held) = tally.record(status, &bytes, section) {
+                    Ok((status, bytes)) => match tally.record(status, &bytes, section) {
+                        Some(held) if held.status == "HELD" => {
                             let user = format!("bench-user-{i}");
-                            if rng.random_bool(confirm_ratio.clamp(0.0, 1.0)) {
-                                let path = format!("/api/reservations/{}/confirm", held.reservation_id);
-                                match send_as(&mut sender, &target, "POST", &path, &user).await {
-                                    Ok((status, bytes)) => tally.confirmed_hold(status, &bytes, section),
-                                    Err(e) => tally.error(format!("confirm: {e}")),
-                                }
-                            } else {
-                                tally.left.push(Left {
-                                    reservation_id: held.reservation_id,
-                                    expires_at: held.expires_at.unwrap_or_default(),
-                                });
-                            }
+                            let confirm = rng.random_bool(confirm_ratio.clamp(0.0, 1.0));
+                            tally
+                                .settle_hold(&mut sender, &target, held, &user, section, confirm)
+                                .await;
                         }
-                    }
+                        Some(waiting) => tally.waiters.push(Waiter {
+                            user: format!("bench-user-{i}"),
+                            section,
+                            seats: count,
+                            place: waiting.waitlist_place.unwrap_or_default(),
+                            waitlisted_at: waiting
+                                .decided_at
+                                .as_deref()
+                                .and_then(millis_of)
+                                .unwrap_or_default(),
+                            reservation_id: waiting.reservation_id,
+                        }),
+                        None => {}
+                    },
                 }
             }
             tally
@@ -529,8 +569,32 @@ async fn read_back_expiries(
 }
 
 impl Tally {
-    /// Count an answer to a reservation; a HELD one is returned for the client to confirm or
-    /// leave.
+    /// Confirm a HELD reservation (`confirm`) or leave it to expire.
+    async fn settle_hold(
+        &mut self,
+        sender: &mut Sender,
+        target: &Target,
+        held: Outcome,
+        user: &str,
+        section: u32,
+        confirm: bool,
+    ) {
+        if confirm {
+            let path = format!("/api/reservations/{}/confirm", held.reservation_id);
+            match send_as(sender, target, "POST", &path, user).await {
+                Ok((status, bytes)) => self.confirmed_hold(status, &bytes, section),
+                Err(e) => self.error(format!("confirm: {e}")),
+            }
+        } else {
+            self.left.push(Left {
+                reservation_id: held.reservation_id,
+                expires_at: held.expires_at.unwrap_or_default(),
+            });
+        }
+    }
+
+    /// Count an answer to a reservation; a HELD one (for the client to confirm or leave) or a
+    /// WAITLISTED one (to follow) is returned.
     fn record(&mut self, status: u16, bytes: &[u8], section: u32) -> Option<Outcome> {
         match status {
             200 => match serde_json::from_slice::<Outcome>(bytes) {
@@ -545,6 +609,7 @@ impl Tally {
                         .extend(outcome.seats.iter().map(|s| (section, s.row, s.seat)));
                     return Some(outcome);
                 }
+                Ok(outcome) if outcome.status == "WAITLISTED" => return Some(outcome),
                 Ok(outcome) if outcome.status == "REJECTED" => {
                     self.rejected += 1;
                     *self
@@ -635,6 +700,7 @@ fn summarize(
         rejection_reasons: HashMap::new(),
         error_samples: Vec::new(),
         checkout: None,
+        waitlist: None,
     };
     let mut checkout = CheckoutReport {
         hold_seconds: args.hold_seconds,
@@ -718,10 +784,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     let path = Arc::new(format!("/api/reservations?wait={}", args.wait_ms));
     let (mut tallies, elapsed) =
         fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
-    let left: Vec<Left> = tallies
+    let mut left: Vec<Left> = tallies
         .iter_mut()
         .flat_map(|tally| std::mem::take(&mut tally.left))
         .collect();
+    let mut followed = None;
+    if args.waitlist {
+        let waiters: Arc<Vec<Waiter>> = Arc::new(
+            tallies
+                .iter_mut()
+                .flat_map(|tally| std::mem::take(&mut tally.waiters))
+                .collect(),
+        );
+        let holds_end = left
+            .iter()
+            .filter_map(|l| humantime::parse_rfc3339(&l.expires_at).ok())
+            .max();
+        let mut follow = waitlist::follow(
+            &target,
+            args.connections,
+            args.hold_seconds,
+            args.confirm_ratio,
+            waiters.clone(),
+            holds_end,
+        )
+        .await?;
+        for tally in &mut follow.tallies {
+            left.append(&mut tally.left);
+        }
+        tallies.append(&mut follow.tallies);
+        followed = Some((follow, waiters));
+    }
     let left_to_expire = left.len() as u64;
     let expiries = if args.hold_seconds > 0 {
         Some(read_back_expiries(&target, args.connections, left).await?)
@@ -737,12 +830,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         None,
     )
     .await?;
-    let server_available = if status == 200 {
+    let sections = if status == 200 {
         let event: EventOut = serde_json::from_slice(&bytes)?;
-        Some(event.sections.iter().map(|s| s.available).sum())
+        Some(event.sections)
     } else {
         None
     };
+    let server_available = sections
+        .as_ref()
+        .map(|sections| sections.iter().map(|s| s.available).sum());
     let mut report = summarize(
         "reserve /api/reservations",
         &args,
@@ -762,6 +858,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             max: ms(expiries.lag.max()),
         };
         report.error_samples.extend(expiries.samples);
+    }
+    if let Some((mut follow, waiters)) = followed {
+        // Sections are named S000, S001, ...: their number is the bench's section index.
+        let available: HashMap<u32, u64> = sections
+            .iter()
+            .flatten()
+            .filter_map(|s| Some((s.section.strip_prefix('S')?.parse().ok()?, s.available)))
+            .collect();
+        follow.check_stranded(&waiters, &available);
+        report.waitlist = Some(follow.report);
     }
     reports.push(report);
 
@@ -824,6 +930,16 @@ fn print_report(r: &Report) {
             println!(
                 "  expiry lag ms (expiredAt - expiresAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
                 c.expiry_lag_ms.p50, c.expiry_lag_ms.p95, c.expiry_lag_ms.p99, c.expiry_lag_ms.max
+            );
+        }
+        if let Some(w) = &r.waitlist {
+            println!(
+                "  waitlist: waitlisted {}  promoted {}  still waiting {}  ({} rounds of polling)",
+                w.waitlisted, w.promoted, w.still_waiting, w.rounds
+            );
+            println!(
+                "  promotions out of order {}  lost {}  one-seat requests stranded beside a free seat {}",
+                w.out_of_order, w.lost, w.stranded
             );
         }
         println!("  verified: {}", r.verified());

@@ -40,6 +40,7 @@ mod schema {
             confirmed_at -> Nullable<Timestamptz>,
             expired_at -> Nullable<Timestamptz>,
             payment_ref -> Nullable<Text>,
+            waitlist_place -> Nullable<BigInt>,
         }
     }
 
@@ -87,6 +88,8 @@ pub struct AuditRow {
     pub confirmed_at: Option<DateTime<Utc>>,
     pub expired_at: Option<DateTime<Utc>>,
     pub payment_ref: Option<String>,
+    /// Its place in its section's waitlist, for a reservation that was WAITLISTED.
+    pub waitlist_place: Option<i64>,
 }
 
 fn timestamp(millis: Millis) -> DateTime<Utc> {
@@ -121,6 +124,10 @@ impl AuditRow {
             confirmed_at: reservation.checkout.confirmed_at.map(timestamp),
             expired_at: reservation.checkout.expired_at.map(timestamp),
             payment_ref: reservation.checkout.payment_ref.clone(),
+            waitlist_place: reservation
+                .checkout
+                .waitlisted
+                .map(|place| i64::try_from(place).unwrap_or(i64::MAX)),
         }
     }
 }
@@ -147,6 +154,7 @@ impl AuditRow {
             "confirmedAt": self.confirmed_at.map(|t| t.timestamp_millis()),
             "expiredAt": self.expired_at.map(|t| t.timestamp_millis()),
             "paymentRef": self.payment_ref,
+            "waitlistPlace": self.waitlist_place,
         })
         .to_string()
     }
@@ -186,6 +194,7 @@ impl AuditRow {
             confirmed_at: value["confirmedAt"].as_i64().map(at),
             expired_at: value["expiredAt"].as_i64().map(at),
             payment_ref: optional_text("paymentRef"),
+            waitlist_place: value["waitlistPlace"].as_i64(),
         })
     }
 }
@@ -203,18 +212,19 @@ async fn upsert_rows(
     diesel::sql_query(
         "INSERT INTO reservation (id, user_id, event_id, section, seat_count, seats, status, \
            reason, reason_message, requested_at, completed_at, cancelled_at, log_partition, \
-           log_offset, expires_at, confirmed_at, expired_at, payment_ref) \
+           log_offset, expires_at, confirmed_at, expired_at, payment_ref, waitlist_place) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
            $6::jsonb[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
            $11::timestamptz[], $12::timestamptz[], $13::int4[], $14::int8[], \
-           $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::text[]) \
+           $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::text[], \
+           $19::int8[]) \
          ON CONFLICT (id) DO UPDATE SET seats = excluded.seats, status = excluded.status, \
            reason = excluded.reason, reason_message = excluded.reason_message, \
            completed_at = excluded.completed_at, \
            cancelled_at = excluded.cancelled_at, log_partition = excluded.log_partition, \
            log_offset = excluded.log_offset, expires_at = excluded.expires_at, \
            confirmed_at = excluded.confirmed_at, expired_at = excluded.expired_at, \
-           payment_ref = excluded.payment_ref \
+           payment_ref = excluded.payment_ref, waitlist_place = excluded.waitlist_place \
          WHERE reservation.log_offset < excluded.log_offset",
     )
     .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -247,6 +257,7 @@ async fn upsert_rows(
             .map(|r| r.payment_ref.as_deref())
             .collect::<Vec<_>>(),
     )
+    .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.waitlist_place).collect::<Vec<_>>())
     .execute(connection)
     .await?;
     Ok(())
@@ -605,6 +616,7 @@ mod tests {
             confirmed_at: None,
             expired_at: None,
             payment_ref: None,
+            waitlist_place: None,
         }
     }
 

@@ -48,6 +48,7 @@ fn outcome(event: &str, section: &str, status: &str, offset: i64, completed: i64
         confirmed_at: None,
         expired_at: None,
         payment_ref: None,
+        waitlist_place: None,
     }
 }
 

@@ -82,6 +82,10 @@ async fn a_waiting_request_is_held_when_seats_come_back_in_order() {
     assert!(early.get("reason").is_none(), "{early}");
     let late = reserve(&app, &event, "late", 2, true).await;
     assert_eq!(late["status"], "WAITLISTED", "{late}");
+    // Each knows its place in the line, the earlier one first.
+    let place = |body: &Value| body["waitlistPlace"].as_i64().expect("waitlistPlace");
+    assert!(place(&early) < place(&late), "{early} {late}");
+    assert!(all.get("waitlistPlace").is_none(), "{all}");
     // A retry finds the waiting reservation.
     let again = reserve(&app, &event, "late", 2, true).await;
     assert_eq!(again["reservationId"], late["reservationId"]);
@@ -90,6 +94,10 @@ async fn a_waiting_request_is_held_when_seats_come_back_in_order() {
     let held = until_status(&app, &id(&early), "HELD").await;
     assert_eq!(held["seats"].as_array().expect("seats").len(), 3);
     assert!(held["expiresAt"].is_string(), "{held}");
+    assert_eq!(
+        held["waitlistPlace"], early["waitlistPlace"],
+        "the place is kept: {held}"
+    );
     // One seat is left: the late request for two keeps waiting, and can be cancelled.
     let (_, still) = app.get(&format!("/api/reservations/{}", id(&late))).await;
     assert_eq!(still["status"], "WAITLISTED", "{still}");

@@ -32,6 +32,7 @@ fn row(n: u128, status: &str, completed_at: DateTime<Utc>, offset: i64) -> Audit
         confirmed_at: None,
         expired_at: None,
         payment_ref: None,
+        waitlist_place: None,
     }
 }
 
@@ -398,6 +399,12 @@ async fn the_audit_follows_a_waitlisted_reservation_to_its_hold() {
                 seen.push(row.status.clone());
             }
             if row.status == "HELD" {
+                assert!(row.waitlist_place.is_some(), "{row:?}");
+                assert_eq!(
+                    row.waitlist_place,
+                    waiting["waitlistPlace"].as_i64(),
+                    "the row keeps the place it waited at"
+                );
                 break;
             }
         }

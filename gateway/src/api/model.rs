@@ -329,6 +329,10 @@ pub struct ReservationDto {
     /// The payment reference its confirmation carried.
     #[oai(skip_serializing_if_is_none)]
     pub payment_ref: Option<String>,
+    /// For a reservation that was WAITLISTED: its place in its section's waitlist (smaller is
+    /// earlier; seats that come back go to the first places that fit). Kept once it moves on.
+    #[oai(skip_serializing_if_is_none)]
+    pub waitlist_place: Option<i64>,
 }
 
 impl From<&Found> for ReservationDto {
@@ -362,6 +366,10 @@ impl From<&Reservation> for ReservationDto {
             confirmed_at: r.checkout.confirmed_at.map(Timestamp::from_millis),
             expired_at: r.checkout.expired_at.map(Timestamp::from_millis),
             payment_ref: r.checkout.payment_ref.clone(),
+            waitlist_place: r
+                .checkout
+                .waitlisted
+                .map(|place| i64::try_from(place).unwrap_or(i64::MAX)),
         }
     }
 }
@@ -406,6 +414,7 @@ impl From<&AuditRow> for ReservationDto {
                 .expired_at
                 .map(|at| Timestamp::from_millis(at.timestamp_millis())),
             payment_ref: row.payment_ref.clone(),
+            waitlist_place: row.waitlist_place,
         }
     }
 }
@@ -429,6 +438,7 @@ impl ReservationDto {
             confirmed_at: None,
             expired_at: None,
             payment_ref: None,
+            waitlist_place: None,
         }
     }
 }
