@@ -25,6 +25,7 @@ use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
+use seatflow_gateway::auth::token::Signer;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
@@ -77,6 +78,16 @@ pub struct BenchArgs {
     /// others, and checks the promotions came in order and none was lost.
     #[arg(long)]
     pub waitlist: bool,
+    /// A server with `auth.mode = jwt`: sign each user's token with this HMAC secret (the
+    /// server's `auth.hmac_secret`); the event is created by an organizer.
+    #[arg(long, env = "SEATFLOW_AUTH_HMAC_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// With `--token-secret`: the `iss` to write (the server's `auth.issuer`).
+    #[arg(long, env = "SEATFLOW_AUTH_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// With `--token-secret`: the `aud` to write (the server's `auth.audience`).
+    #[arg(long, env = "SEATFLOW_AUTH_AUDIENCE")]
+    pub token_audience: Option<String>,
 }
 
 /// The figures of one run.
@@ -178,6 +189,7 @@ fn millis_of(at: &str) -> Option<i64> {
 
 /// A hold the client left to expire.
 struct Left {
+    user: String,
     reservation_id: String,
     expires_at: String,
 }
@@ -231,6 +243,28 @@ struct Tally {
 struct Target {
     host: String,
     authority: String,
+    /// Signs each user's token when the server wants one.
+    signer: Option<Signer>,
+}
+
+/// The user who creates the bench's event (the `organizer` role when tokens are signed).
+const ORGANIZER: &str = "bench-organizer";
+
+impl Target {
+    /// How a request says who it is for: a bearer token for `user` when tokens are signed,
+    /// `X-User-Id` otherwise.
+    fn credentials(&self, user: &str) -> anyhow::Result<(&'static str, String)> {
+        let Some(signer) = &self.signer else {
+            return Ok(("x-user-id", user.to_owned()));
+        };
+        let roles = if user == ORGANIZER {
+            vec!["organizer".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let token = signer.sign(user, &roles, Duration::from_secs(3600))?;
+        Ok(("authorization", format!("Bearer {token}")))
+    }
 }
 
 fn parse_url(url: &str) -> anyhow::Result<Target> {
@@ -246,7 +280,11 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
     } else {
         format!("{authority}:80")
     };
-    Ok(Target { host, authority })
+    Ok(Target {
+        host,
+        authority,
+        signer: None,
+    })
 }
 
 type Sender = http1::SendRequest<Full<Bytes>>;
@@ -271,7 +309,7 @@ async fn send(
     send_with(sender, target, method, path, body, None).await
 }
 
-/// A request without a body on behalf of `user` (`X-User-Id`).
+/// A request without a body on behalf of `user`.
 async fn send_as(
     sender: &mut Sender,
     target: &Target,
@@ -299,7 +337,8 @@ async fn send_with(
         request = request.header("content-type", "application/json");
     }
     if let Some(user) = user {
-        request = request.header("x-user-id", user);
+        let (name, value) = target.credentials(user)?;
+        request = request.header(name, value);
     }
     let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = sender.send_request(request).await?;
@@ -339,7 +378,15 @@ async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<Strin
         "holdSeconds": args.hold_seconds,
     }))?;
     let mut sender = connect(target).await?;
-    let (status, bytes) = send(&mut sender, target, "POST", "/api/events", Some(body)).await?;
+    let (status, bytes) = send_with(
+        &mut sender,
+        target,
+        "POST",
+        "/api/events",
+        Some(body),
+        Some(ORGANIZER),
+    )
+    .await?;
     if status != 201 {
         bail!(
             "creating the event answered {status}: {}",
@@ -419,7 +466,10 @@ async fn fire(
                     r#"{{"eventId":"{event_id}","section":"S{section:03}","userId":"bench-user-{i}","seatCount":{count}{waitlist}}}"#
                 );
                 let sent = Instant::now();
-                let answer = send(&mut sender, &target, "POST", &path, Some(body.into_bytes())).await;
+                let user = format!("bench-user-{i}");
+                let answer =
+                    send_with(&mut sender, &target, "POST", &path, Some(body.into_bytes()), Some(&user))
+                        .await;
                 let micros = sent.elapsed().as_micros() as u64;
                 if let Some(histogram) = tally.latency.as_mut() {
                     let _ = histogram.record(micros.max(1));
@@ -439,14 +489,13 @@ async fn fire(
                     }
                     Ok((status, bytes)) => match tally.record(status, &bytes, section) {
                         Some(held) if held.status == "HELD" => {
-                            let user = format!("bench-user-{i}");
                             let confirm = rng.random_bool(confirm_ratio.clamp(0.0, 1.0));
                             tally
                                 .settle_hold(&mut sender, &target, held, &user, section, confirm)
                                 .await;
                         }
                         Some(waiting) => tally.waiters.push(Waiter {
-                            user: format!("bench-user-{i}"),
+                            user,
                             section,
                             seats: count,
                             place: waiting.waitlist_place.unwrap_or_default(),
@@ -519,7 +568,8 @@ async fn read_back_expiries(
                     break;
                 };
                 let path = format!("/api/reservations/{}", hold.reservation_id);
-                let (status, bytes) = send(&mut sender, &target, "GET", &path, None).await?;
+                let (status, bytes) =
+                    send_as(&mut sender, &target, "GET", &path, &hold.user).await?;
                 let outcome = serde_json::from_slice::<Outcome>(&bytes).ok();
                 let lag = outcome
                     .as_ref()
@@ -587,6 +637,7 @@ impl Tally {
             }
         } else {
             self.left.push(Left {
+                user: user.to_owned(),
                 reservation_id: held.reservation_id,
                 expires_at: held.expires_at.unwrap_or_default(),
             });
@@ -762,7 +813,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     if !(0.0..=1.0).contains(&args.confirm_ratio) {
         bail!("--confirm-ratio must be between 0 and 1");
     }
-    let target = Arc::new(parse_url(&args.url)?);
+    let mut target = parse_url(&args.url)?;
+    if let Some(secret) = &args.token_secret {
+        target.signer = Some(Signer::new(
+            secret,
+            args.token_issuer.clone(),
+            args.token_audience.clone(),
+        )?);
+    }
+    let target = Arc::new(target);
     wait_ready(&target).await?;
     let mut reports = Vec::new();
 

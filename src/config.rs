@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use seatflow_gateway::auth::AuthSettings;
+use seatflow_gateway::limits::LimitSettings;
 use serde::{Deserialize, Serialize};
 
 /// Every setting's name; `SEATFLOW_<NAME>` sets it. Other `SEATFLOW_*` variables (the scripts'
@@ -38,6 +40,28 @@ pub const SETTINGS: &[&str] = &[
     "redis_url",
     "redis_key_prefix",
     "redis_outcome_ttl_secs",
+    "auth_mode",
+    "auth_allow_insecure",
+    "auth_hmac_secret",
+    "auth_public_keys",
+    "auth_jwks",
+    "auth_jwks_refresh_secs",
+    "auth_issuer",
+    "auth_audience",
+    "auth_leeway_secs",
+    "auth_roles_claim",
+    "auth_trusted_proxies",
+    "limits_enabled",
+    "limits_user_writes_per_sec",
+    "limits_user_writes_burst",
+    "limits_user_reads_per_sec",
+    "limits_user_reads_burst",
+    "limits_address_writes_per_sec",
+    "limits_address_writes_burst",
+    "limits_address_reads_per_sec",
+    "limits_address_reads_burst",
+    "limits_exempt",
+    "limits_max_tracked",
 ];
 
 /// Where the setting `SEATFLOW_<NAME>` goes in the nested settings (`http.bind`, ...).
@@ -58,6 +82,28 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "log_format" => "log_format",
         "instance_id" => "instance_id",
         "metrics_bind" => "metrics_bind",
+        "auth_mode" => "auth.mode",
+        "auth_allow_insecure" => "auth.allow_insecure",
+        "auth_hmac_secret" => "auth.hmac_secret",
+        "auth_public_keys" => "auth.public_keys",
+        "auth_jwks" => "auth.jwks",
+        "auth_jwks_refresh_secs" => "auth.jwks_refresh_secs",
+        "auth_issuer" => "auth.issuer",
+        "auth_audience" => "auth.audience",
+        "auth_leeway_secs" => "auth.leeway_secs",
+        "auth_roles_claim" => "auth.roles_claim",
+        "auth_trusted_proxies" => "auth.trusted_proxies",
+        "limits_enabled" => "limits.enabled",
+        "limits_user_writes_per_sec" => "limits.user_writes.per_sec",
+        "limits_user_writes_burst" => "limits.user_writes.burst",
+        "limits_user_reads_per_sec" => "limits.user_reads.per_sec",
+        "limits_user_reads_burst" => "limits.user_reads.burst",
+        "limits_address_writes_per_sec" => "limits.address_writes.per_sec",
+        "limits_address_writes_burst" => "limits.address_writes.burst",
+        "limits_address_reads_per_sec" => "limits.address_reads.per_sec",
+        "limits_address_reads_burst" => "limits.address_reads.burst",
+        "limits_exempt" => "limits.exempt",
+        "limits_max_tracked" => "limits.max_tracked",
         "kafka_brokers" => "kafka.brokers",
         "kafka_topic_prefix" => "kafka.topic_prefix",
         "kafka_replication" => "kafka.replication",
@@ -90,15 +136,19 @@ pub struct Config {
     /// fences its previous incarnation.
     pub instance_id: String,
     /// Where the roles without an HTTP API serve `/metrics` and `/health/live`
-    /// (`SEATFLOW_METRICS_BIND`). Unset: the seat processor on `0.0.0.0:9464`, the projector on
-    /// `0.0.0.0:9465`, so both run on one host. The gateway and the all-in-one serve them on
-    /// `http.bind`.
+    /// (`SEATFLOW_METRICS_BIND`). Unset: the seat processor on `127.0.0.1:9464`, the projector
+    /// on `127.0.0.1:9465`, so both run on one host (loopback: set it for a scraper elsewhere).
+    /// The gateway and the all-in-one serve them on `http.bind`.
     pub metrics_bind: Option<String>,
     pub http: HttpSettings,
     pub processor: ProcessorSettings,
     pub kafka: KafkaSettings,
     pub audit: AuditSettings,
     pub redis: RedisSettings,
+    /// Who may call the API (`[auth]`, `SEATFLOW_AUTH_*`): docs/operations.md, "Security".
+    pub auth: AuthSettings,
+    /// How fast each user and client address may call (`[limits]`, `SEATFLOW_LIMITS_*`).
+    pub limits: LimitSettings,
 }
 
 /// The HTTP API and its command side.
@@ -199,6 +249,8 @@ impl Default for Config {
             kafka: KafkaSettings::default(),
             audit: AuditSettings::default(),
             redis: RedisSettings::default(),
+            auth: AuthSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -206,7 +258,8 @@ impl Default for Config {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            bind: "0.0.0.0:8080".into(),
+            // Loopback unless asked: the default `auth.mode = none` is for this machine only.
+            bind: "127.0.0.1:8080".into(),
             public_url: None,
             max_seats_per_reservation: 8,
             dedup_window_secs: 3600,
@@ -360,7 +413,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.bind_addr()?;
+        self.auth
+            .check(self.bind_addr()?)
+            .map_err(anyhow::Error::msg)?;
+        self.limits.check().map_err(anyhow::Error::msg)?;
         let http = &self.http;
         if let Some(url) = &http.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -455,8 +511,8 @@ impl Config {
     /// Where `role` serves its metrics: `metrics_bind`, or the role's own default port.
     pub fn metrics_addr(&self, role: MetricsRole) -> anyhow::Result<SocketAddr> {
         let default = match role {
-            MetricsRole::SeatProcessor => "0.0.0.0:9464",
-            MetricsRole::Projector => "0.0.0.0:9465",
+            MetricsRole::SeatProcessor => "127.0.0.1:9464",
+            MetricsRole::Projector => "127.0.0.1:9465",
         };
         let bind = self.metrics_bind.as_deref().unwrap_or(default);
         bind.parse()

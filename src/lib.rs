@@ -282,6 +282,8 @@ impl App {
             read: read.clone(),
             ready: ready.clone(),
             redis: None,
+            auth: auth(&config).await?,
+            limiter: limiter(&config)?,
         };
 
         let (acceptor, port) = bind(&config).await?;
@@ -405,6 +407,8 @@ impl App {
             read,
             ready,
             redis,
+            auth: auth(&config).await?,
+            limiter: limiter(&config)?,
         };
         let (acceptor, port) = bind(&config).await?;
         sweep_dedup(local_dedup);
@@ -486,6 +490,32 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The API's authenticator; `none` on an address others can reach was refused by
+/// [`Config::validate`] unless allowed, and is said loudly here.
+async fn auth(config: &Config) -> anyhow::Result<seatflow_gateway::auth::Auth> {
+    let settings = &config.auth;
+    if settings.mode == seatflow_gateway::auth::Mode::None
+        && !config.bind_addr()?.ip().is_loopback()
+    {
+        tracing::warn!(
+            bind = %config.http.bind,
+            "auth.mode = none on an address other machines can reach (auth.allow_insecure): \
+             anyone can act as any user"
+        );
+    }
+    seatflow_gateway::auth::Auth::new(settings)
+        .await
+        .context("cannot set up authentication (auth)")
+}
+
+/// The API's rate limits, their idle buckets swept in the background.
+fn limiter(config: &Config) -> anyhow::Result<seatflow_gateway::limits::Limiter> {
+    let limiter =
+        seatflow_gateway::limits::Limiter::new(&config.limits).map_err(anyhow::Error::msg)?;
+    limiter.spawn_sweep();
+    Ok(limiter)
 }
 
 /// Every request, timed and counted by route pattern and status; before the read models are

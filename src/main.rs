@@ -23,7 +23,7 @@ struct Cli {
     /// A TOML configuration file (see docs/operations.md for every setting).
     #[arg(long, global = true, env = "SEATFLOW_CONFIG")]
     config: Option<PathBuf>,
-    /// Address of the HTTP API (default 0.0.0.0:8080).
+    /// Address of the HTTP API (default 127.0.0.1:8080).
     #[arg(long, global = true)]
     bind: Option<String>,
     /// Directory of the embedded store (default ./data).
@@ -79,6 +79,19 @@ enum Role {
     },
     /// Load a running seatflow with a flash-sale spike and verify the sale.
     Bench(BenchArgs),
+    /// Print a JWT signed with the configured `auth.hmac_secret` (with `auth.issuer` and
+    /// `auth.audience` when set): for local use and scripts.
+    Token {
+        /// The user (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated (`organizer`, `admin`).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// How long it is valid, e.g. `1h`, `15m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// Manage seatflow's Kafka topics (needs `kafka.brokers`).
     Topics {
         #[command(subcommand)]
@@ -144,6 +157,23 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         Some(Role::Bench(args)) => {
             init_logging("text");
             runtime.block_on(bench::run(args)).map(drop)
+        }
+        Some(Role::Token {
+            ref sub,
+            ref roles,
+            ttl,
+        }) => {
+            let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+            let secret = config.auth.hmac_secret.as_ref().context(
+                "seatflow token signs with auth.hmac_secret (SEATFLOW_AUTH_HMAC_SECRET): set it",
+            )?;
+            let signer = seatflow_gateway::auth::token::Signer::new(
+                secret.expose(),
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+            )?;
+            println!("{}", signer.sign(sub, roles, ttl)?);
+            Ok(())
         }
         Some(Role::Topics {
             action: TopicsAction::Create,

@@ -18,7 +18,7 @@ pub async fn echo(request: &Request, body: poem::Body) -> poem::Result<Response>
     let request = ReserveRequest {
         event_id: body.event_id.0,
         section: body.section,
-        user_id: body.user_id,
+        user_id: body.user_id.unwrap_or_default(),
         seat_count: None,
         seats: None,
         idempotency_key: None,

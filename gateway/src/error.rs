@@ -26,7 +26,9 @@ pub enum ApiError {
     /// The request is malformed: not JSON, a field missing or of the wrong type.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// The reservation belongs to another user.
+    /// The caller may not: a role is missing (`forbidden`), a user named in the request is not
+    /// the authenticated one (`user_mismatch`), or, without authentication, the reservation is
+    /// another user's (`not_owner`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// The event, section or reservation does not exist.
@@ -78,6 +80,10 @@ impl ApiError {
     /// 409 with a code of its own (`hold_expired`, `not_confirmable`, ...).
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::Conflict(body(code, message, None))
+    }
+
+    pub fn forbidden(code: &str, message: impl Into<String>, field: Option<&str>) -> Self {
+        Self::Forbidden(body(code, message, field.map(str::to_owned)))
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -2,9 +2,12 @@
 //! document at `/openapi.json`, health probes, and one JSON error body for every failure.
 
 mod api;
+pub mod auth;
 mod body;
 mod echo;
 mod error;
+mod guard;
+pub mod limits;
 mod spec;
 
 use poem::endpoint::make_sync;
@@ -50,9 +53,13 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
     let limits = spec::ServerLimits {
         max_seats_per_reservation: state.commands.limits().max_seats_per_reservation,
     };
+    let guard = guard::Guard {
+        auth: state.auth.clone(),
+        limiter: state.limiter.clone(),
+    };
     let api = openapi(state, public_url);
     let derived = api.spec();
-    let document = spec::complete(&derived, limits);
+    let document = spec::complete(&derived, limits, guard.auth.mode(), guard.limiter.is_on());
     // Swagger UI carries the document inside its page: the completed one.
     let ui = api.swagger_ui_html().replacen(&derived, &document, 1);
     let json = document.clone();
@@ -76,5 +83,6 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
         .at("/docs/", poem::get(make_sync(move |_| Html(ui.clone()))))
         .at("/bench/echo", poem::post(echo::echo))
         .nest("/", api)
+        .with(guard)
         .catch_all_error(error::json_errors)
 }

@@ -5,9 +5,13 @@
 //! one `ApiError`, which lists them all), what this server is configured to allow (the most
 //! seats in one reservation), and the media type without poem's `charset` parameter (which
 //! means nothing for JSON and makes some generators warn once per operation). Bounds are written
-//! as integers (`1`, not poem's `1.0`), as a client's generated checks on integers expect.
+//! as integers (`1`, not poem's `1.0`), as a client's generated checks on integers expect. With
+//! authentication on, every `/api` operation answers 401 and 403 too, and with `jwt` it carries
+//! the bearer security scheme (Swagger UI's "Authorize", generated clients send the token).
 
 use serde_json::{Value, json};
+
+use crate::auth::Mode;
 
 /// The error statuses each operation can answer, by operation id. Every `/api` operation can
 /// also answer 503 while the server starts (`starting`) or cannot decide (`unavailable`).
@@ -29,9 +33,19 @@ pub struct ServerLimits {
 }
 
 /// The document poem-openapi derived (`spec`, JSON), completed for clients.
-pub fn complete(spec: &str, limits: ServerLimits) -> String {
+pub fn complete(spec: &str, limits: ServerLimits, auth: Mode, rate_limited: bool) -> String {
     let mut document: Value = serde_json::from_str(spec).expect("poem-openapi writes JSON");
     keep_answerable_errors(&mut document);
+    if auth != Mode::None {
+        secure_api_operations(&mut document, auth == Mode::Jwt);
+    }
+    if rate_limited {
+        add_to_api_operations(
+            &mut document,
+            "429",
+            "Too many requests from this user or address: retry after `Retry-After` seconds.",
+        );
+    }
     show_limits(&mut document, limits);
     whole_bounds_as_integers(&mut document);
     let text = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
@@ -59,6 +73,65 @@ fn keep_answerable_errors(document: &mut Value) {
                     code < 400 || statuses.contains(&code)
                 });
             }
+        }
+    }
+}
+
+/// Every `/api` operation answers 401 (no or a bad identity) and 403 (a role missing, another
+/// user named); with `bearer`, it requires the bearer scheme.
+fn secure_api_operations(document: &mut Value, bearer: bool) {
+    if bearer {
+        document["components"]["securitySchemes"] = json!({
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A JWT from the identity provider (or `seatflow token` locally); \
+                                the user is its `sub`, the roles its roles claim."
+            }
+        });
+    }
+    if bearer {
+        for operation in api_operations(document) {
+            operation["security"] = json!([{"bearerAuth": []}]);
+        }
+    }
+    add_to_api_operations(
+        document,
+        "401",
+        "No valid identity: a missing, expired or invalid token (`WWW-Authenticate` says which).",
+    );
+    add_to_api_operations(
+        document,
+        "403",
+        "The caller may not: a role is missing, or the request names another user.",
+    );
+}
+
+/// Every operation under `/api/`.
+fn api_operations(document: &mut Value) -> impl Iterator<Item = &mut Value> {
+    document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter(|(path, _)| path.starts_with("/api/"))
+        .filter_map(|(_, item)| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+}
+
+/// An error answer every `/api` operation may give (kept where one is documented already).
+fn add_to_api_operations(document: &mut Value, status: &str, description: &str) {
+    for operation in api_operations(document) {
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            responses.entry(status).or_insert_with(|| {
+                json!({
+                    "description": description,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+                })
+            });
         }
     }
 }

@@ -49,6 +49,14 @@ impl Found {
     pub fn is_pending(&self) -> bool {
         self.status() == Status::Pending
     }
+
+    /// Whose it is.
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::Here(reservation) => &reservation.user_id,
+            Self::Shared(row) => &row.user_id,
+        }
+    }
 }
 
 /// How long a reservation id may still be unknown to a reader although it exists: its outcome

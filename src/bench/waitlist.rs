@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{Outcome, Tally, Target, connect, millis_of, send};
+use super::{Outcome, Tally, Target, connect, millis_of, send_as};
 
 /// A request the sale answered WAITLISTED.
 #[derive(Debug, Clone)]
@@ -193,7 +193,8 @@ async fn poll(
             while let Some(&i) = waiting.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let waiter = &waiters[i];
                 let path = format!("/api/reservations/{}", waiter.reservation_id);
-                let (status, bytes) = send(&mut sender, &target, "GET", &path, None).await?;
+                let (status, bytes) =
+                    send_as(&mut sender, &target, "GET", &path, &waiter.user).await?;
                 let outcome = serde_json::from_slice::<Outcome>(&bytes).ok();
                 let (fate, expires_at) = match outcome {
                     Some(o) if status == 200 && o.status == "WAITLISTED" => (Fate::Waiting, None),

@@ -1,5 +1,6 @@
 //! The HTTP API end to end on the embedded default, as a client sees it.
 
+mod auth;
 mod crash;
 #[path = "../support/embedded.rs"]
 mod embedded;
@@ -9,6 +10,7 @@ mod lifecycle;
 mod limit;
 mod memory;
 mod openapi;
+mod rate_limits;
 mod waitlist;
 
 use std::collections::HashSet;

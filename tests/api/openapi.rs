@@ -299,27 +299,31 @@ async fn each_operation_lists_the_errors_it_answers() {
             .cloned()
             .collect()
     };
+    // Every /api operation may answer 429 (the rate limits, on by default).
     assert_eq!(
         statuses("/api/events/{eventId}", "get"),
-        ["200", "404", "503"]
+        ["200", "404", "429", "503"]
     );
     assert_eq!(
         statuses("/api/reservations", "post"),
         [
-            "200", "202", "400", "404", "409", "413", "415", "422", "503"
+            "200", "202", "400", "404", "409", "413", "415", "422", "429", "503"
         ]
     );
     assert_eq!(
         statuses("/api/reservations/{reservationId}", "delete"),
-        ["200", "400", "403", "404", "409", "422", "503"]
+        ["200", "400", "403", "404", "409", "422", "429", "503"]
     );
     assert_eq!(
         statuses("/api/reservations/{reservationId}/confirm", "post"),
         [
-            "200", "400", "403", "404", "409", "413", "415", "422", "503"
+            "200", "400", "403", "404", "409", "413", "415", "422", "429", "503"
         ]
     );
-    assert_eq!(statuses("/api/events", "get"), ["200", "400", "422", "503"]);
+    assert_eq!(
+        statuses("/api/events", "get"),
+        ["200", "400", "422", "429", "503"]
+    );
     assert_eq!(statuses("/health/ready", "get"), ["200", "503"]);
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -10,6 +11,7 @@ use seatflow_commands::{NewSection, SalePolicy};
 
 use super::model::{CreateEventDto, EventDto, SeatMapDto, UuidText};
 use super::{AppState, Tag, default_limit};
+use crate::auth::{Caller, Role};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
@@ -31,9 +33,14 @@ pub struct EventsApi {
 
 #[OpenApi(tag = "Tag::Events")]
 impl EventsApi {
-    /// Create an event with its sections.
+    /// Create an event with its sections (the `organizer` role).
     #[oai(path = "/api/events", method = "post", operation_id = "createEvent")]
-    async fn create_event(&self, body: JsonBody<CreateEventDto>) -> Result<CreatedEvent, ApiError> {
+    async fn create_event(
+        &self,
+        caller: Data<&Caller>,
+        body: JsonBody<CreateEventDto>,
+    ) -> Result<CreatedEvent, ApiError> {
+        caller.require(Role::Organizer, "creating an event")?;
         let body = body.0;
         let sections: Vec<NewSection> = body
             .sections

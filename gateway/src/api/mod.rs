@@ -16,6 +16,9 @@ use seatflow_projections::{Queries, ReadModel};
 use seatflow_telemetry::metrics;
 use serde::Serialize;
 
+use crate::auth::Auth;
+use crate::limits::Limiter;
+
 pub use events::EventsApi;
 pub use health::HealthApi;
 pub use reservations::ReservationsApi;
@@ -35,6 +38,10 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The Redis read models, when configured: cached event and seat-map answers.
     pub redis: Option<RedisReads>,
+    /// Who may call: checked on every `/api` request before its handler.
+    pub auth: Auth,
+    /// How fast each user and client address may call.
+    pub limiter: Limiter,
 }
 
 impl AppState {

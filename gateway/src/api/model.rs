@@ -249,8 +249,10 @@ pub struct ReserveDto {
     pub event_id: UuidText,
     #[oai(validator(min_length = 1, max_length = 128))]
     pub section: String,
+    /// Whose reservation it is. With authentication on it is the caller (`sub` of the token)
+    /// and may be left out; a different user here is refused (403).
     #[oai(validator(min_length = 1, max_length = 128))]
-    pub user_id: String,
+    pub user_id: Option<String>,
     /// How many adjacent seats (at most the server's `max_seats_per_reservation`).
     #[oai(validator(minimum(value = "1")))]
     pub seat_count: Option<i64>,

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -12,6 +13,7 @@ use seatflow_telemetry::metrics;
 
 use super::model::{ConfirmDto, ReservationDto, ReserveDto, UuidText};
 use super::{AppState, Tag, default_limit};
+use crate::auth::{Caller, USER_HEADER};
 use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::ApiError;
 
@@ -48,6 +50,7 @@ impl ReservationsApi {
     )]
     async fn reserve(
         &self,
+        caller: Data<&Caller>,
         body: JsonBody<ReserveDto>,
         /// Milliseconds to wait for the outcome.
         #[oai(default, validator(maximum(value = "30000")))]
@@ -60,7 +63,7 @@ impl ReservationsApi {
         // One wait for the whole request: what submitting the command waited (on Kafka, for
         // the seat processor's reply) is not waited again for the outcome.
         let deadline = Instant::now() + wait;
-        let request = self.reserve_request(body.0, idempotency_key.0)?;
+        let request = self.reserve_request(&caller, body.0, idempotency_key.0)?;
         let accepted = match self.state.commands.reserve(request.clone(), wait).await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -117,6 +120,7 @@ impl ReservationsApi {
     )]
     async fn get_reservation(
         &self,
+        caller: Data<&Caller>,
         #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
         /// Milliseconds to wait for an undecided reservation.
         #[oai(default, validator(maximum(value = "30000")))]
@@ -124,7 +128,9 @@ impl ReservationsApi {
     ) -> Result<ReservationAnswer, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
         let wait = Duration::from_millis(wait.0);
-        match self.state.queries.reservation(id, wait).await {
+        let found = self.state.queries.reservation(id, wait).await;
+        // Someone else's reservation is not revealed to exist.
+        match found.filter(|found| caller.may_act_for(found.user_id())) {
             Some(found) if found.is_pending() => Ok(ReservationAnswer::Pending(Json(
                 ReservationDto::from(&found),
             ))),
@@ -135,8 +141,8 @@ impl ReservationsApi {
         }
     }
 
-    /// Cancel a HELD or CONFIRMED reservation; only its user may (`X-User-Id`). The seats are
-    /// free again at once. Cancelling a cancelled reservation answers it again; one whose hold
+    /// Cancel a HELD, CONFIRMED or WAITLISTED reservation; only its user (or an `admin`) may:
+    /// someone else's answers 404. The seats are free again at once. Cancelling a cancelled reservation answers it again; one whose hold
     /// expired is 409 `not_cancellable`.
     #[oai(
         path = "/api/reservations/:reservationId",
@@ -145,14 +151,16 @@ impl ReservationsApi {
     )]
     async fn cancel_reservation(
         &self,
+        caller: Data<&Caller>,
         #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
-        /// The user cancelling (must be the reservation's user).
+        /// The user cancelling: required without authentication, otherwise the authenticated
+        /// user (may be left out).
         #[oai(name = "X-User-Id", validator(min_length = 1, max_length = 128))]
-        user_id: Header<String>,
+        user_id: Header<Option<String>>,
     ) -> Result<Json<ReservationDto>, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
-        let key = self.section_of(id).await?;
-        let cancelled = self.state.commands.cancel(id, key, &user_id.0).await?;
+        let (key, user) = self.to_change(id, &caller, user_id.0).await?;
+        let cancelled = self.state.commands.cancel(id, key, &user).await?;
         if cancelled.status == Status::Expired {
             // Its hold ended before the cancellation came: the expiry was recorded instead.
             return Err(ApiError::conflict(
@@ -163,7 +171,8 @@ impl ReservationsApi {
         Ok(Json(ReservationDto::from(&cancelled)))
     }
 
-    /// Confirm a HELD reservation (its checkout is done); only its user may (`X-User-Id`).
+    /// Confirm a HELD reservation (its checkout is done); only its user (or an `admin`) may:
+    /// someone else's answers 404.
     /// Confirming again answers the same. If its hold ended first (the section's owner decides
     /// which came first): 409 `hold_expired`; a cancelled or rejected reservation: 409
     /// `not_confirmable`.
@@ -174,18 +183,20 @@ impl ReservationsApi {
     )]
     async fn confirm_reservation(
         &self,
+        caller: Data<&Caller>,
         #[oai(name = "reservationId")] reservation_id: Path<UuidText>,
-        /// The user confirming (must be the reservation's user).
+        /// The user confirming: required without authentication, otherwise the authenticated
+        /// user (may be left out).
         #[oai(name = "X-User-Id", validator(min_length = 1, max_length = 128))]
-        user_id: Header<String>,
+        user_id: Header<Option<String>>,
         body: OptionalJsonBody<ConfirmDto>,
     ) -> Result<Json<ReservationDto>, ApiError> {
         let id = parse_reservation_id(&reservation_id.0)?;
-        let key = self.section_of(id).await?;
+        let (key, user) = self.to_change(id, &caller, user_id.0).await?;
         let answer = self
             .state
             .commands
-            .confirm(id, key, &user_id.0, body.0.payment_ref.as_deref())
+            .confirm(id, key, &user, body.0.payment_ref.as_deref())
             .await?;
         match answer.status {
             Status::Confirmed => Ok(Json(ReservationDto::from(&answer))),
@@ -200,7 +211,8 @@ impl ReservationsApi {
         }
     }
 
-    /// A user's reservations, newest first.
+    /// A user's reservations, newest first: one's own (or anyone's, for an `admin`); another
+    /// user's answers 404.
     #[oai(
         path = "/api/users/:userId/reservations",
         method = "get",
@@ -208,6 +220,7 @@ impl ReservationsApi {
     )]
     async fn user_reservations(
         &self,
+        caller: Data<&Caller>,
         #[oai(name = "userId")] user_id: Path<String>,
         /// How many reservations to skip.
         #[oai(default)]
@@ -219,6 +232,13 @@ impl ReservationsApi {
         )]
         limit: Query<u32>,
     ) -> Result<Json<Vec<ReservationDto>>, ApiError> {
+        if !caller.may_act_for(&user_id.0) {
+            return Err(ApiError::not_found(
+                "unknown_user",
+                "no such user",
+                Some("userId"),
+            ));
+        }
         let history = self
             .state
             .queries
@@ -229,20 +249,44 @@ impl ReservationsApi {
 }
 
 impl ReservationsApi {
-    /// The section a reservation to change is in (its owner decides the change). Any gateway
-    /// may be asked, right after another one answered the reservation.
-    async fn section_of(&self, id: ReservationId) -> Result<SectionKey, ApiError> {
-        self.state
+    /// The section a reservation to change is in (its owner decides the change), and the user
+    /// the change is made as: the caller's own reservation, or, for an `admin`, anyone's.
+    /// Without authentication the user is the one `X-User-Id` names (the owner checks it).
+    /// Any gateway may be asked, right after another one answered the reservation.
+    async fn to_change(
+        &self,
+        id: ReservationId,
+        caller: &Caller,
+        named: Option<String>,
+    ) -> Result<(SectionKey, String), ApiError> {
+        let found = self
+            .state
             .queries
             .reservation_to_change(id)
             .await
-            .map(|found| found.key())
-            .ok_or_else(unknown_reservation)
+            .filter(|found| caller.may_act_for(found.user_id()))
+            .ok_or_else(unknown_reservation)?;
+        let user = match caller {
+            Caller::Anyone => caller.acting_as(named, USER_HEADER)?,
+            // An admin acts as the reservation's user; a user as themself.
+            Caller::User { id, .. } => {
+                if named.is_some_and(|named| named != *id && named != found.user_id()) {
+                    return Err(ApiError::forbidden(
+                        "user_mismatch",
+                        format!("{USER_HEADER} must be the authenticated user or be left out"),
+                        Some(USER_HEADER),
+                    ));
+                }
+                found.user_id().to_owned()
+            }
+        };
+        Ok((found.key(), user))
     }
 
     /// The command a reservation body asks for, its seats checked to be seat numbers.
     fn reserve_request(
         &self,
+        caller: &Caller,
         body: ReserveDto,
         idempotency_key: Option<String>,
     ) -> Result<ReserveRequest, ApiError> {
@@ -276,7 +320,7 @@ impl ReservationsApi {
         Ok(ReserveRequest {
             event_id: body.event_id.0,
             section: body.section,
-            user_id: body.user_id,
+            user_id: caller.acting_as(body.user_id, "userId")?,
             seat_count,
             seats,
             idempotency_key,

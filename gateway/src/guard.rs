@@ -1,0 +1,94 @@
+//! The guard in front of every `/api` request: the client address's rate limit, then who the
+//! caller is ([`crate::auth`]), then the caller's own rate limit; the handler gets the
+//! [`Caller`] as request data. Other paths (health, docs, metrics) pass as they are.
+
+use std::time::Duration;
+
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+
+use crate::auth::{Auth, Caller, peer_ip};
+use crate::error::ErrorBody;
+use crate::limits::{Kind, Limiter};
+
+/// The middleware.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub auth: Auth,
+    pub limiter: Limiter,
+}
+
+impl<E: Endpoint> Middleware<E> for Guard {
+    type Output = GuardEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        GuardEndpoint {
+            inner,
+            guard: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct GuardEndpoint<E> {
+    inner: E,
+    guard: Guard,
+}
+
+impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> poem::Result<Self::Output> {
+        if !request.uri().path().starts_with("/api/") {
+            return self
+                .inner
+                .call(request)
+                .await
+                .map(IntoResponse::into_response);
+        }
+        let kind = if request.method() == Method::GET || request.method() == Method::HEAD {
+            Kind::Read
+        } else {
+            Kind::Write
+        };
+        let limiter = &self.guard.limiter;
+        let address = peer_ip(&request).map(|peer| {
+            let forwarded = request.header("x-forwarded-for");
+            self.guard.auth.proxies().client(peer, forwarded)
+        });
+        if let Some(wait) = limiter.check_address(kind, address) {
+            return Ok(too_many(wait, "this address"));
+        }
+        let caller = match self.guard.auth.caller(&request).await {
+            Ok(caller) => caller,
+            Err(refused) => return Ok(refused.response()),
+        };
+        if let Caller::User { id, .. } = &caller
+            && let Some(wait) = limiter.check_user(kind, id)
+        {
+            return Ok(too_many(wait, "this user"));
+        }
+        request.extensions_mut().insert(caller);
+        self.inner
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1) and the JSON error body.
+fn too_many(wait: Duration, whose: &str) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let body = ErrorBody {
+        error: "rate_limited".into(),
+        message: format!("too many requests from {whose}; retry after {seconds} s"),
+        field: None,
+    };
+    let mut response = poem::web::Json(body)
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
