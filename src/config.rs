@@ -18,6 +18,7 @@ pub const SETTINGS: &[&str] = &[
     "bind",
     "public_url",
     "max_seats_per_reservation",
+    "max_seats_per_event",
     "dedup_window_secs",
     "recent_outcomes",
     "data_dir",
@@ -60,6 +61,7 @@ pub const SETTINGS: &[&str] = &[
     "limits_address_writes_burst",
     "limits_address_reads_per_sec",
     "limits_address_reads_burst",
+    "limits_events_per_organizer_per_hour",
     "limits_exempt",
     "limits_max_tracked",
 ];
@@ -71,6 +73,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "bind" => "http.bind",
         "public_url" => "http.public_url",
         "max_seats_per_reservation" => "http.max_seats_per_reservation",
+        "max_seats_per_event" => "http.max_seats_per_event",
         "dedup_window_secs" => "http.dedup_window_secs",
         "recent_outcomes" => "http.recent_outcomes",
         "data_dir" => "processor.data_dir",
@@ -102,6 +105,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "limits_address_writes_burst" => "limits.address_writes.burst",
         "limits_address_reads_per_sec" => "limits.address_reads.per_sec",
         "limits_address_reads_burst" => "limits.address_reads.burst",
+        "limits_events_per_organizer_per_hour" => "limits.events_per_organizer_per_hour",
         "limits_exempt" => "limits.exempt",
         "limits_max_tracked" => "limits.max_tracked",
         "kafka_brokers" => "kafka.brokers",
@@ -163,6 +167,9 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// Most seats in one reservation (`SEATFLOW_MAX_SEATS_PER_RESERVATION`).
     pub max_seats_per_reservation: u16,
+    /// Most seats in one event, all sections together (`SEATFLOW_MAX_SEATS_PER_EVENT`): each
+    /// costs memory for the life of the process.
+    pub max_seats_per_event: u64,
     /// How long a retry returns the first reservation, seconds (`SEATFLOW_DEDUP_WINDOW_SECS`).
     pub dedup_window_secs: u64,
     /// How many recent decisions a process keeps in memory, outcomes and de-duplication keys
@@ -262,6 +269,7 @@ impl Default for HttpSettings {
             bind: "127.0.0.1:8080".into(),
             public_url: None,
             max_seats_per_reservation: 8,
+            max_seats_per_event: 200_000,
             dedup_window_secs: 3600,
             recent_outcomes: seatflow_projections::DEFAULT_RECENT_OUTCOMES,
         }
@@ -435,6 +443,12 @@ impl Config {
         }
         if self.processor.queue_depth == 0 {
             bail!("processor.queue_depth must be at least 1");
+        }
+        if !(1..=10_000_000).contains(&http.max_seats_per_event) {
+            bail!(
+                "http.max_seats_per_event must be between 1 and 10000000 (got {})",
+                http.max_seats_per_event
+            );
         }
         if !(1..=64).contains(&http.max_seats_per_reservation) {
             bail!(

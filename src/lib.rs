@@ -194,6 +194,7 @@ fn limits(config: &Config) -> Limits {
     Limits {
         max_seats_per_reservation: config.http.max_seats_per_reservation,
         dedup_window: Duration::from_secs(config.http.dedup_window_secs),
+        max_seats_per_event: config.http.max_seats_per_event,
         ..Limits::default()
     }
 }

@@ -8,6 +8,7 @@
 
 mod dedup;
 mod status;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,6 +99,8 @@ pub struct Limits {
     pub dedup_window: Duration,
     /// Most sections one event may have.
     pub max_sections_per_event: usize,
+    /// Most seats one event may have, all sections together (each costs memory for good).
+    pub max_seats_per_event: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +109,7 @@ impl Default for Limits {
             max_seats_per_reservation: 8,
             dedup_window: Duration::from_secs(3600),
             max_sections_per_event: 1_000,
+            max_seats_per_event: 200_000,
         }
     }
 }
@@ -236,9 +240,15 @@ impl CommandService {
     #[instrument(level = "debug", skip(self, request), fields(event = %request.event_id, section = %request.section))]
     pub async fn reserve(
         &self,
-        request: ReserveRequest,
+        mut request: ReserveRequest,
         wait: Duration,
     ) -> Result<Accepted, CommandError> {
+        request.user_id = text::identifier("userId", &request.user_id)?;
+        request.event_id = text::identifier("eventId", &request.event_id)?;
+        request.section = text::identifier("section", &request.section)?;
+        if let Some(key) = &request.idempotency_key {
+            request.idempotency_key = Some(text::identifier("Idempotency-Key", key)?);
+        }
         let seat_request = self.validate_reserve(&request)?;
         let reservation_id = ReservationId::new_v7();
         let Some(idempotency_key) = &request.idempotency_key else {
@@ -477,13 +487,8 @@ impl CommandService {
         }
     }
 
+    /// The seats a request asks for (its text is normalized and bounded already).
     fn validate_reserve(&self, request: &ReserveRequest) -> Result<SeatRequest, CommandError> {
-        validate_id("userId", &request.user_id)?;
-        validate_id("eventId", &request.event_id)?;
-        validate_id("section", &request.section)?;
-        if let Some(key) = &request.idempotency_key {
-            validate_id("Idempotency-Key", key)?;
-        }
         let max = self.limits.max_seats_per_reservation;
         let seat_request = match (&request.seat_count, &request.seats) {
             (Some(_), Some(_)) => {
@@ -552,11 +557,11 @@ impl CommandService {
         key: SectionKey,
         user_id: &str,
     ) -> Result<Reservation, CommandError> {
-        validate_id("X-User-Id", user_id)?;
+        let user_id = text::identifier("X-User-Id", user_id)?;
         let command = Command::Cancel(Cancel {
             reservation_id: id,
             key: key.clone(),
-            user_id: user_id.to_owned(),
+            user_id,
             requested_at: now_millis(),
         });
         self.change(command, id, key, "a cancellation").await
@@ -572,22 +577,15 @@ impl CommandService {
         user_id: &str,
         payment_ref: Option<&str>,
     ) -> Result<Reservation, CommandError> {
-        validate_id("X-User-Id", user_id)?;
-        if let Some(payment_ref) = payment_ref
-            && (payment_ref.is_empty()
-                || payment_ref.chars().count() > MAX_PAYMENT_REF_CHARS
-                || payment_ref.chars().any(char::is_control))
-        {
-            return Err(invalid(
-                "paymentRef",
-                format!("must be 1 to {MAX_PAYMENT_REF_CHARS} characters, no control characters"),
-            ));
-        }
+        let user_id = text::identifier("X-User-Id", user_id)?;
+        let payment_ref = payment_ref
+            .map(|payment_ref| text::bounded("paymentRef", payment_ref, MAX_PAYMENT_REF_CHARS))
+            .transpose()?;
         let command = Command::Confirm(Confirm {
             reservation_id: id,
             key: key.clone(),
-            user_id: user_id.to_owned(),
-            payment_ref: payment_ref.map(str::to_owned),
+            user_id,
+            payment_ref,
             requested_at: now_millis(),
         });
         self.change(command, id, key, "a confirmation").await
@@ -633,10 +631,7 @@ impl CommandService {
         policy: SalePolicy,
     ) -> Result<String, CommandError> {
         let rules = policy.rules()?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(invalid("name", "must be 1 to 200 characters"));
-        }
+        let name = text::bounded("name", name, 200)?;
         if sections.is_empty() || sections.len() > self.limits.max_sections_per_event {
             return Err(invalid(
                 "sections",
@@ -647,14 +642,17 @@ impl CommandService {
             ));
         }
         let mut layouts = Vec::with_capacity(sections.len());
-        for (i, section) in sections.iter().enumerate() {
-            validate_id("sections[].section", &section.section)?;
-            if sections[..i].iter().any(|s| s.section == section.section) {
+        let mut names: Vec<String> = Vec::with_capacity(sections.len());
+        let mut seats_in_event = 0u64;
+        for section in sections {
+            let name = text::section_name("sections[].section", &section.section)?;
+            if names.contains(&name) {
                 return Err(invalid(
                     "sections[].section",
-                    format!("{:?} is listed twice", section.section),
+                    format!("{name:?} is listed twice"),
                 ));
             }
+            names.push(name);
             let rows = u16::try_from(section.rows).unwrap_or(u16::MAX);
             let seats = u16::try_from(section.seats_per_row).unwrap_or(u16::MAX);
             let layout = Layout::new(rows, seats).map_err(|e| match e {
@@ -662,16 +660,26 @@ impl CommandService {
                 LayoutError::SeatsPerRow => invalid("sections[].seatsPerRow", e.to_string()),
                 LayoutError::TooLarge => invalid("sections[]", e.to_string()),
             })?;
+            seats_in_event += u64::from(layout.rows) * u64::from(layout.seats_per_row);
+            if seats_in_event > self.limits.max_seats_per_event {
+                return Err(invalid(
+                    "sections",
+                    format!(
+                        "the event may have at most {} seats in all its sections",
+                        self.limits.max_seats_per_event
+                    ),
+                ));
+            }
             layouts.push(layout);
         }
         let event_id = uuid::Uuid::now_v7().to_string();
         let requested_at = now_millis();
         let mut submissions = tokio::task::JoinSet::new();
-        for (position, (section, layout)) in sections.iter().zip(layouts).enumerate() {
+        for (position, (section, layout)) in names.iter().zip(layouts).enumerate() {
             let bus = self.bus.clone();
             let command = Command::InitSection(InitSection {
-                key: SectionKey::new(event_id.as_str(), section.section.as_str()),
-                event_name: name.to_owned(),
+                key: SectionKey::new(event_id.as_str(), section.as_str()),
+                event_name: name.clone(),
                 position: position as u32,
                 layout,
                 rules,
@@ -748,17 +756,6 @@ impl SalePolicy {
             avoid_single_seats: self.avoid_single_seats.unwrap_or(true),
         })
     }
-}
-
-/// Identifiers: 1 to 128 characters, no control characters.
-fn validate_id(field: &'static str, value: &str) -> Result<(), CommandError> {
-    if value.is_empty() || value.chars().count() > 128 {
-        return Err(invalid(field, "must be 1 to 128 characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
-    }
-    Ok(())
 }
 
 fn now_millis() -> Millis {

@@ -47,6 +47,10 @@ pub enum ApiError {
     /// The request is well-formed but a value is out of range or inconsistent.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many requests from this user or address, or too many events created by this
+    /// organizer: retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The seat processor cannot decide right now; retry later.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -84,6 +88,19 @@ impl ApiError {
 
     pub fn forbidden(code: &str, message: impl Into<String>, field: Option<&str>) -> Self {
         Self::Forbidden(body(code, message, field.map(str::to_owned)))
+    }
+
+    /// 429 for an organizer (or address) over its events per hour.
+    pub fn too_many_events(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Self::TooManyRequests(
+            body(
+                "too_many_events",
+                format!("too many events created; retry after {seconds} s"),
+                None,
+            ),
+            seconds,
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

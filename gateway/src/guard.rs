@@ -11,6 +11,11 @@ use crate::auth::{Auth, Caller, peer_ip};
 use crate::error::ErrorBody;
 use crate::limits::{Kind, Limiter};
 
+/// The address a request stands for (the peer, or the client a trusted proxy names), for the
+/// handlers' own limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
 /// The middleware.
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -69,6 +74,7 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             return Ok(too_many(wait, "this user"));
         }
         request.extensions_mut().insert(caller);
+        request.extensions_mut().insert(ClientAddress(address));
         self.inner
             .call(request)
             .await
@@ -77,7 +83,7 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
 }
 
 /// 429 with `Retry-After` (whole seconds, at least 1) and the JSON error body.
-fn too_many(wait: Duration, whose: &str) -> Response {
+pub fn too_many(wait: Duration, whose: &str) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
     let body = ErrorBody {
         error: "rate_limited".into(),

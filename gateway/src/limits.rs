@@ -46,6 +46,8 @@ pub struct LimitSettings {
     pub address_writes: Rate,
     /// Reads per client address.
     pub address_reads: Rate,
+    /// Events one organizer may create per hour (without authentication: per client address).
+    pub events_per_organizer_per_hour: u32,
     /// Client addresses (or CIDR ranges) no address limit applies to; by default this machine,
     /// so that `seatflow bench` on the same host measures the server, not the limiter.
     pub exempt: Vec<String>,
@@ -62,6 +64,7 @@ impl Default for LimitSettings {
             user_reads: Rate::new(20.0, 40.0),
             address_writes: Rate::new(100.0, 200.0),
             address_reads: Rate::new(400.0, 800.0),
+            events_per_organizer_per_hour: 100,
             exempt: vec!["127.0.0.0/8".into(), "::1".into()],
             max_tracked: 1_000_000,
         }
@@ -83,6 +86,9 @@ impl LimitSettings {
                     rate.per_sec, rate.burst
                 ));
             }
+        }
+        if self.events_per_organizer_per_hour == 0 {
+            return Err("limits.events_per_organizer_per_hour must be at least 1".into());
         }
         if self.max_tracked < 1_000 {
             return Err("limits.max_tracked must be at least 1000".into());
@@ -179,6 +185,8 @@ struct Inner {
     user_reads: Buckets<String>,
     address_writes: Buckets<IpAddr>,
     address_reads: Buckets<IpAddr>,
+    organizer_events: Buckets<String>,
+    address_events: Buckets<IpAddr>,
     exempt: Proxies,
 }
 
@@ -191,12 +199,16 @@ impl Limiter {
             return Ok(Self::off());
         }
         let most = settings.max_tracked;
+        let hourly = f64::from(settings.events_per_organizer_per_hour);
+        let events = Rate::new(hourly / 3600.0, hourly);
         Ok(Self {
             inner: Some(Arc::new(Inner {
                 user_writes: Buckets::new(settings.user_writes, most),
                 user_reads: Buckets::new(settings.user_reads, most),
                 address_writes: Buckets::new(settings.address_writes, most),
                 address_reads: Buckets::new(settings.address_reads, most),
+                organizer_events: Buckets::new(events, most),
+                address_events: Buckets::new(events, most),
                 exempt: Proxies::parse(&settings.exempt)?,
             })),
         })
@@ -229,6 +241,8 @@ impl Limiter {
                 inner.user_reads.sweep(now);
                 inner.address_writes.sweep(now);
                 inner.address_reads.sweep(now);
+                inner.organizer_events.sweep(now);
+                inner.address_events.sweep(now);
             }
         });
     }
@@ -244,6 +258,22 @@ impl Limiter {
             Kind::Read => &inner.address_reads,
         };
         addresses.take(&address, Instant::now())
+    }
+
+    /// Take a token for a new event by `organizer` (when authenticated) or from `address`.
+    pub fn check_new_event(
+        &self,
+        organizer: Option<&str>,
+        address: Option<IpAddr>,
+    ) -> Option<Duration> {
+        let inner = self.inner.as_ref()?;
+        match organizer {
+            Some(organizer) => inner.organizer_events.take(organizer, Instant::now()),
+            None => {
+                let address = address.filter(|a| !inner.exempt.trusts(*a))?;
+                inner.address_events.take(&address, Instant::now())
+            }
+        }
     }
 
     /// Take a token for a request of `kind` from `user`.

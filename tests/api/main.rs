@@ -1,6 +1,7 @@
 //! The HTTP API end to end on the embedded default, as a client sees it.
 
 mod auth;
+mod bounds;
 mod crash;
 #[path = "../support/embedded.rs"]
 mod embedded;

@@ -14,6 +14,7 @@ use super::{AppState, Tag, default_limit};
 use crate::auth::{Caller, Role};
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::guard::ClientAddress;
 
 /// How long creating an event waits for the read model to show it (on Kafka it may be a moment
 /// behind the decision).
@@ -38,9 +39,17 @@ impl EventsApi {
     async fn create_event(
         &self,
         caller: Data<&Caller>,
+        address: Data<&ClientAddress>,
         body: JsonBody<CreateEventDto>,
     ) -> Result<CreatedEvent, ApiError> {
         caller.require(Role::Organizer, "creating an event")?;
+        if let Some(wait) = self
+            .state
+            .limiter
+            .check_new_event(caller.user(), address.0.0)
+        {
+            return Err(ApiError::too_many_events(wait));
+        }
         let body = body.0;
         let sections: Vec<NewSection> = body
             .sections

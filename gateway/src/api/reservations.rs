@@ -7,6 +7,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use seatflow_aggregates::{ReservationId, Seat, SectionKey, Status};
+use seatflow_commands::text::normalized;
 use seatflow_commands::{CommandError, ReserveRequest};
 use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
@@ -232,7 +233,8 @@ impl ReservationsApi {
         )]
         limit: Query<u32>,
     ) -> Result<Json<Vec<ReservationDto>>, ApiError> {
-        if !caller.may_act_for(&user_id.0) {
+        let user = normalized(&user_id.0);
+        if !caller.may_act_for(&user) {
             return Err(ApiError::not_found(
                 "unknown_user",
                 "no such user",
@@ -242,7 +244,7 @@ impl ReservationsApi {
         let history = self
             .state
             .queries
-            .user_history(&user_id.0, offset.0 as usize, limit.0 as usize)
+            .user_history(&user, offset.0 as usize, limit.0 as usize)
             .await;
         Ok(Json(history.iter().map(ReservationDto::from).collect()))
     }
@@ -270,7 +272,8 @@ impl ReservationsApi {
             Caller::Anyone => caller.acting_as(named, USER_HEADER)?,
             // An admin acts as the reservation's user; a user as themself.
             Caller::User { id, .. } => {
-                if named.is_some_and(|named| named != *id && named != found.user_id()) {
+                let named = named.as_deref().map(normalized);
+                if named.is_some_and(|named| named != id.as_str() && named != found.user_id()) {
                     return Err(ApiError::forbidden(
                         "user_mismatch",
                         format!("{USER_HEADER} must be the authenticated user or be left out"),

@@ -22,6 +22,8 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Request, Response};
 use serde::{Deserialize, Serialize};
 
+use seatflow_commands::text::{identifier, normalized};
+
 use crate::error::{ApiError, ErrorBody};
 use addresses::Proxies;
 use keys::{TokenError, Verifier};
@@ -209,11 +211,13 @@ impl Caller {
         match (self, named) {
             (Self::Anyone, Some(named)) => Ok(named),
             (Self::Anyone, None) => Err(ApiError::bad_request(field, "the user is required")),
-            (Self::User { id, .. }, Some(named)) if named != *id => Err(ApiError::forbidden(
-                "user_mismatch",
-                format!("{field} must be the authenticated user or be left out"),
-                Some(field),
-            )),
+            (Self::User { id, .. }, Some(named)) if normalized(&named) != id.as_str() => {
+                Err(ApiError::forbidden(
+                    "user_mismatch",
+                    format!("{field} must be the authenticated user or be left out"),
+                    Some(field),
+                ))
+            }
             (Self::User { id, .. }, _) => Ok(id.clone()),
         }
     }
@@ -303,16 +307,12 @@ impl Auth {
                     .verify(token)
                     .await
                     .map_err(Unauthenticated::InvalidToken)?;
-                if claims.sub.trim().is_empty() || claims.sub.len() > 128 {
-                    return Err(Unauthenticated::InvalidToken(TokenError::MissingClaim(
-                        "sub".into(),
-                    )));
-                }
+                // The user as every stored name is: normalized, bounded.
+                let id = identifier("sub", &claims.sub).map_err(|_| {
+                    Unauthenticated::InvalidToken(TokenError::MissingClaim("sub".into()))
+                })?;
                 let roles = keys::roles_of(&claims, &self.roles_claim);
-                Ok(Caller::User {
-                    id: claims.sub,
-                    roles,
-                })
+                Ok(Caller::User { id, roles })
             }
             Mode::TrustedHeader => {
                 let peer = peer_ip(request);
@@ -323,10 +323,9 @@ impl Auth {
                 }
                 let id = request
                     .header(USER_HEADER)
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty() && id.len() <= 128)
+                    .and_then(|id| identifier(USER_HEADER, id).ok())
                     .ok_or(Unauthenticated::UntrustedHeaders(
-                        "the proxy sent no X-User-Id (1 to 128 bytes)",
+                        "the proxy sent no valid X-User-Id (1 to 128 characters)",
                     ))?;
                 let roles = request
                     .header(ROLES_HEADER)
@@ -335,10 +334,7 @@ impl Auth {
                     .filter(|role| !role.is_empty())
                     .map(str::to_owned)
                     .collect();
-                Ok(Caller::User {
-                    id: id.to_owned(),
-                    roles,
-                })
+                Ok(Caller::User { id, roles })
             }
         }
     }
