@@ -19,6 +19,8 @@ pub const SETTINGS: &[&str] = &[
     "public_url",
     "max_seats_per_reservation",
     "max_seats_per_event",
+    "max_connections",
+    "idle_timeout_secs",
     "dedup_window_secs",
     "recent_outcomes",
     "data_dir",
@@ -74,6 +76,8 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "public_url" => "http.public_url",
         "max_seats_per_reservation" => "http.max_seats_per_reservation",
         "max_seats_per_event" => "http.max_seats_per_event",
+        "max_connections" => "http.max_connections",
+        "idle_timeout_secs" => "http.idle_timeout_secs",
         "dedup_window_secs" => "http.dedup_window_secs",
         "recent_outcomes" => "http.recent_outcomes",
         "data_dir" => "processor.data_dir",
@@ -170,6 +174,13 @@ pub struct HttpSettings {
     /// Most seats in one event, all sections together (`SEATFLOW_MAX_SEATS_PER_EVENT`): each
     /// costs memory for the life of the process.
     pub max_seats_per_event: u64,
+    /// Most connections open at once (`SEATFLOW_MAX_CONNECTIONS`); one more is answered 503 and
+    /// closed.
+    pub max_connections: usize,
+    /// How long a connection may stay without a request once its last answer was given (or it
+    /// opened), seconds (`SEATFLOW_IDLE_TIMEOUT_SECS`): idle keep-alives and half-sent request
+    /// heads end there.
+    pub idle_timeout_secs: u64,
     /// How long a retry returns the first reservation, seconds (`SEATFLOW_DEDUP_WINDOW_SECS`).
     pub dedup_window_secs: u64,
     /// How many recent decisions a process keeps in memory, outcomes and de-duplication keys
@@ -270,6 +281,8 @@ impl Default for HttpSettings {
             public_url: None,
             max_seats_per_reservation: 8,
             max_seats_per_event: 200_000,
+            max_connections: 20_000,
+            idle_timeout_secs: 30,
             dedup_window_secs: 3600,
             recent_outcomes: seatflow_projections::DEFAULT_RECENT_OUTCOMES,
         }
@@ -443,6 +456,18 @@ impl Config {
         }
         if self.processor.queue_depth == 0 {
             bail!("processor.queue_depth must be at least 1");
+        }
+        if !(1..=1_000_000).contains(&http.max_connections) {
+            bail!(
+                "http.max_connections must be between 1 and 1000000 (got {})",
+                http.max_connections
+            );
+        }
+        if !(1..=3600).contains(&http.idle_timeout_secs) {
+            bail!(
+                "http.idle_timeout_secs must be between 1 and 3600 (got {})",
+                http.idle_timeout_secs
+            );
         }
         if !(1..=10_000_000).contains(&http.max_seats_per_event) {
             bail!(

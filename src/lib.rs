@@ -20,6 +20,7 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use seatflow_aggregates::{Event, SectionStatus};
 use seatflow_commands::{CommandService, Dedup, DedupStore, Limits, SectionDirectory, StatusCache};
+use seatflow_gateway::connections::{BoundedAcceptor, Connections};
 use seatflow_gateway::{AppState, ErrorBody};
 use seatflow_processor::{CommitSink, LogRecord, Processor, open_store};
 use seatflow_projections::{Queries, ReadModel, Waiters};
@@ -100,7 +101,7 @@ pub struct App {
     port: u16,
     /// The API's address for clients, in the OpenAPI document.
     public_url: String,
-    acceptor: poem::listener::TcpAcceptor,
+    acceptor: BoundedAcceptor<poem::listener::TcpAcceptor>,
     state: AppState,
     /// Runs after the server stopped (finish the workers' last batch, stop consumers).
     cleanup: Box<dyn FnOnce() + Send>,
@@ -176,7 +177,19 @@ fn audit_pool(config: &Config) -> anyhow::Result<Option<seatflow_projections::au
         .context("cannot set up the audit database pool")
 }
 
-async fn bind(config: &Config) -> anyhow::Result<(poem::listener::TcpAcceptor, u16)> {
+/// The API's connections: at most `http.max_connections`, closed after
+/// `http.idle_timeout_secs` without a request.
+fn connections(config: &Config) -> Connections {
+    Connections::new(
+        config.http.max_connections,
+        Duration::from_secs(config.http.idle_timeout_secs),
+    )
+}
+
+async fn bind(
+    config: &Config,
+    connections: &Connections,
+) -> anyhow::Result<(BoundedAcceptor<poem::listener::TcpAcceptor>, u16)> {
     let addr = config.bind_addr()?;
     let acceptor = TcpListener::bind(addr)
         .into_acceptor()
@@ -187,7 +200,7 @@ async fn bind(config: &Config) -> anyhow::Result<(poem::listener::TcpAcceptor, u
         .first()
         .and_then(|a| a.as_socket_addr().map(|s| s.port()))
         .unwrap_or(0);
-    Ok((acceptor, port))
+    Ok((connections.acceptor(acceptor), port))
 }
 
 fn limits(config: &Config) -> Limits {
@@ -285,9 +298,10 @@ impl App {
             redis: None,
             auth: auth(&config).await?,
             limiter: limiter(&config)?,
+            connections: connections(&config),
         };
 
-        let (acceptor, port) = bind(&config).await?;
+        let (acceptor, port) = bind(&config, &state.connections).await?;
 
         // Load the read models while the listener already answers health probes. No command
         // can reach a worker before `ready`, so the store does not move while it is read.
@@ -410,8 +424,9 @@ impl App {
             redis,
             auth: auth(&config).await?,
             limiter: limiter(&config)?,
+            connections: connections(&config),
         };
-        let (acceptor, port) = bind(&config).await?;
+        let (acceptor, port) = bind(&config, &state.connections).await?;
         sweep_dedup(local_dedup);
         info!(
             reply_partition = config.reply_partition(),

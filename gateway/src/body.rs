@@ -16,6 +16,9 @@ use crate::error::ApiError;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest a request body may take to arrive once its head did.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -136,10 +139,14 @@ impl<'a, T: Type + DeserializeOwned + Default + Send> poem_openapi::ApiExtractor
 
 /// The body's bytes, at most [`MAX_BODY_BYTES`].
 async fn read_limited(body: &mut RequestBody) -> Result<Vec<u8>, ApiError> {
-    body.take()
+    let read = body
+        .take()
         .map_err(|e| ApiError::bad_request("body", e.to_string()))?
-        .into_bytes_limit(MAX_BODY_BYTES)
+        .into_bytes_limit(MAX_BODY_BYTES);
+    // A body sent a byte at a time must not hold a connection and a handler for good.
+    tokio::time::timeout(BODY_TIMEOUT, read)
         .await
+        .map_err(|_| ApiError::body_timeout())?
         .map(|bytes| bytes.to_vec())
         .map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(),

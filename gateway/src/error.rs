@@ -38,6 +38,9 @@ pub enum ApiError {
     /// cannot be cancelled or confirmed (`not_cancellable`, `hold_expired`, `not_confirmable`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request body did not arrive in time (10 s after the request's head).
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// The request body is larger than 64 KiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -113,6 +116,17 @@ impl ApiError {
 
     pub fn not_found(what: &str, message: impl Into<String>, field: Option<&str>) -> Self {
         Self::NotFound(body(what, message, field.map(str::to_owned)))
+    }
+
+    pub fn body_timeout() -> Self {
+        Self::RequestTimeout(body(
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                crate::body::BODY_TIMEOUT.as_secs()
+            ),
+            Some("body".into()),
+        ))
     }
 
     pub fn payload_too_large() -> Self {

@@ -4,6 +4,7 @@
 mod api;
 pub mod auth;
 mod body;
+pub mod connections;
 mod echo;
 mod error;
 mod guard;
@@ -53,6 +54,7 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
     let limits = spec::ServerLimits {
         max_seats_per_reservation: state.commands.limits().max_seats_per_reservation,
     };
+    let connections = state.connections.clone();
     let guard = guard::Guard {
         auth: state.auth.clone(),
         limiter: state.limiter.clone(),
@@ -84,5 +86,6 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
         .at("/bench/echo", poem::post(echo::echo))
         .nest("/", api)
         .with(guard)
+        .with(connections::TrackRequests(connections))
         .catch_all_error(error::json_errors)
 }

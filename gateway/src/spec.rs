@@ -16,13 +16,17 @@ use crate::auth::Mode;
 /// The error statuses each operation can answer, by operation id. Every `/api` operation can
 /// also answer 503 while the server starts (`starting`) or cannot decide (`unavailable`).
 const ERRORS_BY_OPERATION: &[(&str, &[u16])] = &[
-    ("createEvent", &[400, 413, 415, 422, 503]),
+    ("createEvent", &[400, 408, 413, 415, 422, 503]),
     ("listEvents", &[400, 422, 503]),
     ("getEvent", &[404, 503]),
     ("getSeatMap", &[404, 503]),
-    ("reserveSeats", &[400, 404, 409, 413, 415, 422, 503]),
+    ("reserveSeats", &[400, 404, 408, 409, 413, 415, 422, 503]),
     ("getReservation", &[400, 404, 422, 503]),
     ("cancelReservation", &[400, 403, 404, 409, 422, 503]),
+    (
+        "confirmReservation",
+        &[400, 403, 404, 408, 409, 413, 415, 422, 503],
+    ),
     ("listUserReservations", &[400, 422, 503]),
 ];
 

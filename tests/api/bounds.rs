@@ -16,20 +16,32 @@ fn section(name: &str, rows: u32, seats: u32) -> Value {
 async fn an_event_is_capped_in_seats_and_its_names_are_clean() {
     let app = spawn_app().await;
     // 1,000 sections of 1,000 x 100 seats: 100 million seats asked for in 48 KiB.
-    let huge: Vec<Value> = (0..1000).map(|i| section(&format!("S{i}"), 1000, 100)).collect();
+    let huge: Vec<Value> = (0..1000)
+        .map(|i| section(&format!("S{i}"), 1000, 100))
+        .collect();
     let (status, body) = app
         .post("/api/events", &json!({"name": "Huge", "sections": huge}))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "sections", "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("200000"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("200000"),
+        "{body}"
+    );
 
     for (name, sections, field) in [
         ("x\u{1b}[31mred", vec![section("A", 1, 1)], "name"),
         ("nul\u{0}", vec![section("A", 1, 1)], "name"),
         ("ok", vec![section("..", 1, 1)], "sections[].section"),
         ("ok", vec![section(" ", 1, 1)], "sections[].section"),
-        ("ok", vec![section("A", 1, 1), section(" A ", 1, 1)], "sections[].section"),
+        (
+            "ok",
+            vec![section("A", 1, 1), section(" A ", 1, 1)],
+            "sections[].section",
+        ),
     ] {
         let (status, body) = app
             .post("/api/events", &json!({"name": name, "sections": sections}))
@@ -49,17 +61,25 @@ async fn an_event_is_capped_in_seats_and_its_names_are_clean() {
     let event_id = event["eventId"].as_str().expect("id").to_owned();
 
     // One user, however spelled; lengths in characters.
-    let reserve = |user: String| {
-        json!({"eventId": event_id, "section": "Floor ", "userId": user, "seatCount": 1})
-    };
-    let (status, first) = app.post("/api/reservations?wait=5000", &reserve("alice ".into())).await;
+    let reserve = |user: String| json!({"eventId": event_id, "section": "Floor ", "userId": user, "seatCount": 1});
+    let (status, first) = app
+        .post("/api/reservations?wait=5000", &reserve("alice ".into()))
+        .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["userId"], "alice");
     let (_, history) = app.get("/api/users/alice/reservations").await;
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
-    let (status, body) = app.post("/api/reservations?wait=5000", &reserve("é".repeat(128))).await;
-    assert_eq!(status, StatusCode::OK, "128 two-byte characters fit: {body}");
-    let (status, body) = app.post("/api/reservations?wait=5000", &reserve("é".repeat(129))).await;
+    let (status, body) = app
+        .post("/api/reservations?wait=5000", &reserve("é".repeat(128)))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "128 two-byte characters fit: {body}"
+    );
+    let (status, body) = app
+        .post("/api/reservations?wait=5000", &reserve("é".repeat(129)))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "userId");
     app.stop().await;

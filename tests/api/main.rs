@@ -2,6 +2,7 @@
 
 mod auth;
 mod bounds;
+mod connections;
 mod crash;
 #[path = "../support/embedded.rs"]
 mod embedded;

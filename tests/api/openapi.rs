@@ -307,7 +307,7 @@ async fn each_operation_lists_the_errors_it_answers() {
     assert_eq!(
         statuses("/api/reservations", "post"),
         [
-            "200", "202", "400", "404", "409", "413", "415", "422", "429", "503"
+            "200", "202", "400", "404", "408", "409", "413", "415", "422", "429", "503"
         ]
     );
     assert_eq!(
@@ -317,7 +317,7 @@ async fn each_operation_lists_the_errors_it_answers() {
     assert_eq!(
         statuses("/api/reservations/{reservationId}/confirm", "post"),
         [
-            "200", "400", "403", "404", "409", "413", "415", "422", "429", "503"
+            "200", "400", "403", "404", "408", "409", "413", "415", "422", "429", "503"
         ]
     );
     assert_eq!(

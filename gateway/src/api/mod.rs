@@ -17,6 +17,7 @@ use seatflow_telemetry::metrics;
 use serde::Serialize;
 
 use crate::auth::Auth;
+use crate::connections::Connections;
 use crate::limits::Limiter;
 
 pub use events::EventsApi;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub auth: Auth,
     /// How fast each user and client address may call.
     pub limiter: Limiter,
+    /// The open connections and their bounds (the server's acceptor keeps them).
+    pub connections: Connections,
 }
 
 impl AppState {
