@@ -1,6 +1,7 @@
 //! The HTTP gateway: the JSON API (poem + poem-openapi), Swagger UI at `/docs`, the OpenAPI
 //! document at `/openapi.json`, health probes, and one JSON error body for every failure.
 
+mod allow;
 mod api;
 pub mod auth;
 mod body;
@@ -65,6 +66,7 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
     // Swagger UI carries the document inside its page: the completed one.
     let ui = api.swagger_ui_html().replacen(&derived, &document, 1);
     let json = document.clone();
+    let routes = allow::Routes::of(&document);
     Route::new()
         .at("/metrics", poem::get(prometheus_metrics))
         .at(
@@ -88,4 +90,5 @@ pub fn routes(state: AppState, public_url: &str) -> impl Endpoint + use<> {
         .with(guard)
         .with(connections::TrackRequests(connections))
         .catch_all_error(error::json_errors)
+        .with(allow::AllowOn405(routes))
 }

@@ -35,6 +35,15 @@ pub struct SectionView {
     pub state: SectionState,
 }
 
+/// A section as an event lists it: its shape and count, not its seats (a list of events must
+/// not copy every seat map it touches).
+#[derive(Clone, Debug)]
+pub struct SectionSummary {
+    pub section: String,
+    pub layout: Layout,
+    pub available: u32,
+}
+
 /// One event with its sections, in creation order.
 #[derive(Clone, Debug)]
 pub struct EventView {
@@ -43,7 +52,7 @@ pub struct EventView {
     pub created_at: Millis,
     /// How its reservations are decided (holds, per-user limit, seat choice).
     pub rules: SaleRules,
-    pub sections: Vec<SectionView>,
+    pub sections: Vec<SectionSummary>,
 }
 
 /// Where every decided outcome is kept beyond this process's memory, read when memory misses:
@@ -299,7 +308,16 @@ impl ReadModel {
         let sections = meta
             .sections
             .iter()
-            .filter_map(|(_, section)| self.section(&SectionKey::new(event_id, section.as_str())))
+            .filter_map(|(_, section)| {
+                let view = self
+                    .sections
+                    .get(&SectionKey::new(event_id, section.as_str()))?;
+                Some(SectionSummary {
+                    section: view.section.clone(),
+                    layout: view.layout,
+                    available: view.state.available(),
+                })
+            })
             .collect();
         Some(EventView {
             event_id: event_id.to_owned(),

@@ -100,6 +100,9 @@ impl Queries {
                 if let Some(row) = self.shared(id).await {
                     return Some(Found::Shared(row));
                 }
+                // An id nobody may still be deciding (not a UUID v7, or made more than a few
+                // seconds ago) is not waited for: it does not exist.
+                let wait = wait.min(in_flight_for(id));
                 if wait.is_zero() {
                     return None;
                 }

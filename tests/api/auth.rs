@@ -203,6 +203,7 @@ async fn every_bad_token_is_refused_with_401_and_a_bearer_challenge() {
         let (status, body, challenge) = get(Some(token)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
         assert_eq!(body["error"], "invalid_token", "{case}: {body}");
+        assert!(!body.to_string().contains(SECRET), "{case}: {body}");
         let challenge = challenge.unwrap_or_default();
         assert!(
             challenge.starts_with("Bearer realm=\"seatflow\", error=\"invalid_token\""),
@@ -211,9 +212,21 @@ async fn every_bad_token_is_refused_with_401_and_a_bearer_challenge() {
     }
     let (status, body, _) = get(Some(hs256(&claims("ann", &[])))).await;
     assert_eq!(status, StatusCode::OK, "a good token passes: {body}");
-    // Health, metrics and the document stay open.
+    // Health, metrics and the document stay open, and none of them shows the secret.
     let (status, _, _) = call(&app, reqwest::Method::GET, "/health/ready", None, None).await;
     assert_eq!(status, StatusCode::OK);
+    for path in ["/metrics", "/openapi.json"] {
+        let text = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text");
+        assert!(!text.is_empty() && !text.contains(SECRET), "{path}");
+    }
     app.stop().await;
 }
 

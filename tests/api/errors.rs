@@ -349,12 +349,54 @@ async fn unknown_things_are_404_with_a_json_body() {
         "unknown_reservation",
         Some("reservationId"),
     );
+    // An id nobody can still be deciding (old, or not a UUID v7) is not waited for.
+    for id in [
+        "0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b".to_owned(),
+        "4b1e2a3c-9d8f-4e7a-b6c5-d4e3f2a1b0c9".to_owned(),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = app.get(&format!("/api/reservations/{id}?wait=30000")).await;
+        assert_eq!(answer.0, StatusCode::NOT_FOUND, "{}", answer.1);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{id} was waited for: {:?}",
+            started.elapsed()
+        );
+    }
     let answer = app.get("/api/reservations/not-a-uuid").await;
     assert_error(
         &answer,
         StatusCode::BAD_REQUEST,
         "invalid_request",
         Some("reservationId"),
+    );
+    // A method the route does not have: 405 with the ones it has.
+    let response = app
+        .client
+        .put(app.url("/api/events"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("GET, POST")
+    );
+    let response = app
+        .client
+        .patch(app.url("/api/reservations/0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("DELETE, GET")
     );
     let answer = app.get("/no/such/route").await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found", None);

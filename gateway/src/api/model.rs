@@ -17,7 +17,7 @@ use poem_openapi::{Enum, Object};
 use seatflow_aggregates::{Reservation, ReservationId, Seat, Status};
 use seatflow_commands::ReserveRequest;
 use seatflow_projections::audit::AuditRow;
-use seatflow_projections::{EventView, Found, SectionView};
+use seatflow_projections::{EventView, Found, SectionSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -168,13 +168,13 @@ pub struct SectionDto {
     pub available: u32,
 }
 
-impl From<&SectionView> for SectionDto {
-    fn from(view: &SectionView) -> Self {
+impl From<&SectionSummary> for SectionDto {
+    fn from(view: &SectionSummary) -> Self {
         Self {
             section: view.section.clone(),
             rows: u32::from(view.layout.rows),
             seats_per_row: u32::from(view.layout.seats_per_row),
-            available: view.state.available(),
+            available: view.available,
         }
     }
 }
