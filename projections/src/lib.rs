@@ -373,7 +373,8 @@ mod tests {
         assert_eq!(u3[0].status, Status::Rejected);
         let event = model.event("evt-1").expect("event");
         assert_eq!(event.sections.len(), 1);
-        assert_eq!(event.sections[0].state.held_count(), 4);
+        assert_eq!(event.sections[0].available, 0);
+        assert_eq!(model.section(&key).expect("section").state.held_count(), 4);
         assert_eq!(model.applied(0), 4);
     }
 
