@@ -10,6 +10,7 @@
 //! of its holds and measures how late the others expire; with `--waitlist` it also follows its
 //! WAITLISTED requests to their promotion ([`waitlist`]).
 
+mod abusive;
 mod waitlist;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use seatflow_gateway::auth::token::Signer;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
+pub use abusive::AbusiveReport;
 use waitlist::Waiter;
 pub use waitlist::WaitlistReport;
 
@@ -82,6 +84,11 @@ pub struct BenchArgs {
     /// server's `auth.hmac_secret`); the event is created by an organizer.
     #[arg(long, env = "SEATFLOW_AUTH_HMAC_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Also run this many abusive clients: each one user on its own connection asking for
+    /// seats back to back while the sale runs (reported apart; the sale's figures are the
+    /// polite clients').
+    #[arg(long, default_value_t = 0)]
+    pub abusive_clients: u32,
     /// With `--token-secret`: the `iss` to write (the server's `auth.issuer`).
     #[arg(long, env = "SEATFLOW_AUTH_ISSUER")]
     pub token_issuer: Option<String>,
@@ -116,6 +123,9 @@ pub struct Report {
     /// With `--waitlist`: what became of the waiting requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waitlist: Option<WaitlistReport>,
+    /// With `--abusive-clients`: what the bots got while the sale ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abusive: Option<AbusiveReport>,
 }
 
 /// A sale with holds: confirmations, expiries and how late the expiries came.
@@ -160,9 +170,12 @@ impl Report {
                 .waitlist
                 .as_ref()
                 .is_none_or(|w| w.out_of_order == 0 && w.lost == 0 && w.stranded == 0)
-            && self
-                .server_available
-                .is_none_or(|available| available + self.seats_sold == self.capacity)
+            // The bots' seats are not tallied: with them, the server's count cannot be checked
+            // against the polite clients' seats.
+            && (self.abusive.is_some()
+                || self
+                    .server_available
+                    .is_none_or(|available| available + self.seats_sold == self.capacity))
     }
 }
 
@@ -752,6 +765,7 @@ fn summarize(
         error_samples: Vec::new(),
         checkout: None,
         waitlist: None,
+        abusive: None,
     };
     let mut checkout = CheckoutReport {
         hold_seconds: args.hold_seconds,
@@ -841,8 +855,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         reports.push(report);
     }
     let path = Arc::new(format!("/api/reservations?wait={}", args.wait_ms));
+    let abusers = if args.abusive_clients > 0 {
+        Some(
+            abusive::Abusers::start(
+                &target,
+                args.abusive_clients,
+                &event_id,
+                args.sections,
+                args.max_seats,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let (mut tallies, elapsed) =
         fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
+    let abusive = match abusers {
+        Some(abusers) => Some(abusers.stop().await),
+        None => None,
+    };
     let mut left: Vec<Left> = tallies
         .iter_mut()
         .flat_map(|tally| std::mem::take(&mut tally.left))
@@ -881,12 +913,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         None
     };
     let mut sender = connect(&target).await?;
-    let (status, bytes) = send(
+    let (status, bytes) = send_with(
         &mut sender,
         &target,
         "GET",
         &format!("/api/events/{event_id}"),
         None,
+        Some(ORGANIZER),
     )
     .await?;
     let sections = if status == 200 {
@@ -918,6 +951,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         };
         report.error_samples.extend(expiries.samples);
     }
+    report.abusive = abusive;
     if let Some((mut follow, waiters)) = followed {
         // Sections are named S000, S001, ...: their number is the bench's section index.
         let available: HashMap<u32, u64> = sections
@@ -989,6 +1023,12 @@ fn print_report(r: &Report) {
             println!(
                 "  expiry lag ms (expiredAt - expiresAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
                 c.expiry_lag_ms.p50, c.expiry_lag_ms.p95, c.expiry_lag_ms.p99, c.expiry_lag_ms.max
+            );
+        }
+        if let Some(a) = &r.abusive {
+            println!(
+                "  abusive clients {}: {} requests, {} rate-limited (429), {} accepted, {} other",
+                a.clients, a.requests, a.rate_limited, a.accepted, a.other
             );
         }
         if let Some(w) = &r.waitlist {

@@ -59,8 +59,10 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            // A person asks for seats a few times a second at most; a bot asks thousands.
-            user_writes: Rate::new(5.0, 10.0),
+            // A person reserves, maybe retries, confirms: a write a second with a burst of five
+            // is plenty; a bot asks thousands. Measured (docs/BENCHMARK.md): at 5/s, 1,000 bot
+            // accounts still took the box from the buyers; at 1/s they did not.
+            user_writes: Rate::new(1.0, 5.0),
             user_reads: Rate::new(20.0, 40.0),
             address_writes: Rate::new(100.0, 200.0),
             address_reads: Rate::new(400.0, 800.0),
