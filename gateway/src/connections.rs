@@ -56,11 +56,6 @@ impl Connections {
         }
     }
 
-    /// How many connections are open.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
     /// The acceptor that keeps these bounds around `inner`.
     pub fn acceptor<A>(&self, inner: A) -> BoundedAcceptor<A> {
         BoundedAcceptor {

@@ -41,10 +41,6 @@ impl Proxies {
         Ok(Self { ranges })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
     /// Whether `peer` is one of the trusted proxies.
     pub fn trusts(&self, peer: IpAddr) -> bool {
         let peer = canonical(peer);

@@ -275,16 +275,6 @@ impl Auth {
         })
     }
 
-    /// `none`: for tests and the embedded quick start.
-    pub fn none() -> Self {
-        Self {
-            mode: Mode::None,
-            verifier: None,
-            proxies: Proxies::default(),
-            roles_claim: "roles".into(),
-        }
-    }
-
     pub fn mode(&self) -> Mode {
         self.mode
     }
