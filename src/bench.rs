@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// polite clients').
     #[arg(long, default_value_t = 0)]
     pub abusive_clients: u32,
+    /// The abusive clients start this many seconds before the polite sale (at an on-sale the
+    /// bots are there first), so the sale meets them after their bursts, at their steady rate.
+    #[arg(long, default_value_t = 2)]
+    pub abusive_lead_secs: u64,
     /// With `--token-secret`: the `iss` to write (the server's `auth.issuer`).
     #[arg(long, env = "SEATFLOW_AUTH_ISSUER")]
     pub token_issuer: Option<String>,
@@ -855,7 +859,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         reports.push(report);
     }
     let path = Arc::new(format!("/api/reservations?wait={}", args.wait_ms));
-    let abusers = if args.abusive_clients > 0 {
+    let mut abusers = if args.abusive_clients > 0 {
         Some(
             abusive::Abusers::start(
                 &target,
@@ -869,6 +873,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     } else {
         None
     };
+    if let Some(abusers) = &mut abusers {
+        tokio::time::sleep(Duration::from_secs(args.abusive_lead_secs)).await;
+        abusers.sale_starts();
+    }
     let (mut tallies, elapsed) =
         fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
     let abusive = match abusers {
@@ -1027,8 +1035,9 @@ fn print_report(r: &Report) {
         }
         if let Some(a) = &r.abusive {
             println!(
-                "  abusive clients {}: {} requests, {} rate-limited (429), {} accepted, {} other",
-                a.clients, a.requests, a.rate_limited, a.accepted, a.other
+                "  abusive clients {}: {} requests ({} while the sale ran), {} rate-limited (429), \
+                 {} accepted, {} other",
+                a.clients, a.requests, a.requests_during_sale, a.rate_limited, a.accepted, a.other
             );
         }
         if let Some(w) = &r.waitlist {

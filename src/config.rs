@@ -66,6 +66,7 @@ pub const SETTINGS: &[&str] = &[
     "limits_events_per_organizer_per_hour",
     "limits_exempt",
     "limits_max_tracked",
+    "limits_refusal_delay_max_ms",
 ];
 
 /// Where the setting `SEATFLOW_<NAME>` goes in the nested settings (`http.bind`, ...).
@@ -112,6 +113,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "limits_events_per_organizer_per_hour" => "limits.events_per_organizer_per_hour",
         "limits_exempt" => "limits.exempt",
         "limits_max_tracked" => "limits.max_tracked",
+        "limits_refusal_delay_max_ms" => "limits.refusal_delay_max_ms",
         "kafka_brokers" => "kafka.brokers",
         "kafka_topic_prefix" => "kafka.topic_prefix",
         "kafka_replication" => "kafka.replication",

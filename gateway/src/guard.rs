@@ -62,7 +62,7 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             self.guard.auth.proxies().client(peer, forwarded)
         });
         if let Some(wait) = limiter.check_address(kind, address) {
-            return Ok(too_many(wait, "this address"));
+            return Ok(refuse(limiter, wait, "this address").await);
         }
         let caller = match self.guard.auth.caller(&request).await {
             Ok(caller) => caller,
@@ -71,7 +71,7 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         if let Caller::User { id, .. } = &caller
             && let Some(wait) = limiter.check_user(kind, id)
         {
-            return Ok(too_many(wait, "this user"));
+            return Ok(refuse(limiter, wait, "this user").await);
         }
         request.extensions_mut().insert(caller);
         request.extensions_mut().insert(ClientAddress(address));
@@ -82,8 +82,19 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
     }
 }
 
+/// The 429, held back for the time the client should have waited (see
+/// `limits.refusal_delay_max_ms`): a client that asks again the moment it is refused sends no
+/// faster than its rate on each connection.
+async fn refuse(limiter: &Limiter, wait: Duration, whose: &str) -> Response {
+    let delay = limiter.refusal_delay(wait);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    too_many(wait, whose)
+}
+
 /// 429 with `Retry-After` (whole seconds, at least 1) and the JSON error body.
-pub fn too_many(wait: Duration, whose: &str) -> Response {
+fn too_many(wait: Duration, whose: &str) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
     let body = ErrorBody {
         error: "rate_limited".into(),

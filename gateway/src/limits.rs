@@ -53,6 +53,13 @@ pub struct LimitSettings {
     pub exempt: Vec<String>,
     /// Most buckets kept per kind (memory bound; ~100 bytes each).
     pub max_tracked: usize,
+    /// A client over a limit gets its 429 only after the time it should have waited, up to
+    /// this many milliseconds (0: at once). A bot that ignores `Retry-After` and asks again the
+    /// moment it is answered is held to about the rate itself on each connection, instead of
+    /// making the gateway answer tens of thousands of 429s a second (measured in
+    /// docs/BENCHMARK.md); a client that honours `Retry-After` waits no longer than it would
+    /// have anyway.
+    pub refusal_delay_max_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -69,6 +76,7 @@ impl Default for LimitSettings {
             events_per_organizer_per_hour: 100,
             exempt: vec!["127.0.0.0/8".into(), "::1".into()],
             max_tracked: 1_000_000,
+            refusal_delay_max_ms: 1_000,
         }
     }
 }
@@ -91,6 +99,9 @@ impl LimitSettings {
         }
         if self.events_per_organizer_per_hour == 0 {
             return Err("limits.events_per_organizer_per_hour must be at least 1".into());
+        }
+        if self.refusal_delay_max_ms > 60_000 {
+            return Err("limits.refusal_delay_max_ms must be at most 60000".into());
         }
         if self.max_tracked < 1_000 {
             return Err("limits.max_tracked must be at least 1000".into());
@@ -190,6 +201,7 @@ struct Inner {
     organizer_events: Buckets<String>,
     address_events: Buckets<IpAddr>,
     exempt: Proxies,
+    refusal_delay_max: Duration,
 }
 
 impl Limiter {
@@ -212,6 +224,7 @@ impl Limiter {
                 organizer_events: Buckets::new(events, most),
                 address_events: Buckets::new(events, most),
                 exempt: Proxies::parse(&settings.exempt)?,
+                refusal_delay_max: Duration::from_millis(settings.refusal_delay_max_ms),
             })),
         })
     }
@@ -223,6 +236,13 @@ impl Limiter {
 
     pub fn is_on(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// How long a refusal of a client that should wait `wait` is held back before it is sent.
+    pub fn refusal_delay(&self, wait: Duration) -> Duration {
+        self.inner
+            .as_ref()
+            .map_or(Duration::ZERO, |inner| wait.min(inner.refusal_delay_max))
     }
 
     /// Sweep idle buckets every few seconds, for as long as the limiter lives.

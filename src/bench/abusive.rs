@@ -26,6 +26,8 @@ pub struct AbusiveReport {
     pub accepted: u64,
     /// Anything else (409 sold out, errors).
     pub other: u64,
+    /// Requests they sent while the polite sale ran (they start `--abusive-lead-secs` earlier).
+    pub requests_during_sale: u64,
 }
 
 #[derive(Default)]
@@ -42,6 +44,8 @@ pub(super) struct Abusers {
     stop: Arc<AtomicBool>,
     counts: Arc<Counts>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Requests sent when the polite sale began.
+    at_sale_start: u64,
 }
 
 impl Abusers {
@@ -101,7 +105,13 @@ impl Abusers {
             stop,
             counts,
             tasks,
+            at_sale_start: 0,
         })
+    }
+
+    /// The polite sale begins now.
+    pub fn sale_starts(&mut self) {
+        self.at_sale_start = self.counts.requests.load(Ordering::Relaxed);
     }
 
     /// Stop them and count.
@@ -110,9 +120,11 @@ impl Abusers {
         for task in self.tasks {
             let _ = task.await;
         }
+        let requests = self.counts.requests.load(Ordering::Relaxed);
         AbusiveReport {
             clients: self.clients,
-            requests: self.counts.requests.load(Ordering::Relaxed),
+            requests,
+            requests_during_sale: requests - self.at_sale_start,
             rate_limited: self.counts.rate_limited.load(Ordering::Relaxed),
             accepted: self.counts.accepted.load(Ordering::Relaxed),
             other: self.counts.other.load(Ordering::Relaxed),

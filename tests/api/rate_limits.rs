@@ -38,6 +38,7 @@ async fn a_user_over_the_write_rate_is_told_when_to_retry_and_recovers() {
         .await;
         assert!(status.is_success(), "{status} {body}");
     }
+    let asked = std::time::Instant::now();
     let response = app
         .client
         .post(app.url("/api/reservations"))
@@ -46,6 +47,13 @@ async fn a_user_over_the_write_rate_is_told_when_to_retry_and_recovers() {
         .send()
         .await
         .expect("request");
+    // The refusal is held back for about the second ann should have waited, so a client that
+    // asks again at once cannot ask faster than the rate.
+    let held = asked.elapsed();
+    assert!(
+        held >= Duration::from_millis(700),
+        "answered after {held:?}"
+    );
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -103,6 +111,9 @@ async fn an_address_is_limited_and_a_forged_forwarded_for_does_not_escape_it() {
                 burst: 3.0,
             },
             exempt: Vec::new(),
+            // Refused at once: this test counts refusals, a held-back one would let the bucket
+            // refill before the next request.
+            refusal_delay_max_ms: 0,
             ..LimitSettings::default()
         };
         (config, dir)

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
@@ -72,6 +73,15 @@ pub struct Claims {
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Claims {
+    /// `exp`, Unix seconds (required, so present on every verified token).
+    pub fn expires(&self) -> Option<u64> {
+        let exp = self.rest.get("exp")?;
+        exp.as_u64()
+            .or_else(|| exp.as_f64().filter(|e| *e >= 0.0).map(|e| e as u64))
+    }
+}
+
 /// Where JWKS documents come from.
 #[derive(Debug, Clone)]
 enum JwksSource {
@@ -80,7 +90,8 @@ enum JwksSource {
 }
 
 impl JwksSource {
-    async fn load(&self, client: &reqwest::Client) -> anyhow::Result<Vec<Key>> {
+    /// The document's text and its keys.
+    async fn load(&self, client: &reqwest::Client) -> anyhow::Result<(String, Vec<Key>)> {
         let text = match self {
             Self::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| {
                 anyhow::anyhow!("cannot read the JWKS file {}: {e}", path.display())
@@ -99,7 +110,8 @@ impl JwksSource {
         };
         let set: JwkSet = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("the JWKS document is not a JWK set: {e}"))?;
-        Ok(keys_of(&set))
+        let keys = keys_of(&set);
+        Ok((text, keys))
     }
 }
 
@@ -140,20 +152,27 @@ struct Jwks {
     client: reqwest::Client,
     /// The keys last fetched.
     keys: RwLock<Vec<Key>>,
-    /// Held while a refresh runs, so that a burst of unknown `kid`s makes one fetch.
-    refreshing: Mutex<Instant>,
+    /// Held while a refresh runs, so that a burst of unknown `kid`s makes one fetch: when the
+    /// last fetch was, and the document it read.
+    refreshing: Mutex<(Instant, String)>,
+    /// Counts the fetches that changed the keys (see [`Verifier::key_generation`]).
+    generation: AtomicU64,
 }
 
 impl Jwks {
     /// Fetch the document again unless the last fetch is younger than `at_most_every`.
     async fn refresh(&self, at_most_every: Duration) -> anyhow::Result<()> {
         let mut last = self.refreshing.lock().await;
-        if last.elapsed() < at_most_every {
+        if last.0.elapsed() < at_most_every {
             return Ok(());
         }
-        *last = Instant::now();
-        let keys = self.source.load(&self.client).await?;
-        *self.keys.write().await = keys;
+        last.0 = Instant::now();
+        let (document, keys) = self.source.load(&self.client).await?;
+        if document != last.1 {
+            *self.keys.write().await = keys;
+            last.1 = document;
+            self.generation.fetch_add(1, Ordering::Release);
+        }
         Ok(())
     }
 }
@@ -194,17 +213,19 @@ impl Verifier {
                 let client = reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
                     .build()?;
-                let keys = source.load(&client).await?;
+                let (document, keys) = source.load(&client).await?;
                 Some(Arc::new(Jwks {
                     source,
                     client,
                     keys: RwLock::new(keys),
                     // The first unknown `kid` may refresh at once.
-                    refreshing: Mutex::new(
+                    refreshing: Mutex::new((
                         Instant::now()
                             .checked_sub(KID_REFRESH_EVERY)
                             .unwrap_or_else(Instant::now),
-                    ),
+                        document,
+                    )),
+                    generation: AtomicU64::new(0),
                 }))
             }
         };
@@ -246,6 +267,14 @@ impl Verifier {
                 }
             });
         }
+    }
+
+    /// A number that changes whenever the JWKS's keys change: what was verified under another
+    /// generation must be verified again (a withdrawn key verifies nothing from then on).
+    pub fn key_generation(&self) -> u64 {
+        self.jwks
+            .as_ref()
+            .map_or(0, |jwks| jwks.generation.load(Ordering::Acquire))
     }
 
     /// The claims of a token that verifies with one of the keys.

@@ -13,6 +13,7 @@
 pub mod addresses;
 pub mod keys;
 pub mod token;
+pub mod verified;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +28,7 @@ use seatflow_commands::text::{identifier, normalized};
 use crate::error::{ApiError, ErrorBody};
 use addresses::Proxies;
 use keys::{TokenError, Verifier};
+use verified::{Verified, VerifiedTokens, unix_now};
 
 /// The header a trusted proxy names the user in.
 pub const USER_HEADER: &str = "X-User-Id";
@@ -239,10 +241,21 @@ impl Caller {
 /// The built authenticator.
 #[derive(Debug, Clone)]
 pub struct Auth {
-    mode: Mode,
-    verifier: Option<Verifier>,
+    identify: Identify,
     proxies: Proxies,
-    roles_claim: String,
+}
+
+/// How [`Auth`] tells who a request is from, one variant per [`Mode`] with what it needs.
+#[derive(Debug, Clone)]
+enum Identify {
+    Anyone,
+    Token {
+        verifier: Box<Verifier>,
+        verified: VerifiedTokens,
+        roles_claim: String,
+        leeway_secs: u64,
+    },
+    ProxyHeaders,
 }
 
 /// Why a request is not authenticated: the 401's `error` code and description.
@@ -259,24 +272,32 @@ pub enum Unauthenticated {
 impl Auth {
     /// The authenticator of `settings` (fetches the JWKS once, when there is one).
     pub async fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let verifier = match settings.mode {
+        let identify = match settings.mode {
             Mode::Jwt => {
                 let verifier = Verifier::new(settings).await?;
                 verifier.spawn_refresh(std::time::Duration::from_secs(settings.jwks_refresh_secs));
-                Some(verifier)
+                Identify::Token {
+                    verifier: Box::new(verifier),
+                    verified: VerifiedTokens::default(),
+                    roles_claim: settings.roles_claim.clone(),
+                    leeway_secs: settings.leeway_secs,
+                }
             }
-            Mode::None | Mode::TrustedHeader => None,
+            Mode::None => Identify::Anyone,
+            Mode::TrustedHeader => Identify::ProxyHeaders,
         };
         Ok(Self {
-            mode: settings.mode,
-            verifier,
+            identify,
             proxies: Proxies::parse(&settings.trusted_proxies).map_err(anyhow::Error::msg)?,
-            roles_claim: settings.roles_claim.clone(),
         })
     }
 
     pub fn mode(&self) -> Mode {
-        self.mode
+        match self.identify {
+            Identify::Anyone => Mode::None,
+            Identify::Token { .. } => Mode::Jwt,
+            Identify::ProxyHeaders => Mode::TrustedHeader,
+        }
     }
 
     /// The trusted proxies (for the client address of rate limits).
@@ -286,13 +307,21 @@ impl Auth {
 
     /// Who `request` is from.
     pub async fn caller(&self, request: &Request) -> Result<Caller, Unauthenticated> {
-        match self.mode {
-            Mode::None => Ok(Caller::Anyone),
-            Mode::Jwt => {
-                let Some(verifier) = &self.verifier else {
-                    return Err(Unauthenticated::Missing("no key is configured"));
-                };
+        match &self.identify {
+            Identify::Anyone => Ok(Caller::Anyone),
+            Identify::Token {
+                verifier,
+                verified,
+                roles_claim,
+                leeway_secs,
+            } => {
                 let token = bearer_token(request)?;
+                let now = unix_now();
+                // Read before verifying: a key change during the check makes the entry stale.
+                let keys = verifier.key_generation();
+                if let Some(Verified { id, roles }) = verified.get(token, keys, now) {
+                    return Ok(Caller::User { id, roles });
+                }
                 let claims = verifier
                     .verify(token)
                     .await
@@ -301,10 +330,17 @@ impl Auth {
                 let id = identifier("sub", &claims.sub).map_err(|_| {
                     Unauthenticated::InvalidToken(TokenError::MissingClaim("sub".into()))
                 })?;
-                let roles = keys::roles_of(&claims, &self.roles_claim);
+                let roles = keys::roles_of(&claims, roles_claim);
+                if let Some(exp) = claims.expires() {
+                    let who = Verified {
+                        id: id.clone(),
+                        roles: roles.clone(),
+                    };
+                    verified.keep(token, who, keys, exp.saturating_add(*leeway_secs), now);
+                }
                 Ok(Caller::User { id, roles })
             }
-            Mode::TrustedHeader => {
+            Identify::ProxyHeaders => {
                 let peer = peer_ip(request);
                 if !peer.is_some_and(|peer| self.proxies.trusts(peer)) {
                     return Err(Unauthenticated::UntrustedHeaders(
