@@ -1,5 +1,6 @@
-//! The `seatflow` command line: configuration errors and `topics create` against a real broker
-//! (started by `ops/test`, which sets SEATFLOW_TEST_KAFKA_BROKERS).
+//! The `seatflow` command line: configuration errors, `topics create` against a real broker
+//! (started by `ops/test`, which sets SEATFLOW_TEST_KAFKA_BROKERS), and what a running server
+//! writes to its logs.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -95,4 +96,118 @@ fn a_bad_setting_stops_the_start_with_its_name() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn the_hmac_secret_never_reaches_the_logs() {
+    const SECRET: &str = "cli-test-secret-that-must-never-print-7f3a9c";
+    let data = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seatflow"));
+    command
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SEATFLOW_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("SEATFLOW_AUTH_MODE", "jwt")
+        .env("SEATFLOW_AUTH_HMAC_SECRET", SECRET)
+        .env(
+            "SEATFLOW_METRICS_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        // Everything seatflow logs, at every level.
+        .env("RUST_LOG", "seatflow=trace,seatflow_gateway=trace,info");
+    let child = command.spawn().expect("seatflow runs");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({"sub": "olga", "roles": ["organizer"], "exp": now + 600});
+    let good = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token");
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-secret-but-32-bytes-long!!"),
+    )
+    .expect("token");
+    let event = serde_json::json!({"name": "Logged", "sections": [{"section": "A", "rows": 2, "seatsPerRow": 2}]});
+    for (token, expected) in [(&good, 201), (&forged, 401)] {
+        let status = client
+            .post(format!("{base}/api/events"))
+            .bearer_auth(token)
+            .json(&event)
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_eq!(status, expected);
+    }
+    for path in ["/metrics", "/openapi.json", "/api/events"] {
+        let text = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text");
+        assert!(!text.contains(SECRET), "{path}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("output");
+    let logs = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        logs.lines().count() > 3,
+        "the server logged something: {logs}"
+    );
+    assert!(!logs.contains(SECRET), "the secret is in the logs:\n{logs}");
+
+    // A secret refused at start is not echoed in the refusal either.
+    let refused = seatflow(
+        &["--bind", "127.0.0.1:0"],
+        &[
+            ("SEATFLOW_AUTH_MODE", "jwt"),
+            ("SEATFLOW_AUTH_HMAC_SECRET", "short-XQ7"),
+        ],
+    );
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(said.contains("auth.hmac_secret"), "{said}");
+    assert!(!said.contains("short-XQ7"), "{said}");
 }
