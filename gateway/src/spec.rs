@@ -51,7 +51,10 @@ pub fn complete(spec: &str, limits: ServerLimits, auth: Mode, rate_limited: bool
         );
     }
     show_limits(&mut document, limits);
+    close_request_bodies(&mut document);
+    one_way_to_ask_for_seats(&mut document);
     whole_bounds_as_integers(&mut document);
+    unsigned_integers_from_zero(&mut document);
     let text = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     text.replace("application/json; charset=utf-8", "application/json")
 }
@@ -152,6 +155,88 @@ fn show_limits(document: &mut Value, limits: ServerLimits) {
     }
     if let Some(seats) = request.get_mut("seats") {
         seats["maxItems"] = max;
+    }
+}
+
+/// Request bodies are parsed strictly (an unknown field is a 400 naming it, a typo never goes
+/// unnoticed): say so with `additionalProperties: false` on every schema a request body reaches.
+fn close_request_bodies(document: &mut Value) {
+    let mut pending: Vec<String> = Vec::new();
+    if let Some(paths) = document.get("paths").and_then(Value::as_object) {
+        for operation in paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.values())
+        {
+            if let Some(content) = operation.pointer("/requestBody/content")
+                && let Some(content) = content.as_object()
+            {
+                for media in content.values() {
+                    collect_refs(&media["schema"], &mut pending);
+                }
+            }
+        }
+    }
+    let mut closed = std::collections::HashSet::new();
+    while let Some(name) = pending.pop() {
+        if !closed.insert(name.clone()) {
+            continue;
+        }
+        let Some(schema) = document.pointer_mut(&format!("/components/schemas/{name}")) else {
+            continue;
+        };
+        if schema["type"] == "object" {
+            schema["additionalProperties"] = json!(false);
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for property in properties.values() {
+                collect_refs(property, &mut pending);
+            }
+        }
+    }
+}
+
+/// The component names `schema` refers to, directly or as its items.
+fn collect_refs(schema: &Value, into: &mut Vec<String>) {
+    for reference in [schema.get("$ref"), schema.pointer("/items/$ref")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if let Some(name) = reference.strip_prefix("#/components/schemas/") {
+            into.push(name.to_owned());
+        }
+    }
+}
+
+/// A reservation request gives `seatCount` or `seats`, never both (the server answers 422).
+fn one_way_to_ask_for_seats(document: &mut Value) {
+    if let Some(request) = document.pointer_mut("/components/schemas/ReservationRequest") {
+        request["not"] = json!({"required": ["seatCount", "seats"]});
+    }
+}
+
+/// `format: uint32` says nothing to a validator: give unsigned integers their `minimum: 0`
+/// (and `uint32` its maximum) where no tighter bound is declared.
+fn unsigned_integers_from_zero(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let format = object
+                .get("format")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if object.get("type").and_then(Value::as_str) == Some("integer")
+                && let Some(format) = format.filter(|f| f.starts_with("uint"))
+            {
+                object.entry("minimum").or_insert(json!(0));
+                if format == "uint32" {
+                    object.entry("maximum").or_insert(json!(u32::MAX));
+                }
+            }
+            object.values_mut().for_each(unsigned_integers_from_zero);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_integers_from_zero),
+        _ => {}
     }
 }
 

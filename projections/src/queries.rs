@@ -163,8 +163,16 @@ impl Queries {
     }
 }
 
-/// How much longer `id` may be in flight towards this reader (zero for an id not made recently).
+/// How far ahead of this reader's clock another gateway's may be.
+const CLOCK_AHEAD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// How much longer `id` may be in flight towards this reader: zero for an id seatflow did not
+/// make recently (ids are UUID v7, so another version, or one from further in the future than a
+/// clock can be ahead, was never made here).
 fn in_flight_for(id: ReservationId) -> Duration {
+    if id.0.get_version_num() != 7 {
+        return Duration::ZERO;
+    }
     let Some(made) = id.0.get_timestamp() else {
         return Duration::ZERO;
     };
@@ -173,7 +181,8 @@ fn in_flight_for(id: ReservationId) -> Duration {
     match std::time::SystemTime::now().duration_since(made) {
         Ok(age) => IN_FLIGHT.saturating_sub(age),
         // Made "in the future" by a clock ahead of ours: at most the whole window.
-        Err(_) => IN_FLIGHT,
+        Err(ahead) if ahead.duration() <= CLOCK_AHEAD_AT_MOST => IN_FLIGHT,
+        Err(_) => Duration::ZERO,
     }
 }
 
@@ -199,5 +208,19 @@ mod tests {
             in_flight_for(ReservationId(uuid::Uuid::nil())),
             Duration::ZERO
         );
+        // Ids seatflow never makes: a time-based v1 of now, a v7 from next year.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        let gregorian_ticks = (now.as_secs() + 12_219_292_800) * 10_000_000;
+        let v1 = uuid::Builder::from_gregorian_timestamp(gregorian_ticks, 0, &[1, 2, 3, 4, 5, 6])
+            .into_uuid();
+        assert_eq!(in_flight_for(ReservationId(v1)), Duration::ZERO);
+        let later = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            now.as_secs() + 365 * 86_400,
+            0,
+        ));
+        assert_eq!(in_flight_for(ReservationId(later)), Duration::ZERO);
     }
 }

@@ -75,6 +75,17 @@ async fn reservation_requests_are_checked_field_by_field() {
         Some("seatCount"),
     );
 
+    // The document declares no field nullable: a null is a value of the wrong type, not an
+    // absent field.
+    let answer =
+        reserve(json!({"eventId": event, "section": "A", "userId": "u", "seatCount": null})).await;
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("seatCount"),
+    );
+
     let answer = reserve(json!({"eventId": event, "section": "A", "seatCount": 1})).await;
     assert_error(
         &answer,

@@ -1,7 +1,8 @@
 //! Clients generated from the running server's OpenAPI document (openapi-generator, Python and
 //! TypeScript) run a whole sale; every answer of both sales is validated against the document;
-//! Swagger UI renders every operation in a headless Chromium. The work is done by `run` (shell,
-//! Python, TypeScript beside this file); this test serves the API it runs against.
+//! Swagger UI renders every operation in a headless Chromium; schemathesis finds no answer the
+//! document does not declare. The work is done by `run` and `schemathesis` (shell, Python,
+//! TypeScript beside this file); these tests serve the API they run against.
 
 #[path = "../support/embedded.rs"]
 mod embedded;
@@ -24,4 +25,48 @@ async fn generated_clients_run_a_sale_that_matches_the_document() {
             .expect("tests/clients/run starts");
     app.stop().await;
     assert!(status.success(), "tests/clients/run failed: {status}");
+}
+
+/// schemathesis over the document of a server that authenticates (`auth.mode = jwt`), with a
+/// token of a user who holds every role; the rate limits are off, or its thousand requests a
+/// minute would be answered 429 (which the document declares, and would prove nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_answer_the_document_does_not_declare() {
+    const SECRET: &str = "schemathesis-only-hmac-secret-0123456789";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = seatflow::Config::embedded(&dir.path().join("data"), 2);
+    config.auth = seatflow_gateway::auth::AuthSettings {
+        mode: seatflow_gateway::auth::Mode::Jwt,
+        hmac_secret: Some(seatflow_gateway::auth::SecretText::new(SECRET)),
+        ..Default::default()
+    };
+    config.limits.enabled = false;
+    let app = embedded::start(config).await;
+    let token = seatflow_gateway::auth::token::Signer::new(SECRET, None, None)
+        .expect("signer")
+        .sign(
+            "schemathesis",
+            &["organizer".into(), "admin".into()],
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("token");
+    let work = dir.path().join("schemathesis");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/schemathesis");
+    let base = app.base.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(script)
+            .arg(&base)
+            .arg(&token)
+            .arg(&work)
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("tests/clients/schemathesis starts");
+    app.stop().await;
+    assert!(
+        status.success(),
+        "tests/clients/schemathesis failed: {status}"
+    );
 }

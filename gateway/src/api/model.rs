@@ -145,15 +145,18 @@ pub struct CreateEventDto {
     /// /api/reservations/{id}/confirm`) before it EXPIRES and its seats go back on sale.
     /// Absent or 0: a reservation is CONFIRMED when decided.
     #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
+    #[serde(default, deserialize_with = "present")]
     pub hold_seconds: Option<i64>,
     /// The most seats one user may have HELD or CONFIRMED in the event, all its sections
     /// together, whatever the requests, retries and gateways. Beyond it a reservation is
     /// REJECTED with reason `user_limit_exceeded`. Absent: only the per-request maximum
     /// applies.
     #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    #[serde(default, deserialize_with = "present")]
     pub max_seats_per_user: Option<i64>,
     /// Best-available seats (`seatCount`) never leave one lone free seat in a row when another
     /// placement in the same row would not. Default true.
+    #[serde(default, deserialize_with = "present")]
     pub avoid_single_seats: Option<bool>,
 }
 
@@ -223,6 +226,7 @@ impl From<&EventView> for EventDto {
 pub struct ConfirmDto {
     /// The payment's reference in the caller's payment system, kept with the reservation.
     #[oai(validator(min_length = 1, max_length = 128))]
+    #[serde(default, deserialize_with = "present")]
     pub payment_ref: Option<String>,
 }
 
@@ -252,18 +256,22 @@ pub struct ReserveDto {
     /// Whose reservation it is. With authentication on it is the caller (`sub` of the token)
     /// and may be left out; a different user here is refused (403).
     #[oai(validator(min_length = 1, max_length = 128))]
+    #[serde(default, deserialize_with = "present")]
     pub user_id: Option<String>,
     /// How many adjacent seats (at most the server's `max_seats_per_reservation`).
     #[oai(validator(minimum(value = "1")))]
+    #[serde(default, deserialize_with = "present")]
     pub seat_count: Option<i64>,
     /// The exact seats wanted, all or nothing (at most the server's
     /// `max_seats_per_reservation`).
     #[oai(validator(min_items = 1))]
+    #[serde(default, deserialize_with = "present")]
     pub seats: Option<Vec<SeatDto>>,
     /// With `seatCount`: when the section has no room, wait in its order (WAITLISTED) instead
     /// of being rejected; seats that come back go to the first waiting requests that fit, as
     /// HELD reservations with a fresh hold. Beyond the server's `waitlist_per_section`:
     /// REJECTED `waitlist_full`.
+    #[serde(default, deserialize_with = "present")]
     pub waitlist: Option<bool>,
 }
 
@@ -451,4 +459,14 @@ impl ReservationDto {
 pub struct HealthDto {
     /// `up` (live), `ready`, or `starting` (not ready yet).
     pub status: String,
+}
+
+/// An optional request field that, when given, holds a value: `null` is refused (400 naming the
+/// field) like any other value of the wrong type, as the document declares no field nullable.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
