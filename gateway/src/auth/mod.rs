@@ -251,7 +251,8 @@ enum Identify {
     Anyone,
     Token {
         verifier: Box<Verifier>,
-        verified: VerifiedTokens,
+        /// Tokens verified recently; none when only an HMAC secret is configured.
+        verified: Option<VerifiedTokens>,
         roles_claim: String,
         leeway_secs: u64,
     },
@@ -277,8 +278,8 @@ impl Auth {
                 let verifier = Verifier::new(settings).await?;
                 verifier.spawn_refresh(std::time::Duration::from_secs(settings.jwks_refresh_secs));
                 Identify::Token {
+                    verified: verifier.has_public_keys().then(VerifiedTokens::default),
                     verifier: Box::new(verifier),
-                    verified: VerifiedTokens::default(),
                     roles_claim: settings.roles_claim.clone(),
                     leeway_secs: settings.leeway_secs,
                 }
@@ -319,7 +320,9 @@ impl Auth {
                 let now = unix_now();
                 // Read before verifying: a key change during the check makes the entry stale.
                 let keys = verifier.key_generation();
-                if let Some(Verified { id, roles }) = verified.get(token, keys, now) {
+                if let Some(Verified { id, roles }) =
+                    verified.as_ref().and_then(|v| v.get(token, keys, now))
+                {
                     return Ok(Caller::User { id, roles });
                 }
                 let claims = verifier
@@ -331,7 +334,9 @@ impl Auth {
                     Unauthenticated::InvalidToken(TokenError::MissingClaim("sub".into()))
                 })?;
                 let roles = keys::roles_of(&claims, roles_claim);
-                if let Some(exp) = claims.expires() {
+                if let Some(verified) = verified
+                    && let Some(exp) = claims.expires()
+                {
                     let who = Verified {
                         id: id.clone(),
                         roles: roles.clone(),

@@ -8,10 +8,13 @@
 //! most, and only while the keys are the same (a JWKS fetch that changes them makes every
 //! token be checked again, so a withdrawn key verifies nothing from then on). Tokens that fail
 //! are never kept (a failure can be a key not fetched yet). The map is bounded: when full it is
-//! emptied, which costs only signature checks.
+//! emptied, which costs only signature checks. Used only when a public key can verify: with an
+//! HMAC secret alone, remembering a token costs about what checking it does (measured in
+//! docs/BENCHMARK.md, "What authentication costs").
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -42,6 +45,9 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct VerifiedTokens {
     map: Arc<DashMap<Box<str>, Entry>>,
+    /// About how many entries the map holds (`DashMap::len` locks every shard: too dear for
+    /// each request).
+    held: Arc<AtomicUsize>,
     most: usize,
 }
 
@@ -55,6 +61,7 @@ impl VerifiedTokens {
     pub fn with_capacity(most: usize) -> Self {
         Self {
             map: Arc::new(DashMap::new()),
+            held: Arc::new(AtomicUsize::new(0)),
             most,
         }
     }
@@ -67,7 +74,9 @@ impl VerifiedTokens {
             return Some(entry.verified.clone());
         }
         drop(entry);
-        self.map.remove(token);
+        if self.map.remove(token).is_some() {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
         None
     }
 
@@ -78,10 +87,11 @@ impl VerifiedTokens {
         if until <= now {
             return;
         }
-        if self.map.len() >= self.most {
+        if self.held.load(Ordering::Relaxed) >= self.most {
             self.map.clear();
+            self.held.store(0, Ordering::Relaxed);
         }
-        self.map.insert(
+        let before = self.map.insert(
             token.into(),
             Entry {
                 verified,
@@ -89,6 +99,9 @@ impl VerifiedTokens {
                 until,
             },
         );
+        if before.is_none() {
+            self.held.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn len(&self) -> usize {
