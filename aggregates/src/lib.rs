@@ -14,12 +14,13 @@
 //! partition's clock, the section's waitlist, and the hand-ons of the per-user limit's saga to
 //! a user's quota ([`QuotaState`], decided like a section by the partition its key falls on).
 //! [`partition_of`] says which partition owns a section, [`partition_of_command`] which one
-//! decides a command.
+//! decides a command. [`room`] is an event's virtual waiting room, decided the same way.
 
 mod decision;
 mod model;
 mod partition;
 mod quota;
+pub mod room;
 mod routing;
 mod section;
 
