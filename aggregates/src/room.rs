@@ -257,6 +257,28 @@ impl RoomState {
         events
     }
 
+    /// When [`RoomState::advance`] next has something to do, if anything: the on-sale, the
+    /// first session to run out, or (with someone waiting and a free slot) the moment the
+    /// credit allows the next admission. The owner sets its timer to this.
+    pub fn next_due(&self) -> Option<Millis> {
+        if !self.shuffled {
+            return Some(self.rules.on_sale_at);
+        }
+        let session_ends = self.sessions.first().map(|(until, _)| *until);
+        let under_cap = self.rules.max_active.is_none_or(|most| self.active < most);
+        let admission = (under_cap && self.first_waiting().is_some()).then(|| {
+            match self.rules.admit_per_minute {
+                None => self.credited_at,
+                Some(rate) => {
+                    let missing = ADMISSION.saturating_sub(self.credit);
+                    let millis = missing.div_ceil(u64::from(rate.max(1)));
+                    self.credited_at + i64::try_from(millis).unwrap_or(i64::MAX / 2)
+                }
+            }
+        });
+        [session_ends, admission].into_iter().flatten().min()
+    }
+
     /// Decide that `user`'s session ends (`why`: confirmed or left) at `now`; nothing when the
     /// user has no ticket in the room any more.
     pub fn end(&self, user: &str, why: SessionEnd, now: Millis) -> Option<RoomEvent> {
@@ -576,6 +598,34 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_is_told_when_to_come_back() {
+        let mut room = RoomState::new(rules(Some(60), Some(1)));
+        assert_eq!(room.next_due(), Some(ON_SALE), "the on-sale");
+        for n in 0..3 {
+            join(&mut room, &format!("u{n}"), n, ON_SALE - 1);
+        }
+        tick(&mut room, ON_SALE, 9);
+        // One admitted, the cap reached: next is the end of its session.
+        assert_eq!(room.next_due(), Some(ON_SALE + 600_000));
+        let first = room.ticket(room.line()[0]).expect("t").user.clone();
+        let end = room
+            .end(&first, SessionEnd::Confirmed, ON_SALE + 10)
+            .expect("ends");
+        room.apply(&end);
+        // A free slot, and at 60 a minute the credit allows one a second after the last.
+        assert_eq!(room.next_due(), Some(ON_SALE + 1_000));
+        assert!(
+            admitted(&tick(&mut room, ON_SALE + 999, 9)).is_empty(),
+            "not yet"
+        );
+        assert_eq!(
+            admitted(&tick(&mut room, ON_SALE + 1_000, 9)).len(),
+            1,
+            "then"
+        );
+    }
+
+    #[test]
     fn a_waiting_ticket_that_leaves_is_skipped_and_ahead_counts_only_waiting_ones() {
         let mut room = RoomState::new(rules(Some(60), None));
         for n in 0..5 {
@@ -724,6 +774,10 @@ mod tests {
                     log.push(event);
                 }
                 proptest::prop_assert!(room.active() <= max_active);
+                if matches!(step, Step::Wait(_)) {
+                    // Nothing due is left behind: the owner's next timer is in the future.
+                    proptest::prop_assert!(room.next_due().is_none_or(|due| due > now));
+                }
             }
             // In line order: each admission is behind the one before it.
             proptest::prop_assert!(admitted_positions.windows(2).all(|w| w[0] < w[1]));

@@ -1,6 +1,7 @@
 //! The HTTP gateway: the JSON API (poem + poem-openapi), Swagger UI at `/docs`, the OpenAPI
 //! document at `/openapi.json`, health probes, and one JSON error body for every failure.
 
+pub mod admission;
 mod allow;
 mod api;
 pub mod auth;
