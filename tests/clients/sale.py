@@ -13,6 +13,7 @@ import uuid
 
 import seatflow_client as sf
 from seatflow_client import exceptions, rest
+from typed_errors import refused
 
 base, record_to = sys.argv[1], sys.argv[2]
 # Users of this run only, so that a server that has sold before answers the same.
@@ -48,18 +49,6 @@ client = sf.ApiClient(sf.Configuration(host=base))
 events = sf.EventsApi(client)
 reservations = sf.ReservationsApi(client)
 health = sf.HealthApi(client)
-
-
-def refused(exception_type, error, call):
-    """The call raises the typed exception with the document's error body."""
-    try:
-        call()
-    except exception_type as e:
-        assert isinstance(e.data, sf.ErrorResponse), f"error body not typed: {e.data!r}"
-        assert e.data.error == error, f"{e.data.error} != {error}"
-        return e.data
-    raise AssertionError(f"expected {exception_type.__name__} {error}")
-
 
 # The document names the server the client was generated from.
 assert client.configuration.host == base or sf.Configuration().host == base, sf.Configuration().host
@@ -127,7 +116,7 @@ outside = refused(exceptions.UnprocessableEntityException, "invalid_value",
                   lambda: reservations.reserve_seats(sf.ReservationRequest(
                       event_id=event.event_id, section="A", user_id=user("erin"),
                       seats=[sf.Seat(row=9, seat=1)])))
-assert outside.var_field == "seats"  # the generator renames `field`, a reserved word for it
+assert outside.data.var_field == "seats"  # the generator renames `field`, a reserved word for it
 
 # Cancel: the seats are free again; cancelling again answers the same.
 cancelled = reservations.cancel_reservation(alice.reservation_id, user("alice"))

@@ -10,6 +10,7 @@ import uuid
 
 import seatflow_client as sf
 from seatflow_client import exceptions
+from typed_errors import refused
 
 base, olga, ann, bob = sys.argv[1:5]
 
@@ -17,16 +18,6 @@ base, olga, ann, bob = sys.argv[1:5]
 def apis(token):
     client = sf.ApiClient(sf.Configuration(host=base, access_token=token))
     return sf.EventsApi(client), sf.ReservationsApi(client)
-
-
-def refused(exception_type, error, call):
-    try:
-        call()
-    except exception_type as e:
-        assert isinstance(e.data, sf.ErrorResponse), f"error body not typed: {e.data!r}"
-        assert e.data.error == error, f"{e.data.error} != {error}"
-        return e
-    raise AssertionError(f"expected {exception_type.__name__} {error}")
 
 
 anonymous_events, _ = apis(None)

@@ -28,7 +28,7 @@ use seatflow_commands::text::{identifier, normalized};
 use crate::error::{ApiError, ErrorBody};
 use addresses::Proxies;
 use keys::{TokenError, Verifier};
-use verified::{Verified, VerifiedTokens, unix_now};
+use verified::{VerifiedTokens, unix_now};
 
 /// The header a trusted proxy names the user in.
 pub const USER_HEADER: &str = "X-User-Id";
@@ -320,10 +320,8 @@ impl Auth {
                 let now = unix_now();
                 // Read before verifying: a key change during the check makes the entry stale.
                 let keys = verifier.key_generation();
-                if let Some(Verified { id, roles }) =
-                    verified.as_ref().and_then(|v| v.get(token, keys, now))
-                {
-                    return Ok(Caller::User { id, roles });
+                if let Some(caller) = verified.as_ref().and_then(|v| v.get(token, keys, now)) {
+                    return Ok(caller);
                 }
                 let claims = verifier
                     .verify(token)
@@ -333,17 +331,17 @@ impl Auth {
                 let id = identifier("sub", &claims.sub).map_err(|_| {
                     Unauthenticated::InvalidToken(TokenError::MissingClaim("sub".into()))
                 })?;
-                let roles = keys::roles_of(&claims, roles_claim);
+                let caller = Caller::User {
+                    id,
+                    roles: keys::roles_of(&claims, roles_claim),
+                };
                 if let Some(verified) = verified
                     && let Some(exp) = claims.expires()
                 {
-                    let who = Verified {
-                        id: id.clone(),
-                        roles: roles.clone(),
-                    };
-                    verified.keep(token, who, keys, exp.saturating_add(*leeway_secs), now);
+                    let until = exp.saturating_add(*leeway_secs);
+                    verified.keep(token, caller.clone(), keys, until, now);
                 }
-                Ok(Caller::User { id, roles })
+                Ok(caller)
             }
             Identify::ProxyHeaders => {
                 let peer = peer_ip(request);

@@ -12,12 +12,13 @@
 //! HMAC secret alone, remembering a token costs about what checking it does (measured in
 //! docs/BENCHMARK.md, "What authentication costs").
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+
+use super::Caller;
 
 /// How long a verified token is trusted without a new signature check, at most.
 pub const KEPT_AT_MOST: Duration = Duration::from_secs(60);
@@ -25,16 +26,9 @@ pub const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 /// Most tokens kept (~0.5 KiB each with the roles: ~50 MiB at most).
 pub const MOST: usize = 100_000;
 
-/// Who a verified token is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub id: String,
-    pub roles: HashSet<String>,
-}
-
 #[derive(Debug)]
 struct Entry {
-    verified: Verified,
+    caller: Caller,
     /// The key generation that verified it.
     keys: u64,
     /// Unix seconds after which the entry no longer answers.
@@ -68,10 +62,10 @@ impl VerifiedTokens {
 
     /// Who `token` is, if it verified recently under the key generation `keys` and has not
     /// expired since.
-    pub fn get(&self, token: &str, keys: u64, now: u64) -> Option<Verified> {
+    pub fn get(&self, token: &str, keys: u64, now: u64) -> Option<Caller> {
         let entry = self.map.get(token)?;
         if now < entry.until && entry.keys == keys {
-            return Some(entry.verified.clone());
+            return Some(entry.caller.clone());
         }
         drop(entry);
         if self.map.remove(token).is_some() {
@@ -80,9 +74,9 @@ impl VerifiedTokens {
         None
     }
 
-    /// Keep `token`, verified at `now` as `verified` with the key generation `keys`, until
+    /// Keep `token`, verified at `now` as `caller` with the key generation `keys`, until
     /// `expires` (its `exp` plus the leeway), or [`KEPT_AT_MOST`] from now, whichever is first.
-    pub fn keep(&self, token: &str, verified: Verified, keys: u64, expires: u64, now: u64) {
+    pub fn keep(&self, token: &str, caller: Caller, keys: u64, expires: u64, now: u64) {
         let until = expires.min(now + KEPT_AT_MOST.as_secs());
         if until <= now {
             return;
@@ -94,7 +88,7 @@ impl VerifiedTokens {
         let before = self.map.insert(
             token.into(),
             Entry {
-                verified,
+                caller,
                 keys,
                 until,
             },
@@ -124,10 +118,10 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn ann() -> Verified {
-        Verified {
+    fn ann() -> Caller {
+        Caller::User {
             id: "ann".into(),
-            roles: HashSet::from(["organizer".to_owned()]),
+            roles: std::collections::HashSet::from(["organizer".to_owned()]),
         }
     }
 
