@@ -69,6 +69,9 @@ pub(crate) fn load(
         read.restore_section(&init, state);
     }
     for partition in 0..partitions {
+        for (event_id, room) in seatflow_aggregates::PartitionStore::rooms(store, partition)? {
+            read.restore_room(&event_id, room);
+        }
         read.restore_applied(partition, store.last_log_seq(partition)?);
     }
     info!(

@@ -136,6 +136,10 @@ impl seatflow_kafka::ReadFeed for KafkaFeed {
         self.status.update(&init.key, state.available());
         self.read.restore_section(init, state);
     }
+
+    fn room(&self, event_id: &str, room: seatflow_aggregates::room::RoomState) {
+        self.read.restore_room(event_id, room);
+    }
 }
 
 /// What the HTTP side reads from, set up the same way on both runtimes: the read model, the
@@ -299,6 +303,7 @@ impl App {
             auth: auth(&config).await?,
             limiter: limiter(&config)?,
             connections: connections(&config),
+            admission: admission_keys(&config, Some(&config.processor.data_dir))?,
         };
 
         let (acceptor, port) = bind(&config, &state.connections).await?;
@@ -425,6 +430,7 @@ impl App {
             auth: auth(&config).await?,
             limiter: limiter(&config)?,
             connections: connections(&config),
+            admission: admission_keys(&config, None)?,
         };
         let (acceptor, port) = bind(&config, &state.connections).await?;
         sweep_dedup(local_dedup);
@@ -524,6 +530,61 @@ async fn auth(config: &Config) -> anyhow::Result<seatflow_gateway::auth::Auth> {
     seatflow_gateway::auth::Auth::new(settings)
         .await
         .context("cannot set up authentication (auth)")
+}
+
+/// The waiting rooms' admission keys: the configured shared secret; else, embedded, one drawn
+/// once and kept in the data directory (a restart keeps every admission valid); else one drawn
+/// for this process (a gateway on Kafka: several of them need `auth.admission_secret`).
+fn admission_keys(
+    config: &Config,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<seatflow_gateway::admission::AdmissionKeys> {
+    let drawn = || {
+        let mut secret = Vec::with_capacity(32);
+        while secret.len() < 32 {
+            secret.extend_from_slice(&seatflow_processor::entropy().to_le_bytes());
+        }
+        secret
+    };
+    let secret = match (&config.auth.admission_secret, data_dir) {
+        (Some(secret), _) => secret.expose().as_bytes().to_vec(),
+        (None, Some(dir)) => {
+            let path = dir.join("admission-secret");
+            match std::fs::read(&path) {
+                Ok(kept) if kept.len() >= 32 => kept,
+                _ => {
+                    let secret = drawn();
+                    write_private(&path, &secret)
+                        .with_context(|| format!("cannot keep {}", path.display()))?;
+                    secret
+                }
+            }
+        }
+        (None, None) => {
+            tracing::warn!(
+                "auth.admission_secret is not set: this gateway signs admissions with a \
+                 secret of its own; set one shared secret (SEATFLOW_AUTH_ADMISSION_SECRET) \
+                 when several gateways serve a waiting room"
+            );
+            drawn()
+        }
+    };
+    seatflow_gateway::admission::AdmissionKeys::new(&secret)
+        .context("cannot set up admission tokens (auth.admission_secret)")
+}
+
+/// Write `bytes` to a new file only its owner may read, durably.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// The API's rate limits, their idle buckets swept in the background.

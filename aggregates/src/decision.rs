@@ -144,8 +144,9 @@ pub fn decide(
                 }
             }
         }
-        Command::ClaimQuota(_) | Command::ReleaseQuota(_) => {
-            // Decided by the quota's owner (see `crate::quota`), never against a section.
+        Command::ClaimQuota(_) | Command::ReleaseQuota(_) | Command::Room(_) => {
+            // Decided by the quota's owner (see `crate::quota`) or the room's
+            // (`crate::room`), never against a section.
             Decision::Refused(Rejection::UnknownSection)
         }
         Command::Confirm(confirm) => {
@@ -276,5 +277,7 @@ pub fn evolve(section: &mut Option<SectionState>, event: &Event) {
                 state.apply(event);
             }
         }
+        // A room's decision changes no section.
+        Event::Room(_) => {}
     }
 }

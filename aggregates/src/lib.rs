@@ -32,8 +32,8 @@ pub use model::{
     Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
     Layout, LayoutError, MAX_HOLD_SECONDS, MAX_PAYMENT_REF_CHARS, MAX_ROWS, MAX_SEATS_PER_ROW,
     MAX_SEATS_PER_USER, MAX_SECTION_SEATS, Millis, Outcome, QuotaKey, QuotaVerdict, Rejection,
-    ReleaseQuota, Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest,
-    SectionInitialized, SectionKey, SectionStatus, Status,
+    ReleaseQuota, Reservation, ReservationId, Reserve, RoomCommand, RoomRecorded, RoomRequest,
+    SaleRules, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
 pub use partition::{
     Action, DEFAULT_WAITLIST_PER_SECTION, Hold, MemoryStore, Partition, PartitionStore, Waiting,
@@ -46,6 +46,8 @@ pub use section::SectionState;
 mod lifecycle_tests;
 #[cfg(test)]
 mod limit_tests;
+#[cfg(test)]
+mod room_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -19,7 +19,7 @@ fn limited(limit: u16) -> SaleRules {
     SaleRules {
         hold_seconds: HOLD_SECONDS,
         max_seats_per_user: Some(limit),
-        avoid_single_seats: false,
+        ..SaleRules::default()
     }
 }
 

@@ -4,6 +4,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::room::{RoomEvent, RoomRules, Ticket, TicketId};
+
 /// Milliseconds since the Unix epoch. The domain never reads a clock: times come in commands.
 pub type Millis = i64;
 
@@ -53,6 +55,17 @@ impl SectionKey {
         }
     }
 
+    /// The key of an event's waiting room: its event with the empty section name, which no
+    /// section has (a room is partitioned, stored and followed like a section).
+    pub fn room(event_id: impl Into<String>) -> Self {
+        Self::new(event_id, "")
+    }
+
+    /// Whether this is a waiting room's key.
+    pub fn is_room(&self) -> bool {
+        self.section.is_empty()
+    }
+
     /// The bytes a section is partitioned and stored by: `eventId/section`.
     pub fn routing_key(&self) -> String {
         format!("{}/{}", self.event_id, self.section)
@@ -100,6 +113,11 @@ pub struct SaleRules {
     /// Best-available never leaves one lone free seat in a row when another placement in the
     /// same row would not.
     pub avoid_single_seats: bool,
+    /// The event has a waiting room: a reservation needs an admission, and a confirmed one ends
+    /// its user's session in the room (the section's owner tells the room).
+    pub waiting_room: bool,
+    /// When reservations open (the gateways refuse them before); none: at once.
+    pub on_sale_at: Option<Millis>,
 }
 
 /// One seat, 1-based: row 1 is the row nearest the stage, seat 1 the first seat of a row.
@@ -280,6 +298,43 @@ pub struct Cancel {
     pub requested_at: Millis,
 }
 
+/// A command for an event's waiting room, decided by the partition its room key falls on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomCommand {
+    /// The room's key ([`SectionKey::room`]).
+    pub key: SectionKey,
+    pub requested_at: Millis,
+    pub request: RoomRequest,
+}
+
+impl RoomCommand {
+    pub fn new(event_id: impl Into<String>, requested_at: Millis, request: RoomRequest) -> Self {
+        Self {
+            key: SectionKey::room(event_id),
+            requested_at,
+            request,
+        }
+    }
+}
+
+/// What is asked of a waiting room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomRequest {
+    /// Set the room up, or change its rules (until the on-sale).
+    Open(RoomRules),
+    /// Join the line; `ticket` is the id of the ticket if the user has none yet.
+    Join { ticket: TicketId, user_id: String },
+    /// Leave the room (a waiting ticket leaves the line; an admitted one frees its slot).
+    Leave { ticket: TicketId, user_id: String },
+    /// The user's reservation was confirmed: their admitted session ends. Handed on by the
+    /// section's owner; no caller waits for it.
+    EndSession {
+        user_id: String,
+        /// The confirmed reservation.
+        reservation_id: ReservationId,
+    },
+}
+
 /// Everything a seat worker decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -289,6 +344,7 @@ pub enum Command {
     Confirm(Confirm),
     ClaimQuota(ClaimQuota),
     ReleaseQuota(ReleaseQuota),
+    Room(RoomCommand),
 }
 
 impl Command {
@@ -301,6 +357,7 @@ impl Command {
             Self::Confirm(c) => &c.key,
             Self::ClaimQuota(c) => &c.reserve.key,
             Self::ReleaseQuota(c) => &c.key,
+            Self::Room(c) => &c.key,
         }
     }
 
@@ -324,7 +381,7 @@ impl Command {
 
     pub fn reservation_id(&self) -> Option<ReservationId> {
         match self {
-            Self::InitSection(_) => None,
+            Self::InitSection(_) | Self::Room(_) => None,
             Self::Reserve(c) => Some(c.reservation_id),
             Self::Cancel(c) => Some(c.reservation_id),
             Self::Confirm(c) => Some(c.reservation_id),
@@ -423,6 +480,14 @@ pub enum Rejection {
     UserLimitExceeded { limit: u16 },
     #[error("the section's waitlist is full ({limit} waiting)")]
     WaitlistFull { limit: u32 },
+    #[error("the waiting room is not open yet")]
+    QueueNotOpen { opens_at: Millis },
+    #[error("the event has no waiting room")]
+    NoWaitingRoom,
+    #[error("the ticket does not exist")]
+    UnknownTicket,
+    #[error("the sale has started: the waiting room's rules can no longer change")]
+    SaleStarted,
 }
 
 impl Rejection {
@@ -443,6 +508,10 @@ impl Rejection {
             Self::SectionExists => "section_exists",
             Self::UserLimitExceeded { .. } => "user_limit_exceeded",
             Self::WaitlistFull { .. } => "waitlist_full",
+            Self::QueueNotOpen { .. } => "queue_not_open",
+            Self::NoWaitingRoom => "no_waiting_room",
+            Self::UnknownTicket => "unknown_ticket",
+            Self::SaleStarted => "sale_started",
         }
     }
 }
@@ -500,11 +569,20 @@ pub struct Completed {
     pub available: u32,
 }
 
-/// The facts the seat workers record, in order, per section.
+/// A waiting room's decision ([`RoomEvent`]), with the room's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomRecorded {
+    /// The room's key ([`SectionKey::room`]).
+    pub key: SectionKey,
+    pub event: RoomEvent,
+}
+
+/// The facts the seat workers record, in order, per section (and per waiting room).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     SectionInitialized(SectionInitialized),
     ReservationCompleted(Completed),
+    Room(RoomRecorded),
 }
 
 impl Event {
@@ -512,14 +590,16 @@ impl Event {
         match self {
             Self::SectionInitialized(e) => &e.key,
             Self::ReservationCompleted(e) => &e.reservation.key,
+            Self::Room(e) => &e.key,
         }
     }
 
-    /// The section's available count once this event is applied.
+    /// The section's available count once this event is applied (0 for a room's event).
     pub fn available_after(&self) -> u32 {
         match self {
             Self::SectionInitialized(e) => e.layout.capacity(),
             Self::ReservationCompleted(e) => e.available,
+            Self::Room(_) => 0,
         }
     }
 }
@@ -538,10 +618,13 @@ pub struct SectionStatus {
 pub enum Outcome {
     /// The reservation's outcome (new, or the first one for a repeated id).
     Reservation(Reservation),
-    /// The section exists with the asked layout (new or already).
+    /// The section exists with the asked layout (new or already); the waiting room is set up
+    /// with the asked rules.
     SectionReady,
     /// Nothing was recorded.
     Refused(Rejection),
+    /// A waiting-room ticket as the room's owner left it (joined, or left).
+    Ticket(Ticket),
 }
 
 /// The seat processor's answer to one command, routed back to the gateway that waits for it.
@@ -558,6 +641,14 @@ pub struct CommandReply {
 impl CommandReply {
     /// The correlation id of a command.
     pub fn correlation_of(command: &Command) -> String {
+        if let Command::Room(room) = command {
+            return match &room.request {
+                RoomRequest::Open(_) => format!("room:{}", room.key.event_id),
+                RoomRequest::Join { ticket, .. } => format!("join:{ticket}"),
+                RoomRequest::Leave { ticket, .. } => format!("leave:{ticket}"),
+                RoomRequest::EndSession { reservation_id, .. } => format!("end:{reservation_id}"),
+            };
+        }
         match command.reservation_id() {
             Some(id) => id.to_string(),
             None => format!("init:{}", command.routing_key()),

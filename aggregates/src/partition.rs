@@ -15,10 +15,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::decision::{Decision, decide, evolve, expire, promote, waitlist};
 use crate::model::{
-    ClaimQuota, Command, Completed, Event, Millis, Outcome, QuotaKey, QuotaVerdict, ReleaseQuota,
-    Reservation, ReservationId, SectionKey, Status,
+    ClaimQuota, Command, Completed, Event, Millis, Outcome, QuotaKey, QuotaVerdict, Rejection,
+    ReleaseQuota, Reservation, ReservationId, RoomCommand, RoomRecorded, RoomRequest, SectionKey,
+    Status,
 };
 use crate::quota::{self, QuotaState};
+use crate::room::{JoinRefused, RoomEvent, RoomHeader, RoomState, SessionEnd, Ticket, TicketId};
 use crate::section::SectionState;
 
 /// Read access to what a partition has stored: the last committed state of its sections and
@@ -32,6 +34,8 @@ pub trait PartitionStore {
     fn quota(&self, key: &QuotaKey) -> Result<Option<QuotaState>, Self::Error>;
     /// The WAITLISTED reservations of a section of `partition`, as stored (any order).
     fn waitlist(&self, partition: u32, key: &SectionKey) -> Result<Vec<Waiting>, Self::Error>;
+    /// Every waiting room of `partition`, by event id, as stored.
+    fn rooms(&self, partition: u32) -> Result<Vec<(String, RoomState)>, Self::Error>;
 }
 
 /// A WAITLISTED reservation in its section's order: what promotion looks at first.
@@ -125,6 +129,13 @@ pub enum Action {
     /// The state of a quota the batch changed, as it is at the end of the batch (empty: no
     /// reservation counted; it may be deleted).
     StoreQuota { key: QuotaKey, state: QuotaState },
+    /// A waiting room the batch changed, as it is at the end of the batch: its header, and the
+    /// tickets the batch changed (each stored under its own key).
+    StoreRoom {
+        key: SectionKey,
+        header: RoomHeader,
+        tickets: Vec<Ticket>,
+    },
 }
 
 /// What a partition owner keeps between batches: the sections it has read or decided (a cache
@@ -145,8 +156,15 @@ pub struct Partition {
     /// Holds of reservations that may still be HELD, by end time. An entry whose reservation
     /// moved on (confirmed, cancelled) is dropped when it comes due.
     holds: BTreeSet<Hold>,
-    /// Whether `holds` was read from the store (at the first batch, and after an abandon).
+    /// Whether `holds` and `rooms` were read from the store (at the first batch, and after an
+    /// abandon).
     holds_loaded: bool,
+    /// The waiting rooms of the events that fall on this partition, by event id (all of them:
+    /// their clocks run here).
+    rooms: BTreeMap<String, RoomState>,
+    /// Mixed into each shuffle's seed (drawn by the runtime, so a seed cannot be guessed
+    /// before the on-sale); the seed itself is recorded.
+    entropy: u64,
 }
 
 /// A batch's decisions so far.
@@ -159,6 +177,8 @@ struct Batch {
     freed: Vec<SectionKey>,
     decided: Vec<Completed>,
     decided_index: HashMap<ReservationId, usize>,
+    /// Rooms the batch changed, with the tickets it changed.
+    touched_rooms: BTreeMap<String, BTreeSet<TicketId>>,
 }
 
 impl Batch {
@@ -203,7 +223,15 @@ impl Partition {
             quotas: HashMap::new(),
             holds: BTreeSet::new(),
             holds_loaded: false,
+            rooms: BTreeMap::new(),
+            entropy: 0,
         }
+    }
+
+    /// The same owner drawing its shuffles' seeds with `entropy` (random in the runtimes).
+    pub fn with_entropy(mut self, entropy: u64) -> Self {
+        self.entropy = entropy;
+        self
     }
 
     /// The same owner with at most `limit` requests waiting per section.
@@ -212,27 +240,37 @@ impl Partition {
         self
     }
 
-    /// When the next hold ends, if any: the runtime decides an empty batch then (a tick).
-    /// Known once the holds are loaded ([`Partition::load_holds`], or any batch).
+    /// When the partition's clock next has something to do (a hold ends, a waiting room
+    /// shuffles, admits or ends a session), if anything: the runtime decides an empty batch
+    /// then (a tick). Known once the holds are loaded ([`Partition::load_holds`], or any batch).
     pub fn next_expiry(&self) -> Option<Millis> {
-        self.holds.first().map(|hold| hold.expires_at)
+        let hold = self.holds.first().map(|hold| hold.expires_at);
+        let room = self.rooms.values().filter_map(RoomState::next_due).min();
+        [hold, room].into_iter().flatten().min()
     }
 
-    /// Read the partition's holds from the store, unless they are in memory already (a new
-    /// owner, or one that abandoned a batch).
+    /// Read the partition's holds and waiting rooms from the store, unless they are in memory
+    /// already (a new owner, or one that abandoned a batch).
     pub fn load_holds<S: PartitionStore>(&mut self, store: &S) -> Result<(), S::Error> {
         if !self.holds_loaded {
             self.holds = store.holds(self.number)?.into_iter().collect();
+            self.rooms = store.rooms(self.number)?.into_iter().collect();
             self.holds_loaded = true;
         }
         Ok(())
     }
 
+    /// The waiting room of `event_id`, if this partition has it.
+    pub fn room(&self, event_id: &str) -> Option<&RoomState> {
+        self.rooms.get(event_id)
+    }
+
     /// Decide a batch of commands at `now`: first every hold that ended at or before `now`
-    /// expires, then each command in order. Every command gets exactly one [`Action::Reply`],
-    /// or an [`Action::Forward`] with its caller, except a [`ReleaseQuota`] (no one waits for
-    /// it); the stores come last, once per changed section, quota and reservation. With no
-    /// commands this is the partition's clock: the expiries alone.
+    /// expires and the waiting rooms do what is due (shuffle, end sessions, admit), then each
+    /// command in order. Every command gets exactly one [`Action::Reply`], or an
+    /// [`Action::Forward`] with its caller, except a [`ReleaseQuota`] and a room's
+    /// `EndSession` (no one waits for them); the stores come last, once per changed section,
+    /// quota, room and reservation. With no commands this is the partition's clock.
     pub fn decide_batch<S: PartitionStore>(
         &mut self,
         store: &S,
@@ -244,8 +282,13 @@ impl Partition {
             ..Batch::default()
         };
         self.expire_due(store, now, &mut batch)?;
+        self.advance_rooms(now, &mut batch);
         for (input, command) in commands.iter().enumerate() {
             match command {
+                Command::Room(room) => {
+                    self.decide_room(input, room, now, &mut batch);
+                    continue;
+                }
                 Command::ClaimQuota(claim) => {
                     self.decide_claim(store, input, claim, &mut batch)?;
                     continue;
@@ -310,6 +353,7 @@ impl Partition {
             touched,
             touched_quotas,
             decided,
+            touched_rooms,
             ..
         } = batch;
         for key in touched {
@@ -328,8 +372,154 @@ impl Partition {
                 });
             }
         }
+        for (event_id, tickets) in touched_rooms {
+            if let Some(room) = self.rooms.get(&event_id) {
+                actions.push(Action::StoreRoom {
+                    key: SectionKey::room(event_id),
+                    header: room.header(),
+                    tickets: tickets
+                        .iter()
+                        .filter_map(|id| room.ticket(*id).cloned())
+                        .collect(),
+                });
+            }
+        }
         actions.extend(decided.into_iter().map(Action::StoreOutcome));
         Ok(actions)
+    }
+
+    /// Decide a waiting room's command: open (or change) it, join, leave, or end a session
+    /// whose reservation was confirmed; then let the room admit whom it now may.
+    fn decide_room(&mut self, input: usize, command: &RoomCommand, now: Millis, batch: &mut Batch) {
+        let event_id = &command.key.event_id;
+        let room = self.rooms.get(event_id);
+        let mut answer_ticket = None;
+        let (outcome, event) = match (&command.request, room) {
+            (RoomRequest::Open(rules), None) => {
+                self.rooms.insert(event_id.clone(), RoomState::new(*rules));
+                let opened = RoomEvent::Opened {
+                    rules: *rules,
+                    at: now,
+                };
+                (Some(Outcome::SectionReady), Some(opened))
+            }
+            (RoomRequest::Open(rules), Some(room)) => {
+                if room.rules() == *rules {
+                    (Some(Outcome::SectionReady), None)
+                } else if room.is_shuffled() {
+                    (Some(Outcome::Refused(Rejection::SaleStarted)), None)
+                } else {
+                    let opened = RoomEvent::Opened {
+                        rules: *rules,
+                        at: now,
+                    };
+                    (Some(Outcome::SectionReady), Some(opened))
+                }
+            }
+            (RoomRequest::EndSession { .. }, None) => (None, None),
+            (_, None) => (Some(Outcome::Refused(Rejection::NoWaitingRoom)), None),
+            (RoomRequest::Join { ticket, user_id }, Some(room)) => {
+                match room.join(user_id, *ticket, now) {
+                    Err(JoinRefused::NotOpen { opens_at }) => (
+                        Some(Outcome::Refused(Rejection::QueueNotOpen { opens_at })),
+                        None,
+                    ),
+                    Ok((id, joined)) => {
+                        answer_ticket = Some(id);
+                        (None, joined)
+                    }
+                }
+            }
+            (RoomRequest::Leave { ticket, user_id }, Some(room)) => match room.ticket(*ticket) {
+                None => (Some(Outcome::Refused(Rejection::UnknownTicket)), None),
+                Some(found) if found.user != *user_id => {
+                    (Some(Outcome::Refused(Rejection::NotOwner)), None)
+                }
+                Some(found) => {
+                    answer_ticket = Some(found.id);
+                    (None, room.end(user_id, SessionEnd::Left, now))
+                }
+            },
+            (RoomRequest::EndSession { user_id, .. }, Some(room)) => {
+                let admitted = room.ticket_of(user_id).is_some_and(|ticket| {
+                    matches!(ticket.status, crate::room::TicketStatus::Admitted { .. })
+                });
+                let ended = admitted
+                    .then(|| room.end(user_id, SessionEnd::Confirmed, now))
+                    .flatten();
+                (None, ended)
+            }
+        };
+        if let Some(event) = event {
+            self.record_room(Some(input), event_id, event, true, batch);
+        }
+        self.advance_room(event_id, now, batch);
+        let outcome = outcome.or_else(|| {
+            let ticket = self.rooms.get(event_id)?.ticket(answer_ticket?)?;
+            Some(Outcome::Ticket(ticket.clone()))
+        });
+        if let Some(outcome) = outcome {
+            batch.actions.push(Action::Reply {
+                input,
+                outcome,
+                available: 0,
+            });
+        }
+    }
+
+    /// What the clock brings to every waiting room that has something due.
+    fn advance_rooms(&mut self, now: Millis, batch: &mut Batch) {
+        let due: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.next_due().is_some_and(|due| due <= now))
+            .map(|(event_id, _)| event_id.clone())
+            .collect();
+        for event_id in due {
+            self.advance_room(&event_id, now, batch);
+        }
+    }
+
+    fn advance_room(&mut self, event_id: &str, now: Millis, batch: &mut Batch) {
+        let seed = self.seed_for(event_id, now);
+        let Some(room) = self.rooms.get_mut(event_id) else {
+            return;
+        };
+        if room.next_due().is_none_or(|due| due > now) {
+            return;
+        }
+        for event in room.advance(now, seed) {
+            self.record_room(None, event_id, event, false, batch);
+        }
+    }
+
+    /// The seed of a shuffle: the runtime's entropy mixed with the room and the time.
+    fn seed_for(&self, event_id: &str, now: Millis) -> u64 {
+        let room = crate::routing::murmur2(event_id.as_bytes());
+        crate::room::mix(self.entropy ^ u64::from(room) ^ now.cast_unsigned())
+    }
+
+    /// Log a room's decision (applying it first unless `advance` did).
+    fn record_room(
+        &mut self,
+        input: Option<usize>,
+        event_id: &str,
+        event: RoomEvent,
+        apply: bool,
+        batch: &mut Batch,
+    ) {
+        if apply && let Some(room) = self.rooms.get_mut(event_id) {
+            room.apply(&event);
+        }
+        let tickets = batch.touched_rooms.entry(event_id.to_owned()).or_default();
+        tickets.extend(event.ticket());
+        batch.actions.push(Action::Record {
+            input,
+            event: Event::Room(RoomRecorded {
+                key: SectionKey::room(event_id),
+                event,
+            }),
+        });
     }
 
     /// The batch could not be made durable: forget what it changed (sections and holds reload
@@ -339,6 +529,7 @@ impl Partition {
         self.waitlists.clear();
         self.quotas.clear();
         self.holds.clear();
+        self.rooms.clear();
         self.holds_loaded = false;
     }
 
@@ -488,6 +679,7 @@ impl Partition {
         let key = event.key().clone();
         self.evolve(&event);
         let mut release = None;
+        let mut session_end = None;
         if let Event::ReservationCompleted(completed) = &event {
             batch.note(completed);
             if let Some(hold) = Hold::of(&completed.reservation) {
@@ -519,6 +711,25 @@ impl Partition {
             if limited && given_back {
                 release = Some(release_of(input, &completed.reservation));
             }
+            // A confirmed reservation ends its user's session in the event's waiting room.
+            let in_room = self
+                .sections
+                .get(&key)
+                .is_some_and(|state| state.rules().waiting_room);
+            if in_room && completed.reservation.status == Status::Confirmed {
+                session_end = Some(Action::Forward {
+                    input,
+                    command: Command::Room(RoomCommand::new(
+                        &key.event_id,
+                        completed.reservation.decided_at,
+                        RoomRequest::EndSession {
+                            user_id: completed.reservation.user_id.clone(),
+                            reservation_id: completed.reservation.id,
+                        },
+                    )),
+                    with_caller: false,
+                });
+            }
         }
         let available = event.available_after();
         batch.actions.push(Action::Record { input, event });
@@ -528,6 +739,7 @@ impl Partition {
             available,
         });
         batch.actions.extend(release);
+        batch.actions.extend(session_end);
         if !batch.touched.contains(&key) {
             batch.touched.push(key);
         }
@@ -579,6 +791,8 @@ pub struct MemoryStore {
     pub sections: HashMap<SectionKey, SectionState>,
     pub reservations: HashMap<ReservationId, Reservation>,
     pub quotas: HashMap<QuotaKey, QuotaState>,
+    /// Each waiting room's header and tickets, by event id.
+    pub rooms: BTreeMap<String, (RoomHeader, BTreeMap<TicketId, Ticket>)>,
     /// Every fact recorded, in order.
     pub log: Vec<Event>,
 }
@@ -611,6 +825,17 @@ impl PartitionStore for MemoryStore {
             .filter_map(Waiting::of)
             .collect())
     }
+
+    fn rooms(&self, _partition: u32) -> Result<Vec<(String, RoomState)>, Self::Error> {
+        Ok(self
+            .rooms
+            .iter()
+            .map(|(event_id, (header, tickets))| {
+                let room = RoomState::restore(*header, tickets.values().cloned());
+                (event_id.clone(), room)
+            })
+            .collect())
+    }
 }
 
 impl MemoryStore {
@@ -629,6 +854,19 @@ impl MemoryStore {
                 Action::StoreQuota { key, state } => {
                     self.quotas.insert(key.clone(), state.clone());
                 }
+                Action::StoreRoom {
+                    key,
+                    header,
+                    tickets,
+                } => {
+                    let room = self
+                        .rooms
+                        .entry(key.event_id.clone())
+                        .or_insert_with(|| (*header, BTreeMap::new()));
+                    room.0 = *header;
+                    room.1
+                        .extend(tickets.iter().map(|ticket| (ticket.id, ticket.clone())));
+                }
                 Action::PublishStatus { .. } | Action::Reply { .. } | Action::Forward { .. } => {}
             }
         }
@@ -645,6 +883,20 @@ impl MemoryStore {
 
     /// Fold one recorded fact in.
     pub fn apply(&mut self, event: &Event) {
+        if let Event::Room(recorded) = event {
+            let event_id = &recorded.key.event_id;
+            let mut room = match (self.rooms.remove(event_id), &recorded.event) {
+                (Some((header, tickets)), _) => RoomState::restore(header, tickets.into_values()),
+                (None, RoomEvent::Opened { rules, .. }) => RoomState::new(*rules),
+                (None, _) => return,
+            };
+            room.apply(&recorded.event);
+            let tickets = room.tickets().map(|t| (t.id, t.clone())).collect();
+            self.rooms
+                .insert(event_id.clone(), (room.header(), tickets));
+            self.log.push(event.clone());
+            return;
+        }
         let mut section = self.sections.remove(event.key());
         evolve(&mut section, event);
         if let Some(section) = section {

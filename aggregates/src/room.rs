@@ -4,8 +4,8 @@
 //! joins, the ends of sessions and its clock ([`RoomState::advance`]), and gets back the
 //! [`RoomEvent`]s to append to the log; applying those events ([`RoomState::apply`]) rebuilds
 //! the room exactly (the state changes only by applying them, even inside `advance`), so a
-//! replay or a failover admits no one twice and loses no ticket. Not wired to the runtimes yet:
-//! this is the decision the partition owners will run (issue 15).
+//! replay or a failover admits no one twice and loses no ticket. The partition its event falls
+//! on owns it ([`crate::Partition`]); a gateway keeps a replica by applying the same events.
 //!
 //! The rules, as the big on-sales run them:
 //! - The room opens `opens_before_seconds` before the on-sale; one ticket per user (joining
@@ -79,6 +79,8 @@ pub struct Ticket {
     pub id: TicketId,
     pub user: String,
     pub joined_at: Millis,
+    /// How many tickets joined before this one (the order the shuffle starts from).
+    pub arrival: u32,
     /// 1-based place in line; none until the on-sale's shuffle for an early joiner.
     pub position: Option<u32>,
     pub status: TicketStatus,
@@ -87,6 +89,8 @@ pub struct Ticket {
 /// What the room's owner decided: the room's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomEvent {
+    /// The room was set up, or its rules changed (only before the shuffle).
+    Opened { rules: RoomRules, at: Millis },
     Joined {
         ticket: TicketId,
         user: String,
@@ -106,11 +110,42 @@ pub enum RoomEvent {
     },
 }
 
+impl RoomEvent {
+    /// The ticket whose stored state the event changes, if one.
+    pub fn ticket(&self) -> Option<TicketId> {
+        match self {
+            Self::Opened { .. } | Self::Shuffled { .. } => None,
+            Self::Joined { ticket, .. }
+            | Self::Admitted { ticket, .. }
+            | Self::Ended { ticket, .. } => Some(*ticket),
+        }
+    }
+}
+
 /// Why a join is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinRefused {
     /// Before `on_sale_at - opens_before_seconds` (`queue_not_open`).
     NotOpen { opens_at: Millis },
+}
+
+/// The shuffle at the on-sale, as recorded: enough to put the line back in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shuffle {
+    pub seed: u64,
+    pub at: Millis,
+    /// How many tickets had joined (the first `early` arrivals are shuffled).
+    pub early: u32,
+}
+
+/// A room's state apart from its tickets: what is stored once per room, the tickets each under
+/// their own key (a join or an admission writes one ticket, not the whole line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomHeader {
+    pub rules: RoomRules,
+    pub shuffle: Option<Shuffle>,
+    pub credit: u64,
+    pub credited_at: Millis,
 }
 
 /// The room of one event.
@@ -125,7 +160,10 @@ pub struct RoomState {
     line: Vec<TicketId>,
     /// Index in `line` of the next ticket to consider for admission.
     next: usize,
-    shuffled: bool,
+    shuffle: Option<Shuffle>,
+    /// Positions at or behind the head of the line whose tickets left while waiting (what
+    /// `ahead_of` does not count).
+    left: BTreeSet<u32>,
     /// The admitted sessions, by when they run out.
     sessions: BTreeSet<(Millis, TicketId)>,
     /// Admission credit, in 1/60,000ths of an admission.
@@ -147,7 +185,8 @@ impl RoomState {
             early: Vec::new(),
             line: Vec::new(),
             next: 0,
-            shuffled: false,
+            shuffle: None,
+            left: BTreeSet::new(),
             sessions: BTreeSet::new(),
             credit: 0,
             credited_at: rules.on_sale_at,
@@ -173,16 +212,99 @@ impl RoomState {
         self.active
     }
 
-    /// Tickets still waiting ahead of `id` (none before the shuffle for an early joiner).
+    /// Tickets still waiting ahead of `id` (none before the shuffle for an early joiner, or
+    /// once it is not waiting). Logarithmic in the tickets that left the line.
     pub fn ahead_of(&self, id: TicketId) -> Option<u32> {
         let ticket = self.tickets.get(&id)?;
-        ticket.position?;
-        let ahead = self.line[self.next.min(self.line.len())..]
-            .iter()
-            .take_while(|other| **other != id)
-            .filter(|other| self.tickets[*other].status == TicketStatus::Waiting)
-            .count();
-        (ticket.status == TicketStatus::Waiting).then(|| u32::try_from(ahead).unwrap_or(u32::MAX))
+        let position = ticket.position?;
+        if ticket.status != TicketStatus::Waiting {
+            return None;
+        }
+        // Positions next+1 .. position-1 are behind the head; those that left do not count.
+        let head = u32::try_from(self.next).unwrap_or(u32::MAX) + 1;
+        let behind_head = position.saturating_sub(head);
+        let left = self.left.range(head..position).count();
+        Some(behind_head.saturating_sub(u32::try_from(left).unwrap_or(u32::MAX)))
+    }
+
+    /// Whether the on-sale's shuffle happened.
+    pub fn is_shuffled(&self) -> bool {
+        self.shuffle.is_some()
+    }
+
+    /// The seconds `id` may still wait to be admitted at `now`, as the room runs now: the
+    /// admissions ahead at the rate (or, with only a cap, sessions running out one after
+    /// another); before the shuffle, the time to the on-sale plus the middle of the crowd's.
+    pub fn estimated_wait_seconds(&self, id: TicketId, now: Millis) -> Option<u64> {
+        let ticket = self.tickets.get(&id)?;
+        if ticket.status != TicketStatus::Waiting {
+            return Some(0);
+        }
+        let (admissions, before) = match self.ahead_of(id) {
+            Some(ahead) => (u64::from(ahead) + 1, 0),
+            None => {
+                let crowd = u64::try_from(self.early.len()).unwrap_or(u64::MAX);
+                let to_sale = u64::try_from(self.rules.on_sale_at - now).unwrap_or(0);
+                (crowd.div_ceil(2), to_sale.div_ceil(1_000))
+            }
+        };
+        let admitting = match (self.rules.admit_per_minute, self.rules.max_active) {
+            (Some(rate), _) => (admissions * 60).div_ceil(u64::from(rate.max(1))),
+            (None, Some(most)) => {
+                let rounds = admissions.div_ceil(u64::from(most.max(1)));
+                rounds.saturating_sub(1) * u64::from(self.rules.session_seconds)
+            }
+            (None, None) => 0,
+        };
+        Some(before + admitting)
+    }
+
+    /// The room apart from its tickets.
+    pub fn header(&self) -> RoomHeader {
+        RoomHeader {
+            rules: self.rules,
+            shuffle: self.shuffle,
+            credit: self.credit,
+            credited_at: self.credited_at,
+        }
+    }
+
+    /// Every ticket, by id.
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
+        self.tickets.values()
+    }
+
+    /// The room as stored: its header and its tickets (any order; positions are recomputed
+    /// from the arrivals and the shuffle's seed).
+    pub fn restore(header: RoomHeader, tickets: impl IntoIterator<Item = Ticket>) -> Self {
+        let mut room = Self::new(header.rules);
+        room.credit = header.credit;
+        room.credited_at = header.credited_at;
+        room.shuffle = header.shuffle;
+        let mut arrivals: Vec<Ticket> = tickets.into_iter().collect();
+        arrivals.sort_by_key(|ticket| ticket.arrival);
+        let order: Vec<TicketId> = arrivals.iter().map(|ticket| ticket.id).collect();
+        for mut ticket in arrivals {
+            ticket.position = None;
+            if let TicketStatus::Admitted { until, .. } = ticket.status {
+                room.sessions.insert((until, ticket.id));
+                room.active += 1;
+            }
+            room.by_user.insert(ticket.user.clone(), ticket.id);
+            room.tickets.insert(ticket.id, ticket);
+        }
+        match header.shuffle {
+            None => room.early = order,
+            Some(shuffle) => {
+                let early = usize::try_from(shuffle.early)
+                    .unwrap_or(usize::MAX)
+                    .min(order.len());
+                let mut line = shuffled_order(&order[..early], shuffle.seed);
+                line.extend_from_slice(&order[early..]);
+                room.place(line);
+            }
+        }
+        room
     }
 
     /// Decide a join by `user` at `now`, with `fresh` as the id of a new ticket: the ticket's
@@ -221,10 +343,10 @@ impl RoomState {
             room.apply(&event);
             events.push(event);
         };
-        if !self.shuffled && now >= self.rules.on_sale_at {
+        if self.shuffle.is_none() && now >= self.rules.on_sale_at {
             emit(self, RoomEvent::Shuffled { seed, at: now });
         }
-        if !self.shuffled {
+        if self.shuffle.is_none() {
             return events;
         }
         while let Some(&(until, ticket)) = self.sessions.first()
@@ -261,7 +383,7 @@ impl RoomState {
     /// first session to run out, or (with someone waiting and a free slot) the moment the
     /// credit allows the next admission. The owner sets its timer to this.
     pub fn next_due(&self) -> Option<Millis> {
-        if !self.shuffled {
+        if self.shuffle.is_none() {
             return Some(self.rules.on_sale_at);
         }
         let session_ends = self.sessions.first().map(|(until, _)| *until);
@@ -296,11 +418,18 @@ impl RoomState {
     /// Apply a decided event.
     pub fn apply(&mut self, event: &RoomEvent) {
         match event {
+            RoomEvent::Opened { rules, .. } => {
+                if self.shuffle.is_some() {
+                    return;
+                }
+                self.rules = *rules;
+                self.credited_at = rules.on_sale_at;
+            }
             RoomEvent::Joined { ticket, user, at } => {
                 if self.tickets.contains_key(ticket) || self.by_user.contains_key(user) {
                     return;
                 }
-                let position = if self.shuffled {
+                let position = if self.shuffle.is_some() {
                     self.line.push(*ticket);
                     Some(u32::try_from(self.line.len()).unwrap_or(u32::MAX))
                 } else {
@@ -314,29 +443,28 @@ impl RoomState {
                         id: *ticket,
                         user: user.clone(),
                         joined_at: *at,
+                        arrival: u32::try_from(self.tickets.len()).unwrap_or(u32::MAX),
                         position,
                         status: TicketStatus::Waiting,
                     },
                 );
             }
             RoomEvent::Shuffled { seed, at } => {
-                if self.shuffled {
+                if self.shuffle.is_some() {
                     return;
                 }
-                self.shuffled = true;
+                let early = std::mem::take(&mut self.early);
+                self.shuffle = Some(Shuffle {
+                    seed: *seed,
+                    at: *at,
+                    early: u32::try_from(early.len()).unwrap_or(u32::MAX),
+                });
                 // The sale opens with one second's worth of admissions at once.
                 self.credited_at = *at;
                 self.credit = self.credit_cap();
-                let early = std::mem::take(&mut self.early);
                 let mut line = shuffled_order(&early, *seed);
                 line.append(&mut self.line);
-                for (index, id) in line.iter().enumerate() {
-                    if let Some(ticket) = self.tickets.get_mut(id) {
-                        ticket.position = Some(u32::try_from(index + 1).unwrap_or(u32::MAX));
-                    }
-                }
-                self.line = line;
-                self.skip_done();
+                self.place(line);
             }
             RoomEvent::Admitted { ticket, at, until } => {
                 let Some(entry) = self.tickets.get_mut(ticket) else {
@@ -365,7 +493,11 @@ impl RoomState {
                         self.sessions.remove(&(until, *ticket));
                         self.active -= 1;
                     }
-                    TicketStatus::Waiting => {}
+                    TicketStatus::Waiting => {
+                        if let Some(position) = entry.position {
+                            self.left.insert(position);
+                        }
+                    }
                 }
                 entry.status = TicketStatus::Ended { at: *at, why: *why };
                 self.skip_done();
@@ -412,6 +544,27 @@ impl RoomState {
         {
             self.next += 1;
         }
+        let head = u32::try_from(self.next).unwrap_or(u32::MAX) + 1;
+        while self.left.first().is_some_and(|position| *position < head) {
+            self.left.pop_first();
+        }
+    }
+
+    /// Make `line` the line: number the tickets in its order and find its head.
+    fn place(&mut self, line: Vec<TicketId>) {
+        self.left.clear();
+        for (index, id) in line.iter().enumerate() {
+            if let Some(ticket) = self.tickets.get_mut(id) {
+                let position = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                ticket.position = Some(position);
+                if matches!(ticket.status, TicketStatus::Ended { .. }) {
+                    self.left.insert(position);
+                }
+            }
+        }
+        self.line = line;
+        self.next = 0;
+        self.skip_done();
     }
 
     /// Tickets in line, in order (for the audit and the tests).
@@ -431,6 +584,12 @@ pub fn shuffled_order(arrivals: &[TicketId], seed: u64) -> Vec<TicketId> {
         line.swap(i, j);
     }
     line
+}
+
+/// One step of SplitMix64 from `value`: a well-mixed 64-bit number (the owner's seeds).
+pub fn mix(value: u64) -> u64 {
+    let mut state = value;
+    splitmix64(&mut state)
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -774,6 +933,18 @@ mod tests {
                     log.push(event);
                 }
                 proptest::prop_assert!(room.active() <= max_active);
+                // What is stored (the header and the tickets) rebuilds the same room.
+                let restored = RoomState::restore(room.header(), room.tickets().cloned());
+                proptest::prop_assert_eq!(&restored, &room);
+                for ticket in room.tickets() {
+                    let brute = ticket.position.filter(|_| ticket.status == TicketStatus::Waiting).map(|p| {
+                        room.line()[..p as usize - 1]
+                            .iter()
+                            .filter(|t| room.ticket(**t).expect("t").status == TicketStatus::Waiting)
+                            .count() as u32
+                    });
+                    proptest::prop_assert_eq!(room.ahead_of(ticket.id), brute);
+                }
                 if matches!(step, Step::Wait(_)) {
                     // Nothing due is left behind: the owner's next timer is in the future.
                     proptest::prop_assert!(room.next_due().is_none_or(|due| due > now));

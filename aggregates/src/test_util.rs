@@ -93,6 +93,7 @@ impl MemoryPartition {
             Some(Outcome::Reservation(first)) => Decision::AlreadyDecided(first),
             Some(Outcome::Refused(rejection)) => Decision::Refused(rejection),
             Some(Outcome::SectionReady) => Decision::Append(Vec::new()),
+            Some(Outcome::Ticket(ticket)) => panic!("a section answered with a ticket: {ticket:?}"),
             None => panic!("a batch answers every command"),
         }
     }

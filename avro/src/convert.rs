@@ -4,8 +4,8 @@ use apache_avro::types::Value;
 use seatflow_aggregates::{
     Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
     Layout, Millis, Outcome, QuotaKey, QuotaState, QuotaVerdict, Rejection, ReleaseQuota,
-    Reservation, ReservationId, Reserve, SaleRules, Seat, SeatRequest, SectionInitialized,
-    SectionKey, SectionState, SectionStatus, Status,
+    Reservation, ReservationId, Reserve, RoomCommand, SaleRules, Seat, SeatRequest,
+    SectionInitialized, SectionKey, SectionState, SectionStatus, Status,
 };
 
 use crate::codec::{Contract, DecodeError, Versions, versions};
@@ -14,12 +14,16 @@ impl Contract for Command {
     const NAME: &'static str = "ReservationCommand";
 
     fn versions() -> &'static Versions {
-        versions!("ReservationCommand", ["v1", "v2", "v3", "v4"])
+        versions!("ReservationCommand", ["v1", "v2", "v3", "v4", "v5"])
     }
 
     fn to_value(&self) -> Value {
         let key = self.key();
         let (requested_at, branch, command) = match self {
+            Command::Room(room) => {
+                let (branch, command) = crate::room::command_value(&room.request);
+                (room.requested_at, branch, command)
+            }
             Command::InitSection(init) => (
                 init.requested_at,
                 0,
@@ -40,6 +44,8 @@ impl Contract for Command {
                         "avoidSingleSeats",
                         Value::Boolean(init.rules.avoid_single_seats),
                     ),
+                    ("waitingRoom", Value::Boolean(init.rules.waiting_room)),
+                    ("onSaleAt", optional_time(init.rules.on_sale_at)),
                 ]),
             ),
             Command::Reserve(reserve) => {
@@ -141,6 +147,11 @@ impl Contract for Command {
                 payment_ref: command.optional_string("paymentRef")?,
                 requested_at,
             }),
+            6..=9 => Command::Room(RoomCommand {
+                key,
+                requested_at,
+                request: crate::room::command_from(branch, command)?,
+            }),
             other => {
                 return Err(field_error(
                     Self::NAME,
@@ -172,7 +183,7 @@ impl Contract for Event {
     const NAME: &'static str = "SeatEvent";
 
     fn versions() -> &'static Versions {
-        versions!("SeatEvent", ["v1", "v2", "v3", "v4"])
+        versions!("SeatEvent", ["v1", "v2", "v3", "v4", "v5"])
     }
 
     fn to_value(&self) -> Value {
@@ -199,9 +210,12 @@ impl Contract for Event {
                         "avoidSingleSeats",
                         Value::Boolean(init.rules.avoid_single_seats),
                     ),
+                    ("waitingRoom", Value::Boolean(init.rules.waiting_room)),
+                    ("onSaleAt", optional_time(init.rules.on_sale_at)),
                 ]),
             ),
             Event::ReservationCompleted(completed) => (1, completed_value(completed)),
+            Event::Room(recorded) => (2, crate::room::recorded_value(recorded)),
         };
         record(vec![("event", Value::Union(branch, Box::new(event)))])
     }
@@ -230,6 +244,7 @@ impl Contract for Event {
                 Self::NAME,
                 event,
             )?)),
+            2 => Ok(Event::Room(crate::room::recorded_from(event)?)),
             other => Err(field_error(
                 Self::NAME,
                 "event",
@@ -267,7 +282,7 @@ impl Contract for CommandReply {
     const NAME: &'static str = "CommandReply";
 
     fn versions() -> &'static Versions {
-        versions!("CommandReply", ["v1", "v2", "v3", "v4"])
+        versions!("CommandReply", ["v1", "v2", "v3", "v4", "v5"])
     }
 
     fn to_value(&self) -> Value {
@@ -284,6 +299,16 @@ impl Contract for CommandReply {
                 record(vec![
                     ("eventId", string(&self.key.event_id)),
                     ("section", string(&self.key.section)),
+                ]),
+            ),
+            Outcome::Refused(rejection) if self.key.is_room() => {
+                (4, crate::room::refused_value(&self.key, rejection))
+            }
+            Outcome::Ticket(ticket) => (
+                3,
+                record(vec![
+                    ("eventId", string(&self.key.event_id)),
+                    ("ticket", crate::room::ticket_value(ticket)),
                 ]),
             ),
             Outcome::Refused(rejection) => (
@@ -335,6 +360,26 @@ impl Contract for CommandReply {
                     outcome: Outcome::Refused(reason),
                 })
             }
+            3 => {
+                let mut answer = Fields::of(Self::NAME, outcome)?;
+                let key = SectionKey::room(answer.string("eventId")?);
+                let ticket = crate::room::ticket_from(Self::NAME, answer.take("ticket")?)?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key,
+                    available: 0,
+                    outcome: Outcome::Ticket(ticket),
+                })
+            }
+            4 => {
+                let (key, reason) = crate::room::refused_from(outcome)?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key,
+                    available: 0,
+                    outcome: Outcome::Refused(reason),
+                })
+            }
             other => Err(field_error(
                 Self::NAME,
                 "outcome",
@@ -355,7 +400,7 @@ impl Contract for StoredSection {
     const NAME: &'static str = "SectionState";
 
     fn versions() -> &'static Versions {
-        versions!("SectionState", ["v1", "v2", "v3"])
+        versions!("SectionState", ["v1", "v2", "v3", "v4"])
     }
 
     fn to_value(&self) -> Value {
@@ -377,6 +422,11 @@ impl Contract for StoredSection {
                 "avoidSingleSeats",
                 Value::Boolean(self.state.rules().avoid_single_seats),
             ),
+            (
+                "waitingRoom",
+                Value::Boolean(self.state.rules().waiting_room),
+            ),
+            ("onSaleAt", optional_time(self.state.rules().on_sale_at)),
         ])
     }
 
@@ -595,6 +645,12 @@ fn rejection_value(rejection: &Rejection) -> Value {
             Rejection::SectionExists => (11, None, None, None),
             Rejection::UserLimitExceeded { limit } => (12, None, Some(limit.into()), None),
             Rejection::WaitlistFull { limit } => (13, None, Some(limit), None),
+            // A room's refusals are never a reservation's reason: they travel in
+            // `CommandReply.RoomRefused` (see `room::refused_value`).
+            Rejection::QueueNotOpen { .. }
+            | Rejection::NoWaitingRoom
+            | Rejection::UnknownTicket
+            | Rejection::SaleStarted => (7, None, None, None),
         };
     record(vec![
         (
@@ -699,14 +755,14 @@ const STATUSES: [(Status, &str); 7] = [
     (Status::Waitlisted, "WAITLISTED"),
 ];
 
-fn optional_time(at: Option<Millis>) -> Value {
+pub(crate) fn optional_time(at: Option<Millis>) -> Value {
     match at {
         None => Value::Union(0, Box::new(Value::Null)),
         Some(at) => Value::Union(1, Box::new(Value::TimestampMillis(at))),
     }
 }
 
-fn optional_string(text: Option<&str>) -> Value {
+pub(crate) fn optional_string(text: Option<&str>) -> Value {
     match text {
         None => Value::Union(0, Box::new(Value::Null)),
         Some(text) => Value::Union(1, Box::new(string(text))),
@@ -758,7 +814,7 @@ fn verdict_value(verdict: QuotaVerdict) -> Value {
     Value::Enum(index as u32, VERDICTS[index].1.to_string())
 }
 
-fn limit_value(limit: Option<u16>) -> Value {
+pub(crate) fn limit_value(limit: Option<u16>) -> Value {
     match limit {
         None => Value::Union(0, Box::new(Value::Null)),
         Some(limit) => Value::Union(1, Box::new(Value::Int(i32::from(limit)))),
@@ -781,15 +837,15 @@ fn seat_from(contract: &'static str, value: Value) -> Result<Seat, DecodeError> 
     Ok(Seat::new(fields.u16("row")?, fields.u16("seat")?))
 }
 
-fn count_value(count: u32) -> Value {
+pub(crate) fn count_value(count: u32) -> Value {
     Value::Int(i32::try_from(count).unwrap_or(i32::MAX))
 }
 
-fn string(s: &str) -> Value {
+pub(crate) fn string(s: &str) -> Value {
     Value::String(s.to_owned())
 }
 
-fn record(fields: Vec<(&'static str, Value)>) -> Value {
+pub(crate) fn record(fields: Vec<(&'static str, Value)>) -> Value {
     Value::Record(
         fields
             .into_iter()
@@ -798,7 +854,11 @@ fn record(fields: Vec<(&'static str, Value)>) -> Value {
     )
 }
 
-fn field_error(contract: &'static str, field: &'static str, problem: String) -> DecodeError {
+pub(crate) fn field_error(
+    contract: &'static str,
+    field: &'static str,
+    problem: String,
+) -> DecodeError {
     DecodeError::Field {
         contract,
         field,
@@ -806,7 +866,7 @@ fn field_error(contract: &'static str, field: &'static str, problem: String) -> 
     }
 }
 
-fn type_error(
+pub(crate) fn type_error(
     contract: &'static str,
     field: &'static str,
     expected: &str,
@@ -815,7 +875,11 @@ fn type_error(
     field_error(contract, field, format!("expected {expected}, got {got:?}"))
 }
 
-fn as_long(contract: &'static str, field: &'static str, value: Value) -> Result<i64, DecodeError> {
+pub(crate) fn as_long(
+    contract: &'static str,
+    field: &'static str,
+    value: Value,
+) -> Result<i64, DecodeError> {
     match value {
         Value::Long(v) | Value::TimestampMillis(v) => Ok(v),
         Value::Int(v) => Ok(i64::from(v)),
@@ -824,20 +888,20 @@ fn as_long(contract: &'static str, field: &'static str, value: Value) -> Result<
 }
 
 /// The fields of a decoded record, taken out by name.
-struct Fields {
+pub(crate) struct Fields {
     contract: &'static str,
     fields: Vec<(String, Value)>,
 }
 
 impl Fields {
-    fn of(contract: &'static str, value: Value) -> Result<Self, DecodeError> {
+    pub(crate) fn of(contract: &'static str, value: Value) -> Result<Self, DecodeError> {
         match value {
             Value::Record(fields) => Ok(Self { contract, fields }),
             other => Err(type_error(contract, "(record)", "record", &other)),
         }
     }
 
-    fn take(&mut self, field: &'static str) -> Result<Value, DecodeError> {
+    pub(crate) fn take(&mut self, field: &'static str) -> Result<Value, DecodeError> {
         let index = self
             .fields
             .iter()
@@ -846,43 +910,43 @@ impl Fields {
         Ok(std::mem::replace(&mut self.fields[index].1, Value::Null))
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         match self.take(field)? {
             Value::String(s) => Ok(s),
             other => Err(type_error(self.contract, field, "string", &other)),
         }
     }
 
-    fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
+    pub(crate) fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
         let value = self.take(field)?;
         as_long(self.contract, field, value)
     }
 
-    fn int(&mut self, field: &'static str) -> Result<i32, DecodeError> {
+    pub(crate) fn int(&mut self, field: &'static str) -> Result<i32, DecodeError> {
         match self.take(field)? {
             Value::Int(v) => Ok(v),
             other => Err(type_error(self.contract, field, "int", &other)),
         }
     }
 
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         let v = self.int(field)?;
         u16::try_from(v).map_err(|_| field_error(self.contract, field, format!("{v} out of range")))
     }
 
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         let v = self.int(field)?;
         u32::try_from(v).map_err(|_| field_error(self.contract, field, format!("{v} is negative")))
     }
 
-    fn union(&mut self, field: &'static str) -> Result<(u32, Value), DecodeError> {
+    pub(crate) fn union(&mut self, field: &'static str) -> Result<(u32, Value), DecodeError> {
         match self.take(field)? {
             Value::Union(branch, value) => Ok((branch, *value)),
             other => Err(type_error(self.contract, field, "union", &other)),
         }
     }
 
-    fn optional(&mut self, field: &'static str) -> Result<Option<Value>, DecodeError> {
+    pub(crate) fn optional(&mut self, field: &'static str) -> Result<Option<Value>, DecodeError> {
         match self.take(field)? {
             Value::Union(_, value) if *value == Value::Null => Ok(None),
             Value::Union(_, value) => Ok(Some(*value)),
@@ -891,14 +955,20 @@ impl Fields {
         }
     }
 
-    fn optional_time(&mut self, field: &'static str) -> Result<Option<Millis>, DecodeError> {
+    pub(crate) fn optional_time(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<Millis>, DecodeError> {
         match self.optional(field)? {
             None => Ok(None),
             Some(value) => Ok(Some(as_long(self.contract, field, value)?)),
         }
     }
 
-    fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
+    pub(crate) fn optional_string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<String>, DecodeError> {
         match self.optional(field)? {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -906,7 +976,10 @@ impl Fields {
         }
     }
 
-    fn reservation_id(&mut self, field: &'static str) -> Result<ReservationId, DecodeError> {
+    pub(crate) fn reservation_id(
+        &mut self,
+        field: &'static str,
+    ) -> Result<ReservationId, DecodeError> {
         let text = self.string(field)?;
         uuid::Uuid::parse_str(&text)
             .map(ReservationId)
@@ -918,7 +991,7 @@ impl Fields {
         status_from(self.contract, value)
     }
 
-    /// A sale's rules: `holdSeconds`, `maxSeatsPerUser`, `avoidSingleSeats`.
+    /// A sale's rules: `holdSeconds`, `maxSeatsPerUser`, `avoidSingleSeats`, `waitingRoom`.
     fn rules(&mut self) -> Result<SaleRules, DecodeError> {
         let hold_seconds = self.u32("holdSeconds")?;
         let max_seats_per_user = match self.optional("maxSeatsPerUser")? {
@@ -943,10 +1016,17 @@ impl Fields {
                 ));
             }
         };
+        let waiting_room = match self.take("waitingRoom")? {
+            Value::Boolean(room) => room,
+            other => return Err(type_error(self.contract, "waitingRoom", "boolean", &other)),
+        };
+        let on_sale_at = self.optional_time("onSaleAt")?;
         Ok(SaleRules {
             hold_seconds,
             max_seats_per_user,
             avoid_single_seats,
+            waiting_room,
+            on_sale_at,
         })
     }
 

@@ -13,8 +13,10 @@
 
 mod codec;
 mod convert;
+mod room;
 mod wire;
 
 pub use codec::{Contract, DecodeError, EncodeError, decode, encode, fingerprint};
 pub use convert::{StoredQuota, StoredSection};
+pub use room::{StoredRoom, StoredTicket};
 pub use wire::{RegistryIds, RegistrySchemaError, Wire};

@@ -7,6 +7,7 @@
 //! outcome once the decision is on disk.
 
 mod dedup;
+mod room;
 mod status;
 pub mod text;
 
@@ -74,6 +75,7 @@ pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::instrument;
 
 pub use dedup::{Claim, Dedup, DedupFuture, DedupStore, Held};
+pub use room::RoomPolicy;
 pub use status::StatusCache;
 
 /// Where the command side looks up what sections exist (the catalogue read model).
@@ -129,6 +131,12 @@ pub enum CommandError {
     UnknownSection(SectionKey),
     #[error("reservation {0} does not exist")]
     UnknownReservation(ReservationId),
+    /// No such ticket in the event's waiting room, or not the caller's.
+    #[error("the ticket does not exist")]
+    UnknownTicket,
+    /// The event has a sale time and it has not come yet.
+    #[error("the sale opens at {opens_at} (Unix ms)")]
+    SaleNotStarted { opens_at: Millis },
     /// Refused before becoming a command: the cached count is below the request.
     #[error("{0}")]
     PreFiltered(Rejection),
@@ -232,6 +240,11 @@ impl CommandService {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The sections' counts as the pre-filter has them (what live availability follows).
+    pub fn status(&self) -> &Arc<StatusCache> {
+        &self.status
     }
 
     /// Reserve seats: validate, honour the `Idempotency-Key`, de-duplicate, pre-filter, decide.
@@ -416,7 +429,9 @@ impl CommandService {
             Submitted::Decided(Outcome::Refused(rejection)) => {
                 Err(CommandError::Refused(rejection))
             }
-            Submitted::Decided(Outcome::SectionReady) => Err(unexpected("a reservation")),
+            Submitted::Decided(Outcome::SectionReady | Outcome::Ticket(_)) => {
+                Err(unexpected("a reservation"))
+            }
         }
     }
 
@@ -524,6 +539,14 @@ impl CommandService {
         let Some(layout) = self.directory.layout(&key) else {
             return Err(CommandError::UnknownSection(key));
         };
+        if let Some(opens_at) = self
+            .directory
+            .rules(&key)
+            .and_then(|rules| rules.on_sale_at)
+            && now_millis() < opens_at
+        {
+            return Err(CommandError::SaleNotStarted { opens_at });
+        }
         if let SeatRequest::Picked(seats) = &seat_request {
             for (i, seat) in seats.iter().enumerate() {
                 if !layout.contains(*seat) {
@@ -618,7 +641,7 @@ impl CommandService {
                 Err(CommandError::UnknownReservation(id))
             }
             Outcome::Refused(rejection) => Err(CommandError::Refused(rejection)),
-            Outcome::SectionReady => Err(unexpected(what)),
+            Outcome::SectionReady | Outcome::Ticket(_) => Err(unexpected(what)),
         }
     }
 
@@ -631,6 +654,7 @@ impl CommandService {
         policy: SalePolicy,
     ) -> Result<String, CommandError> {
         let rules = policy.rules()?;
+        let room = policy.room_rules()?;
         let name = text::bounded("name", name, 200)?;
         if sections.is_empty() || sections.len() > self.limits.max_sections_per_event {
             return Err(invalid(
@@ -673,6 +697,10 @@ impl CommandService {
             layouts.push(layout);
         }
         let event_id = uuid::Uuid::now_v7().to_string();
+        // The room exists before any section says it has one.
+        if let Some(room) = room {
+            self.open_room(&event_id, room).await?;
+        }
         let requested_at = now_millis();
         let mut submissions = tokio::task::JoinSet::new();
         for (position, (section, layout)) in names.iter().zip(layouts).enumerate() {
@@ -699,7 +727,9 @@ impl CommandService {
                     tracing::warn!(event = %event_id, %rejection, "section initialisation refused");
                     return Err(CommandError::Refused(rejection));
                 }
-                Outcome::Reservation(_) => return Err(unexpected("a section")),
+                Outcome::Reservation(_) | Outcome::Ticket(_) => {
+                    return Err(unexpected("a section"));
+                }
             }
         }
         Ok(event_id)
@@ -719,6 +749,10 @@ pub struct SalePolicy {
     /// Best-available never leaves a lone free seat when another placement in the row would
     /// not (absent: true).
     pub avoid_single_seats: Option<bool>,
+    /// When reservations open (absent: at once).
+    pub on_sale_at: Option<Millis>,
+    /// The event's waiting room (needs `on_sale_at`).
+    pub waiting_room: Option<RoomPolicy>,
 }
 
 impl SalePolicy {
@@ -750,11 +784,27 @@ impl SalePolicy {
                     })?,
             ),
         };
+        // Validated here so that a bad room is refused before anything is created.
+        self.room_rules()?;
         Ok(SaleRules {
             hold_seconds,
             max_seats_per_user,
             avoid_single_seats: self.avoid_single_seats.unwrap_or(true),
+            waiting_room: self.waiting_room.is_some(),
+            on_sale_at: self.on_sale_at,
         })
+    }
+
+    /// The waiting room's rules, if the event has one, or the field at fault.
+    pub fn room_rules(&self) -> Result<Option<seatflow_aggregates::room::RoomRules>, CommandError> {
+        match (self.waiting_room, self.on_sale_at) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(invalid(
+                "onSaleAt",
+                "an event with a waiting room needs the time its sale opens",
+            )),
+            (Some(room), Some(on_sale_at)) => room.rules(on_sale_at).map(Some),
+        }
     }
 }
 

@@ -28,14 +28,18 @@ pub enum ApiError {
     BadRequest(Json<ErrorBody>),
     /// The caller may not: a role is missing (`forbidden`), a user named in the request is not
     /// the authenticated one (`user_mismatch`), or, without authentication, the reservation is
-    /// another user's (`not_owner`).
+    /// another user's (`not_owner`); a reservation in an event with a waiting room without a
+    /// valid `X-Admission-Token` (`admission_required`, `admission_expired`,
+    /// `admission_invalid`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
-    /// The event, section or reservation does not exist.
+    /// The event, section, reservation or waiting-room ticket does not exist (or the event has
+    /// no waiting room: `no_waiting_room`).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// The seats cannot be had (sold out, not enough seats, seat taken), or the reservation
-    /// cannot be cancelled or confirmed (`not_cancellable`, `hold_expired`, `not_confirmable`).
+    /// cannot be cancelled or confirmed (`not_cancellable`, `hold_expired`, `not_confirmable`),
+    /// or the sale or its waiting room is not open yet (`sale_not_started`, `queue_not_open`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// The request body did not arrive in time (10 s after the request's head).
@@ -153,7 +157,10 @@ impl ApiError {
         let payload = body(rejection.code(), rejection.to_string(), field);
         match rejection {
             Rejection::NotOwner => Self::Forbidden(payload),
-            Rejection::UnknownSection | Rejection::UnknownReservation => Self::NotFound(payload),
+            Rejection::UnknownSection
+            | Rejection::UnknownReservation
+            | Rejection::UnknownTicket
+            | Rejection::NoWaitingRoom => Self::NotFound(payload),
             Rejection::SeatOutOfRange { .. }
             | Rejection::DuplicateSeat { .. }
             | Rejection::InvalidSeatCount { .. } => Self::Unprocessable(payload),
@@ -176,6 +183,16 @@ impl From<CommandError> for ApiError {
             CommandError::UnknownReservation(_) => {
                 Self::not_found("unknown_reservation", message, Some("reservationId"))
             }
+            CommandError::UnknownTicket => {
+                Self::not_found("unknown_ticket", message, Some("ticketId"))
+            }
+            CommandError::SaleNotStarted { opens_at } => Self::conflict(
+                "sale_not_started",
+                format!(
+                    "the sale opens at {}",
+                    crate::api::model::Timestamp::from_millis(opens_at).0
+                ),
+            ),
             CommandError::PreFiltered(rejection) | CommandError::Refused(rejection) => {
                 Self::rejection(rejection)
             }

@@ -22,7 +22,13 @@ pub use api::{AppState, MAX_WAIT_MS};
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorBody};
 
-type Operations = (api::EventsApi, api::ReservationsApi, api::HealthApi);
+type Operations = (
+    api::EventsApi,
+    api::ReservationsApi,
+    api::QueueApi,
+    api::AvailabilityApi,
+    api::HealthApi,
+);
 
 /// The OpenAPI service: every operation, and the address clients reach it at.
 fn openapi(state: AppState, public_url: &str) -> OpenApiService<Operations, ()> {
@@ -31,6 +37,12 @@ fn openapi(state: AppState, public_url: &str) -> OpenApiService<Operations, ()> 
             state: state.clone(),
         },
         api::ReservationsApi {
+            state: state.clone(),
+        },
+        api::QueueApi {
+            state: state.clone(),
+        },
+        api::AvailabilityApi {
             state: state.clone(),
         },
         api::HealthApi { state },

@@ -55,6 +55,7 @@ pub fn complete(spec: &str, limits: ServerLimits, auth: Mode, rate_limited: bool
     one_way_to_ask_for_seats(&mut document);
     whole_bounds_as_integers(&mut document);
     unsigned_integers_from_zero(&mut document);
+    describe_event_streams(&mut document);
     let text = serde_json::to_string_pretty(&document).expect("a JSON value serializes");
     text.replace("application/json; charset=utf-8", "application/json")
 }
@@ -258,5 +259,62 @@ fn whole_bounds_as_integers(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(whole_bounds_as_integers),
         _ => {}
+    }
+}
+
+/// poem-openapi documents a Server-Sent Events answer as an array of its messages; before
+/// OpenAPI 3.2, a `text/event-stream` schema describes one event (`data`, `event`, `id`), and
+/// the message is the event's `data`, JSON text. OpenAPI 3.0 has no keyword for the schema of
+/// a string's JSON content (`contentSchema` is 3.1's), so the message's schema is named in an
+/// extension, `x-message-schema`, and in the description.
+fn describe_event_streams(document: &mut Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            // `get_mut`, not indexing: indexing a missing key would add it as `null`.
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            for response in responses.values_mut() {
+                let Some(stream) = response
+                    .get_mut("content")
+                    .and_then(|content| content.get_mut("text/event-stream"))
+                else {
+                    continue;
+                };
+                let message = stream
+                    .get_mut("schema")
+                    .and_then(|schema| schema.get_mut("items"))
+                    .map(Value::take)
+                    .unwrap_or(Value::Null);
+                let name = message["$ref"]
+                    .as_str()
+                    .and_then(|reference| reference.rsplit('/').next())
+                    .unwrap_or("the message")
+                    .to_owned();
+                stream["schema"] = json!({
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {
+                            "type": "string",
+                            "description": format!("one message, JSON: a {name}"),
+                            "x-message-schema": message,
+                        },
+                        "event": {"type": "string"},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                    },
+                });
+            }
+        }
     }
 }

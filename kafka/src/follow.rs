@@ -28,8 +28,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use seatflow_aggregates::room::{RoomHeader, RoomState};
 use seatflow_aggregates::{Event, SectionInitialized, SectionState, SectionStatus, partition_of};
-use seatflow_avro::{StoredSection, Wire, decode};
+use seatflow_avro::{StoredRoom, StoredSection, StoredTicket, Wire, decode};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -45,6 +46,8 @@ pub trait ReadFeed: Send + Sync + 'static {
     fn event(&self, partition: u32, offset: i64, event: &Event);
     /// A section as its latest snapshot has it: at start, before any record is followed.
     fn snapshot(&self, init: &SectionInitialized, state: SectionState);
+    /// An event's waiting room as its latest snapshot has it: at start, like a section.
+    fn room(&self, event_id: &str, room: RoomState);
 }
 
 /// How much of `reservation-completed` a starting gateway reads besides the snapshots.
@@ -404,6 +407,10 @@ struct Snapshots {
     /// Routing key -> the section's latest state, still encoded (only the last one of each
     /// section is decoded).
     states: HashMap<String, Vec<u8>>,
+    /// Event id -> its waiting room's header.
+    rooms: HashMap<String, RoomHeader>,
+    /// Event id -> ticket key -> the ticket's latest record, still encoded.
+    tickets: HashMap<String, HashMap<String, Vec<u8>>>,
 }
 
 impl Snapshots {
@@ -424,6 +431,17 @@ impl Snapshots {
             })
         } else if let Some(routing) = key.strip_prefix("s:") {
             self.states.insert(routing.to_owned(), payload.to_vec());
+            Ok(())
+        } else if key.starts_with("w:") {
+            decode::<StoredRoom>(payload).map(|stored| {
+                self.rooms.insert(stored.event_id, stored.header);
+            })
+        } else if let Some(ticket) = key.strip_prefix("t:") {
+            let event_id = ticket.rsplit_once('/').map_or("", |(event, _)| event);
+            self.tickets
+                .entry(event_id.to_owned())
+                .or_default()
+                .insert(ticket.to_owned(), payload.to_vec());
             Ok(())
         } else {
             Ok(())
@@ -458,6 +476,18 @@ impl Snapshots {
                 None => SectionState::new(init.layout).with_rules(init.rules),
             };
             feed.snapshot(init, state);
+        }
+        for (event_id, header) in self.rooms.drain() {
+            let tickets = self.tickets.remove(&event_id).unwrap_or_default();
+            let tickets = tickets.into_values().filter_map(|bytes| {
+                decode::<StoredTicket>(&bytes)
+                    .inspect_err(
+                        |e| warn!(event = %event_id, error = %e, "undecodable ticket skipped"),
+                    )
+                    .ok()
+                    .map(|stored| stored.0)
+            });
+            feed.room(&event_id, RoomState::restore(header, tickets));
         }
         inits.len()
     }

@@ -244,7 +244,7 @@ fn decode_audit(
             ));
             Ok(())
         }
-        Ok(Event::SectionInitialized(_)) => Ok(()),
+        Ok(Event::SectionInitialized(_) | Event::Room(_)) => Ok(()),
         Err(e) => Err(format!("undecodable outcome: {e}")),
     }
 }

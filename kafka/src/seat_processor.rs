@@ -31,13 +31,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use seatflow_aggregates::room::{RoomHeader, Ticket, TicketId};
 use seatflow_aggregates::{
     Action, Command, CommandReply, Completed, Event, Millis, Partition, QuotaKey, QuotaState,
     SectionKey, SectionState, SectionStatus, partition_of_command,
 };
-use seatflow_avro::{StoredQuota, StoredSection, Wire, decode, encode};
+use seatflow_avro::{StoredQuota, StoredRoom, StoredSection, StoredTicket, Wire, decode, encode};
 use seatflow_processor::{
-    CommitBatch, Position, ProcessorConfig, Store, StoreError, now_millis, open_store,
+    CommitBatch, Position, ProcessorConfig, RoomChange, Store, StoreError, entropy, now_millis,
+    open_store,
 };
 use tracing::{debug, info, warn};
 
@@ -488,6 +490,7 @@ struct LocalWrite {
     sections: Vec<(SectionKey, SectionState)>,
     outcomes: Vec<Completed>,
     quotas: Vec<(QuotaKey, QuotaState)>,
+    rooms: Vec<RoomChange>,
     /// The next input offset: the partition's position once written.
     next_offset: i64,
 }
@@ -528,6 +531,7 @@ fn produce_batch(
             sections: Vec::new(),
             outcomes: Vec::new(),
             quotas: Vec::new(),
+            rooms: Vec::new(),
             next_offset,
         };
         let batch = Decided {
@@ -658,6 +662,37 @@ impl Decided<'_> {
                     &value,
                 )?;
                 write.quotas.push((key, state));
+                Ok(())
+            }
+            Action::StoreRoom {
+                key,
+                header,
+                tickets,
+            } => {
+                // Like a section's state, a room goes to the snapshots: its owner rebuilds from
+                // there, and a starting gateway reads its replica there.
+                let event_id = key.event_id;
+                let stored = StoredRoom {
+                    event_id: event_id.clone(),
+                    header,
+                };
+                let value = encode(&stored).map_err(encode_error)?;
+                self.keyed(
+                    producer,
+                    &names.snapshots,
+                    &snapshot_room_key(&event_id),
+                    &value,
+                )?;
+                for ticket in &tickets {
+                    let value = encode(&StoredTicket(ticket.clone())).map_err(encode_error)?;
+                    let ticket_key = snapshot_ticket_key(&event_id, ticket.id);
+                    self.keyed(producer, &names.snapshots, &ticket_key, &value)?;
+                }
+                write.rooms.push(RoomChange {
+                    event_id,
+                    header,
+                    tickets,
+                });
                 Ok(())
             }
             Action::Forward {
@@ -881,6 +916,7 @@ fn store_locally(store: &Store, tasks: &mut HashMap<i32, Partition>, writes: Vec
             sections: write.sections,
             outcomes: write.outcomes,
             quotas: write.quotas,
+            rooms: write.rooms,
             // Handed-on commands wait in the commands topic, not in a local outbox.
             handed_on: Vec::new(),
             delivered: Vec::new(),
@@ -998,6 +1034,16 @@ fn watermarks<C: ConsumerContext>(
 
 fn encode_error(e: seatflow_avro::EncodeError) -> SeatProcessorError {
     SeatProcessorError::Store(StoreError::Encode(e))
+}
+
+/// `section-snapshots` key of an event's waiting room (a `WaitingRoom`, its tickets apart).
+pub(crate) fn snapshot_room_key(event_id: &str) -> String {
+    format!("w:{event_id}")
+}
+
+/// `section-snapshots` key of one ticket of an event's waiting room (a `RoomTicket`).
+pub(crate) fn snapshot_ticket_key(event_id: &str, ticket: TicketId) -> String {
+    format!("t:{event_id}/{ticket}")
 }
 
 /// `seat-state-changelog` key of a user's quota in an event (a `UserQuota`; empty: none).
@@ -1129,7 +1175,9 @@ fn start_tasks(
     Ok(partitions
         .iter()
         .map(|p| {
-            let owner = Partition::new(*p as u32).with_waitlist_limit(names.waitlist_per_section);
+            let owner = Partition::new(*p as u32)
+                .with_waitlist_limit(names.waitlist_per_section)
+                .with_entropy(entropy());
             (*p, owner)
         })
         .collect())
@@ -1153,9 +1201,9 @@ fn restore_from_changelog(
     let (mut latest, mut counts) = latest_records(&reader, &names.changelog, targets)?;
     let (snapshots, snapshot_counts) = latest_records(&reader, &names.snapshots, targets)?;
     for (partition, records) in snapshots {
-        let states = records
-            .into_iter()
-            .filter(|(key, _)| key.starts_with(b"s:"));
+        let states = records.into_iter().filter(|(key, _)| {
+            key.starts_with(b"s:") || key.starts_with(b"w:") || key.starts_with(b"t:")
+        });
         latest.entry(partition).or_default().extend(states);
     }
     for (partition, count) in snapshot_counts {
@@ -1165,6 +1213,8 @@ fn restore_from_changelog(
         let mut sections = Vec::new();
         let mut outcomes = Vec::new();
         let mut quotas = Vec::new();
+        let mut room_headers: HashMap<String, RoomHeader> = HashMap::new();
+        let mut room_tickets: HashMap<String, Vec<Ticket>> = HashMap::new();
         for (key, payload) in latest.remove(partition).unwrap_or_default() {
             let key = String::from_utf8_lossy(&key).into_owned();
             let bad = |reason: String| SeatProcessorError::Changelog {
@@ -1177,6 +1227,16 @@ fn restore_from_changelog(
                 sections.push((stored.key, stored.state));
             } else if key.starts_with("r:") {
                 outcomes.push(decode::<Completed>(&payload).map_err(|e| bad(e.to_string()))?);
+            } else if key.starts_with("w:") {
+                let stored = decode::<StoredRoom>(&payload).map_err(|e| bad(e.to_string()))?;
+                room_headers.insert(stored.event_id, stored.header);
+            } else if let Some(ticket) = key.strip_prefix("t:") {
+                let event_id = ticket
+                    .rsplit_once('/')
+                    .map_or("", |(event, _)| event)
+                    .to_owned();
+                let stored = decode::<StoredTicket>(&payload).map_err(|e| bad(e.to_string()))?;
+                room_tickets.entry(event_id).or_default().push(stored.0);
             } else if let Some(routing) = key.strip_prefix("q:") {
                 if payload.is_empty() {
                     // A tombstone not compacted away yet: no reservation counted.
@@ -1191,11 +1251,22 @@ fn restore_from_changelog(
                 return Err(bad("unknown key kind".into()));
             }
         }
+        // A room's header is written in every transaction that changes the room, so a ticket
+        // without one cannot be (it would be a room of another partition's key).
+        let rooms = room_headers
+            .into_iter()
+            .map(|(event_id, header)| RoomChange {
+                tickets: room_tickets.remove(&event_id).unwrap_or_default(),
+                event_id,
+                header,
+            })
+            .collect();
         store.commit(&CommitBatch {
             partition: *partition as u32,
             sections,
             outcomes,
             quotas,
+            rooms,
             handed_on: Vec::new(),
             delivered: Vec::new(),
             position: Position::InputOffset(*committed as u64),

@@ -180,6 +180,33 @@ pub(crate) fn decode_u32(bytes: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
+/// `[u32 partition][u16 event id length][event id][0]` for a waiting room's header,
+/// `...[1][ticket id]` for one of its tickets: a room's header comes before its tickets, and a
+/// partition's rooms are read in one scan.
+pub(crate) fn room(partition: u32, event_id: &str, ticket: Option<uuid::Uuid>) -> Vec<u8> {
+    let event = event_id.as_bytes();
+    let mut out = Vec::with_capacity(4 + 2 + event.len() + 17);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&(event.len() as u16).to_be_bytes());
+    out.extend_from_slice(event);
+    match ticket {
+        None => out.push(0),
+        Some(ticket) => {
+            out.push(1);
+            out.extend_from_slice(ticket.as_bytes());
+        }
+    }
+    out
+}
+
+/// Whether a key of the rooms table is a room's header (see [`room`]).
+pub(crate) fn is_room_header(key: &[u8]) -> bool {
+    key.get(4..6)
+        .and_then(|len| <[u8; 2]>::try_from(len).ok())
+        .map(|len| 6 + usize::from(u16::from_be_bytes(len)))
+        .is_some_and(|at| key.len() == at + 1 && key[at] == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +243,17 @@ mod tests {
             }
             prop_assert_eq!(key.cmp(&user_reservation(&u1, b)), a.cmp(&b));
         }
+    }
+
+    #[test]
+    fn a_rooms_header_is_told_from_its_tickets_and_comes_first() {
+        let header = super::room(3, "event-1", None);
+        let ticket = super::room(3, "event-1", Some(uuid::Uuid::from_u128(7)));
+        assert!(super::is_room_header(&header));
+        assert!(!super::is_room_header(&ticket));
+        assert!(header < ticket);
+        // Another event's keys never fall between a room's header and its tickets.
+        let longer = super::room(3, "event-10", None);
+        assert!(!(header < longer && longer < ticket));
     }
 }

@@ -17,11 +17,12 @@ use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction,
     IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
+use seatflow_aggregates::room::{RoomHeader, RoomState, Ticket};
 use seatflow_aggregates::{
     Command, Completed, Event, Hold, Millis, PartitionStore, QuotaKey, QuotaState, Reservation,
-    ReservationId, SectionInitialized, SectionKey, SectionState, Status, Waiting,
+    ReservationId, RoomRequest, SectionInitialized, SectionKey, SectionState, Status, Waiting,
 };
-use seatflow_avro::{StoredQuota, StoredSection, decode, encode};
+use seatflow_avro::{StoredQuota, StoredRoom, StoredSection, StoredTicket, decode, encode};
 
 use crate::keys;
 
@@ -55,6 +56,9 @@ const WAITLISTS: &str = "waitlists";
 /// Commands a partition handed on to another, until the batch that decides them (embedded; on
 /// Kafka the commands topic holds them).
 const OUTBOX: &str = "outbox";
+/// The waiting rooms of each partition: a header per room and a record per ticket (see
+/// `keys::room`), so a join or an admission writes one ticket, not the line.
+const ROOMS: &str = "rooms";
 
 /// Where a handed-on command waits in the outbox (see `keys::outbox`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,6 +75,13 @@ impl OutboxKey {
             Command::Confirm(_) => 3,
             Command::ClaimQuota(_) => 4,
             Command::ReleaseQuota(_) => 5,
+            // A session's end is handed on once per confirmed reservation.
+            Command::Room(room) => match &room.request {
+                RoomRequest::EndSession { reservation_id, .. } => {
+                    return Some(Self(keys::outbox(target, *reservation_id, 6)));
+                }
+                _ => return None,
+            },
         };
         let id = command.reservation_id()?;
         Some(Self(keys::outbox(target, id, kind)))
@@ -184,6 +195,7 @@ impl Store {
             ColumnFamilyDescriptor::new(META, scanned.clone()),
             ColumnFamilyDescriptor::new(CATALOGUE, scanned.clone()),
             ColumnFamilyDescriptor::new(BY_USER, user_index),
+            ColumnFamilyDescriptor::new(ROOMS, scanned.clone()),
             ColumnFamilyDescriptor::new(HOLDS, scanned),
         ];
         let db = DB::open_cf_descriptors(&options, path, families)?;
@@ -334,6 +346,24 @@ impl Store {
                 write.put_cf(self.cf(QUOTAS), keys::quota(key), encode(&record)?);
             }
         }
+        for room in &batch.rooms {
+            let header = StoredRoom {
+                event_id: room.event_id.clone(),
+                header: room.header,
+            };
+            write.put_cf(
+                self.cf(ROOMS),
+                keys::room(batch.partition, &room.event_id, None),
+                encode(&header)?,
+            );
+            for ticket in &room.tickets {
+                write.put_cf(
+                    self.cf(ROOMS),
+                    keys::room(batch.partition, &room.event_id, Some(ticket.id)),
+                    encode(&StoredTicket(ticket.clone()))?,
+                );
+            }
+        }
         for (key, command) in &batch.handed_on {
             write.put_cf(self.cf(OUTBOX), key.0, encode(command)?);
         }
@@ -382,6 +412,7 @@ impl Store {
                     [],
                 );
             }
+            Event::Room(_) => {}
         }
     }
 
@@ -616,6 +647,27 @@ impl PartitionStore for Store {
         Store::reservation(self, id)
     }
 
+    fn rooms(&self, partition: u32) -> Result<Vec<(String, RoomState)>, StoreError> {
+        let mut rooms = Vec::new();
+        let mut current: Option<(StoredRoom, Vec<Ticket>)> = None;
+        // A room's header sorts before its tickets (see `keys::room`).
+        self.scan_partition(ROOMS, partition, |key, value| {
+            if keys::is_room_header(key) {
+                let header = decode::<StoredRoom>(value)?;
+                if let Some((done, tickets)) = current.replace((header, Vec::new())) {
+                    rooms.push((done.event_id, RoomState::restore(done.header, tickets)));
+                }
+            } else if let Some((_, tickets)) = current.as_mut() {
+                tickets.push(decode::<StoredTicket>(value)?.0);
+            }
+            Ok(())
+        })?;
+        if let Some((done, tickets)) = current {
+            rooms.push((done.event_id, RoomState::restore(done.header, tickets)));
+        }
+        Ok(rooms)
+    }
+
     fn holds(&self, partition: u32) -> Result<Vec<Hold>, StoreError> {
         let mut holds = Vec::new();
         self.scan_partition(HOLDS, partition, |key, value| {
@@ -648,8 +700,18 @@ pub struct CommitBatch {
     pub handed_on: Vec<(OutboxKey, Command)>,
     /// Handed-on commands the batch decided: out of the outbox (embedded).
     pub delivered: Vec<OutboxKey>,
+    /// The waiting rooms the batch changed: headers and changed tickets.
+    pub rooms: Vec<RoomChange>,
     /// Where the partition stands once the batch is written.
     pub position: Position,
+}
+
+/// A waiting room a batch changed.
+#[derive(Debug)]
+pub struct RoomChange {
+    pub event_id: String,
+    pub header: RoomHeader,
+    pub tickets: Vec<Ticket>,
 }
 
 /// A partition's position, in the log that is the source of truth of its runtime.
@@ -690,7 +752,7 @@ mod tests {
             .iter()
             .filter_map(|record| match &record.event {
                 Event::ReservationCompleted(completed) => Some(completed.clone()),
-                Event::SectionInitialized(_) => None,
+                Event::SectionInitialized(_) | Event::Room(_) => None,
             })
             .collect();
         let state = PartitionStore::section(&partition.store, &key("A"))
@@ -702,6 +764,7 @@ mod tests {
                 sections: vec![(key("A"), state)],
                 outcomes,
                 quotas: Vec::new(),
+                rooms: Vec::new(),
                 handed_on: Vec::new(),
                 delivered: Vec::new(),
                 position: Position::Log(records),

@@ -20,7 +20,7 @@ use seatflow_aggregates::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::store::{CommitBatch, LogRecord, OutboxKey, Position, Store, StoreError};
+use crate::store::{CommitBatch, LogRecord, OutboxKey, Position, RoomChange, Store, StoreError};
 
 /// Why the embedded processor gave a command no outcome.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -129,7 +129,9 @@ impl Worker {
         Ok(Self {
             id,
             store,
-            partition: Partition::new(id).with_waitlist_limit(config.waitlist_per_section),
+            partition: Partition::new(id)
+                .with_waitlist_limit(config.waitlist_per_section)
+                .with_entropy(entropy()),
             sink,
             router,
             last_seq,
@@ -264,6 +266,7 @@ impl Worker {
         let mut sections = Vec::new();
         let mut outcomes = Vec::new();
         let mut quotas = Vec::new();
+        let mut rooms = Vec::new();
         let mut carried = Carried {
             answers: Vec::new(),
             handed_on: Vec::new(),
@@ -295,6 +298,15 @@ impl Worker {
                 Action::StoreSection { key, state } => sections.push((key, state)),
                 Action::StoreOutcome(completed) => outcomes.push(completed),
                 Action::StoreQuota { key, state } => quotas.push((key, state)),
+                Action::StoreRoom {
+                    key,
+                    header,
+                    tickets,
+                } => rooms.push(RoomChange {
+                    event_id: key.event_id,
+                    header,
+                    tickets,
+                }),
             }
         }
         let handed_on: Vec<(OutboxKey, Command)> = carried
@@ -306,6 +318,7 @@ impl Worker {
             || !sections.is_empty()
             || !outcomes.is_empty()
             || !quotas.is_empty()
+            || !rooms.is_empty()
             || !handed_on.is_empty()
             || !delivered.is_empty();
         if changed {
@@ -315,6 +328,7 @@ impl Worker {
                 sections,
                 outcomes,
                 quotas,
+                rooms,
                 handed_on,
                 delivered: delivered.to_vec(),
                 position: Position::Log(records),
@@ -329,6 +343,13 @@ impl Worker {
         }
         Ok(carried)
     }
+}
+
+/// 64 bits no one can guess before they are drawn (seeded by the OS per process): what a
+/// partition mixes into the seeds of its waiting rooms' shuffles.
+pub fn entropy() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(now_millis())
 }
 
 /// Milliseconds since the Unix epoch (the decision time the runners stamp).

@@ -23,8 +23,10 @@ pub use queries::{Found, Queries};
 pub use recent::RecentOutcomes;
 pub use waiters::Waiters;
 
+use seatflow_aggregates::room::{RoomEvent, RoomRules, RoomState, Ticket, TicketId};
 use seatflow_aggregates::{
-    Event, Layout, Millis, Reservation, ReservationId, SaleRules, SectionKey, SectionState, Status,
+    Event, Layout, Millis, Reservation, ReservationId, RoomRecorded, SaleRules, SectionKey,
+    SectionState, Status,
 };
 
 /// One section as readers see it.
@@ -52,6 +54,8 @@ pub struct EventView {
     pub created_at: Millis,
     /// How its reservations are decided (holds, per-user limit, seat choice).
     pub rules: SaleRules,
+    /// Its waiting room's rules, if it has one.
+    pub room: Option<RoomRules>,
     pub sections: Vec<SectionSummary>,
 }
 
@@ -81,6 +85,21 @@ pub struct ReadModel {
     applied: Vec<AtomicU64>,
     /// Woken whenever a section is added: event creation waits on it to answer with the event.
     section_added: tokio::sync::Notify,
+    /// A replica of each event's waiting room, by event id: the same events its owner logged,
+    /// applied in order (`seatflow_aggregates::room`), so any gateway answers any ticket.
+    rooms: DashMap<String, RoomState>,
+    /// Per room, the number of events applied: what a ticket's live stream waits on.
+    room_versions: DashMap<String, tokio::sync::watch::Sender<u64>>,
+}
+
+/// A waiting-room ticket as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketView {
+    pub ticket: Ticket,
+    /// Tickets still waiting ahead (none before the shuffle, or once admitted or ended).
+    pub ahead: Option<u32>,
+    pub estimated_wait_seconds: Option<u64>,
+    pub rules: RoomRules,
 }
 
 #[derive(Clone, Debug)]
@@ -113,7 +132,51 @@ impl ReadModel {
             store,
             applied: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             section_added: tokio::sync::Notify::new(),
+            rooms: DashMap::new(),
+            room_versions: DashMap::new(),
         }
+    }
+
+    /// Follow the changes of `event_id`'s waiting room, if this replica has it.
+    pub fn watch_room(&self, event_id: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.rooms.contains_key(event_id).then(|| {
+            self.room_versions
+                .entry(event_id.to_owned())
+                .or_insert_with(|| tokio::sync::watch::channel(0).0)
+                .subscribe()
+        })
+    }
+
+    fn room_changed(&self, event_id: &str) {
+        if let Some(version) = self.room_versions.get(event_id) {
+            version.send_modify(|version| *version += 1);
+        }
+    }
+
+    /// Load a waiting room as the store has it now (a start that reads state, not history).
+    pub fn restore_room(&self, event_id: &str, room: RoomState) {
+        self.rooms.insert(event_id.to_owned(), room);
+    }
+
+    /// A ticket of an event's waiting room as this replica has it at `now`.
+    pub fn ticket(&self, event_id: &str, ticket: TicketId, now: Millis) -> Option<TicketView> {
+        let room = self.rooms.get(event_id)?;
+        Some(TicketView {
+            ticket: room.ticket(ticket)?.clone(),
+            ahead: room.ahead_of(ticket),
+            estimated_wait_seconds: room.estimated_wait_seconds(ticket, now),
+            rules: room.rules(),
+        })
+    }
+
+    /// How an event's reservations are decided, if it exists.
+    pub fn event_rules(&self, event_id: &str) -> Option<SaleRules> {
+        self.events.get(event_id).map(|meta| meta.rules)
+    }
+
+    /// The rules of an event's waiting room, if it has one here.
+    pub fn room_rules(&self, event_id: &str) -> Option<RoomRules> {
+        self.rooms.get(event_id).map(|room| room.rules())
     }
 
     /// Load a section as the store has it now (a start that reads state, not history).
@@ -177,7 +240,21 @@ impl ReadModel {
                 }
                 self.recent.put(reservation, |_| true);
             }
+            Event::Room(recorded) => self.apply_room(recorded),
         }
+    }
+
+    fn apply_room(&self, recorded: &RoomRecorded) {
+        let event_id = &recorded.key.event_id;
+        match (self.rooms.get_mut(event_id), &recorded.event) {
+            (Some(mut room), event) => room.apply(event),
+            (None, RoomEvent::Opened { rules, .. }) => {
+                self.rooms.insert(event_id.clone(), RoomState::new(*rules));
+            }
+            // Rooms begin with their opening; a start restores them before following.
+            (None, _) => {}
+        }
+        self.room_changed(event_id);
     }
 
     fn add_section(&self, init: &seatflow_aggregates::SectionInitialized) {
@@ -324,6 +401,7 @@ impl ReadModel {
             name: meta.name,
             created_at: meta.created_at,
             rules: meta.rules,
+            room: self.room_rules(event_id),
             sections,
         })
     }

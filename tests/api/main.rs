@@ -1,6 +1,7 @@
 //! The HTTP API end to end on the embedded default, as a client sees it.
 
 mod auth;
+mod availability;
 mod bounds;
 mod connections;
 mod crash;
@@ -12,6 +13,7 @@ mod lifecycle;
 mod limit;
 mod memory;
 mod openapi;
+mod queue;
 mod rate_limits;
 mod waitlist;
 

@@ -35,6 +35,27 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/users/{userId}/reservations",
         "listUserReservations",
     ),
+    ("post", "/api/events/{eventId}/queue", "joinQueue"),
+    (
+        "get",
+        "/api/events/{eventId}/queue/{ticketId}",
+        "getQueueTicket",
+    ),
+    (
+        "delete",
+        "/api/events/{eventId}/queue/{ticketId}",
+        "leaveQueue",
+    ),
+    (
+        "get",
+        "/api/events/{eventId}/queue/{ticketId}/stream",
+        "streamQueueTicket",
+    ),
+    (
+        "get",
+        "/api/events/{eventId}/availability/stream",
+        "streamAvailability",
+    ),
     ("get", "/health/live", "checkLiveness"),
     ("get", "/health/ready", "checkReadiness"),
 ];

@@ -24,6 +24,7 @@ mod lifecycle;
 mod limit;
 mod redis;
 mod registry;
+mod room;
 mod snapshots;
 mod telemetry;
 use database::fresh_database;

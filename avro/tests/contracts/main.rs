@@ -5,13 +5,19 @@ use std::path::PathBuf;
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use proptest::prelude::*;
+use seatflow_aggregates::room::{
+    RoomEvent, RoomHeader, RoomRules, SessionEnd, Shuffle, Ticket, TicketStatus,
+};
 use seatflow_aggregates::{
     Cancel, Checkout, ClaimQuota, Command, CommandReply, Completed, Confirm, Event, InitSection,
     Layout, Outcome, QuotaKey, QuotaState, QuotaVerdict, Rejection, ReleaseQuota, Reservation,
     ReservationId, Reserve, SaleRules, Seat, SeatRequest, SectionInitialized, SectionKey,
     SectionState, SectionStatus, Status,
 };
-use seatflow_avro::{Contract, DecodeError, StoredQuota, StoredSection, decode, encode};
+use seatflow_aggregates::{RoomCommand, RoomRecorded, RoomRequest};
+use seatflow_avro::{
+    Contract, DecodeError, StoredQuota, StoredRoom, StoredSection, StoredTicket, decode, encode,
+};
 
 fn key() -> impl Strategy<Value = SectionKey> {
     ("[a-z0-9-]{1,12}", "[A-Z][a-z0-9]{0,6}").prop_map(|(e, s)| SectionKey::new(e, s))
@@ -64,13 +70,158 @@ fn rejection() -> impl Strategy<Value = Rejection> {
 }
 
 fn rules() -> impl Strategy<Value = SaleRules> {
-    (0..3601u32, prop::option::of(1..101u16), any::<bool>()).prop_map(
-        |(hold_seconds, max_seats_per_user, avoid_single_seats)| SaleRules {
-            hold_seconds,
-            max_seats_per_user,
-            avoid_single_seats,
-        },
+    (
+        0..3601u32,
+        prop::option::of(1..101u16),
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(any::<i64>()),
     )
+        .prop_map(
+            |(hold_seconds, max_seats_per_user, avoid_single_seats, waiting_room, on_sale_at)| {
+                SaleRules {
+                    hold_seconds,
+                    max_seats_per_user,
+                    avoid_single_seats,
+                    waiting_room,
+                    on_sale_at,
+                }
+            },
+        )
+}
+
+fn room_rules() -> impl Strategy<Value = RoomRules> {
+    (
+        any::<i64>(),
+        prop::option::of(1..1_000_000u32),
+        prop::option::of(1..1_000_000u32),
+        1..86_400u32,
+        0..86_400u32,
+    )
+        .prop_map(
+            |(on_sale_at, admit_per_minute, max_active, session_seconds, opens_before_seconds)| {
+                RoomRules {
+                    on_sale_at,
+                    admit_per_minute,
+                    max_active,
+                    session_seconds,
+                    opens_before_seconds,
+                }
+            },
+        )
+}
+
+fn ticket_id() -> impl Strategy<Value = uuid::Uuid> {
+    any::<u128>().prop_map(uuid::Uuid::from_u128)
+}
+
+fn session_end() -> impl Strategy<Value = SessionEnd> {
+    prop_oneof![
+        Just(SessionEnd::Confirmed),
+        Just(SessionEnd::Expired),
+        Just(SessionEnd::Left)
+    ]
+}
+
+fn ticket() -> impl Strategy<Value = Ticket> {
+    let status = prop_oneof![
+        Just(TicketStatus::Waiting),
+        (any::<i64>(), any::<i64>()).prop_map(|(at, until)| TicketStatus::Admitted { at, until }),
+        (any::<i64>(), session_end()).prop_map(|(at, why)| TicketStatus::Ended { at, why }),
+    ];
+    (
+        ticket_id(),
+        ".{1,10}",
+        any::<i64>(),
+        0..1_000_000u32,
+        prop::option::of(1..1_000_000u32),
+        status,
+    )
+        .prop_map(|(id, user, joined_at, arrival, position, status)| Ticket {
+            id,
+            user,
+            joined_at,
+            arrival,
+            position,
+            status,
+        })
+}
+
+fn room_command() -> impl Strategy<Value = Command> {
+    let request = prop_oneof![
+        room_rules().prop_map(RoomRequest::Open),
+        (ticket_id(), ".{1,10}")
+            .prop_map(|(ticket, user_id)| RoomRequest::Join { ticket, user_id }),
+        (ticket_id(), ".{1,10}")
+            .prop_map(|(ticket, user_id)| RoomRequest::Leave { ticket, user_id }),
+        (".{1,10}", reservation_id()).prop_map(|(user_id, reservation_id)| {
+            RoomRequest::EndSession {
+                user_id,
+                reservation_id,
+            }
+        }),
+    ];
+    ("[a-z0-9-]{1,12}", any::<i64>(), request).prop_map(|(event_id, requested_at, request)| {
+        Command::Room(RoomCommand::new(event_id, requested_at, request))
+    })
+}
+
+fn room_event() -> impl Strategy<Value = Event> {
+    let event =
+        prop_oneof![
+            (room_rules(), any::<i64>()).prop_map(|(rules, at)| RoomEvent::Opened { rules, at }),
+            (ticket_id(), ".{1,10}", any::<i64>())
+                .prop_map(|(ticket, user, at)| RoomEvent::Joined { ticket, user, at }),
+            (any::<u64>(), any::<i64>()).prop_map(|(seed, at)| RoomEvent::Shuffled { seed, at }),
+            (ticket_id(), any::<i64>(), any::<i64>())
+                .prop_map(|(ticket, at, until)| RoomEvent::Admitted { ticket, at, until }),
+            (ticket_id(), any::<i64>(), session_end())
+                .prop_map(|(ticket, at, why)| RoomEvent::Ended { ticket, at, why }),
+        ];
+    ("[a-z0-9-]{1,12}", event).prop_map(|(event_id, event)| {
+        Event::Room(RoomRecorded {
+            key: SectionKey::room(event_id),
+            event,
+        })
+    })
+}
+
+fn room_rejection() -> impl Strategy<Value = Rejection> {
+    prop_oneof![
+        any::<i64>().prop_map(|opens_at| Rejection::QueueNotOpen { opens_at }),
+        Just(Rejection::NoWaitingRoom),
+        Just(Rejection::UnknownTicket),
+        Just(Rejection::NotOwner),
+        Just(Rejection::SaleStarted),
+    ]
+}
+
+fn stored_room() -> impl Strategy<Value = StoredRoom> {
+    let shuffle = prop::option::of(
+        (any::<u64>(), any::<i64>(), 0..1_000_000u32).prop_map(|(seed, at, early)| Shuffle {
+            seed,
+            at,
+            early,
+        }),
+    );
+    (
+        "[a-z0-9-]{1,12}",
+        room_rules(),
+        shuffle,
+        any::<u64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(event_id, rules, shuffle, credit, credited_at)| StoredRoom {
+                event_id,
+                header: RoomHeader {
+                    rules,
+                    shuffle,
+                    credit,
+                    credited_at,
+                },
+            },
+        )
 }
 
 fn verdict() -> impl Strategy<Value = QuotaVerdict> {
@@ -177,6 +328,7 @@ fn command() -> impl Strategy<Value = Command> {
                     })
                 }
             ),
+        room_command(),
     ]
 }
 
@@ -237,6 +389,7 @@ fn event() -> impl Strategy<Value = Event> {
                 })
             }),
         completed().prop_map(Event::ReservationCompleted),
+        room_event(),
     ]
 }
 
@@ -262,6 +415,22 @@ fn command_reply() -> impl Strategy<Value = CommandReply> {
                 outcome: Outcome::Refused(rejection),
             }
         }),
+        (".{1,20}", "[a-z0-9-]{1,12}", ticket()).prop_map(|(correlation_id, event_id, ticket)| {
+            CommandReply {
+                correlation_id,
+                key: SectionKey::room(event_id),
+                available: 0,
+                outcome: Outcome::Ticket(ticket),
+            }
+        }),
+        (".{1,20}", "[a-z0-9-]{1,12}", room_rejection()).prop_map(
+            |(correlation_id, event_id, rejection)| CommandReply {
+                correlation_id,
+                key: SectionKey::room(event_id),
+                available: 0,
+                outcome: Outcome::Refused(rejection),
+            }
+        ),
     ]
 }
 
@@ -323,6 +492,12 @@ proptest! {
     fn command_replies_round_trip(reply in command_reply()) { round_trip(&reply)?; }
 
     #[test]
+    fn waiting_rooms_round_trip(record in stored_room()) { round_trip(&record)?; }
+
+    #[test]
+    fn room_tickets_round_trip(record in ticket()) { round_trip(&StoredTicket(record))?; }
+
+    #[test]
     fn section_statuses_round_trip(key in key(), available in 0..100_000u32) {
         round_trip(&SectionStatus { key, available })?;
     }
@@ -369,8 +544,10 @@ fn a_record_of_one_contract_is_refused_by_another() {
 
 // ---- schema evolution -----------------------------------------------------------------------
 
-const CONTRACTS: [&str; 7] = [
+const CONTRACTS: [&str; 9] = [
     "CommandReply",
+    "RoomTicket",
+    "WaitingRoom",
     "ReservationCommand",
     "ReservationCompleted",
     "SeatEvent",
@@ -485,7 +662,27 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
             hold_seconds: 900,
             max_seats_per_user: Some(6),
             avoid_single_seats: true,
+            waiting_room: true,
+            on_sale_at: Some(1_764_000_000_000),
         }),
+    };
+    let golden_rules = RoomRules {
+        on_sale_at: 1_764_000_000_000,
+        admit_per_minute: Some(600),
+        max_active: None,
+        session_seconds: 600,
+        opens_before_seconds: 1_800,
+    };
+    let golden_ticket = Ticket {
+        id: id.0,
+        user: "alice".into(),
+        joined_at: 1_763_999_000_000,
+        arrival: 17,
+        position: Some(3),
+        status: TicketStatus::Admitted {
+            at: 1_764_000_000_500,
+            until: 1_764_000_600_500,
+        },
     };
     let quota = StoredQuota {
         key: QuotaKey::new("evt-golden", "alice"),
@@ -509,6 +706,27 @@ fn golden_records() -> Vec<(&'static str, Vec<u8>)> {
         ("SectionState", encode(&state).expect("encode")),
         ("UserQuota", encode(&quota).expect("encode")),
         (
+            "WaitingRoom",
+            encode(&StoredRoom {
+                event_id: "evt-golden".into(),
+                header: RoomHeader {
+                    rules: golden_rules,
+                    shuffle: Some(Shuffle {
+                        seed: u64::MAX - 7,
+                        at: 1_764_000_000_000,
+                        early: 1_500,
+                    }),
+                    credit: 42_000,
+                    credited_at: 1_764_000_001_000,
+                },
+            })
+            .expect("encode"),
+        ),
+        (
+            "RoomTicket",
+            encode(&StoredTicket(golden_ticket.clone())).expect("encode"),
+        ),
+        (
             "CommandReply",
             encode(&CommandReply {
                 correlation_id: id.to_string(),
@@ -530,6 +748,8 @@ fn decodes(name: &str, bytes: &[u8]) -> Result<(), DecodeError> {
         "SectionState" => decode::<StoredSection>(bytes).map(drop),
         "CommandReply" => decode::<CommandReply>(bytes).map(drop),
         "UserQuota" => decode::<StoredQuota>(bytes).map(drop),
+        "WaitingRoom" => decode::<StoredRoom>(bytes).map(drop),
+        "RoomTicket" => decode::<StoredTicket>(bytes).map(drop),
         other => panic!("unknown contract {other}"),
     }
 }

@@ -7,7 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use seatflow_aggregates::{Seat, SectionKey};
-use seatflow_commands::{NewSection, SalePolicy};
+use seatflow_commands::{NewSection, RoomPolicy, SalePolicy};
 
 use super::model::{CreateEventDto, EventDto, SeatMapDto, UuidText};
 use super::{AppState, Tag, default_limit};
@@ -51,6 +51,15 @@ impl EventsApi {
             return Err(ApiError::too_many_events(wait));
         }
         let body = body.0;
+        let on_sale_at = body
+            .on_sale_at
+            .as_ref()
+            .map(|at| {
+                at.to_millis().ok_or_else(|| {
+                    ApiError::bad_request("onSaleAt", "not an RFC 3339 date-time after 1970")
+                })
+            })
+            .transpose()?;
         let sections: Vec<NewSection> = body
             .sections
             .iter()
@@ -70,6 +79,13 @@ impl EventsApi {
                     hold_seconds: body.hold_seconds,
                     max_seats_per_user: body.max_seats_per_user,
                     avoid_single_seats: body.avoid_single_seats,
+                    on_sale_at,
+                    waiting_room: body.waiting_room.map(|room| RoomPolicy {
+                        admit_per_minute: room.admit_per_minute,
+                        max_active: room.max_active,
+                        session_seconds: room.session_seconds,
+                        opens_before_seconds: room.opens_before_seconds,
+                    }),
                 },
             )
             .await?;

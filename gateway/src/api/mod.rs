@@ -1,9 +1,11 @@
 //! The HTTP operations, documented with OpenAPI: one group of operations per file (events,
 //! reservations, health), the bodies they exchange in `model`.
 
+mod availability;
 mod events;
 mod health;
 pub mod model;
+mod queue;
 mod reservations;
 
 use std::sync::Arc;
@@ -16,12 +18,15 @@ use seatflow_projections::{Queries, ReadModel};
 use seatflow_telemetry::metrics;
 use serde::Serialize;
 
+use crate::admission::AdmissionKeys;
 use crate::auth::Auth;
 use crate::connections::Connections;
 use crate::limits::Limiter;
 
+pub use availability::AvailabilityApi;
 pub use events::EventsApi;
 pub use health::HealthApi;
+pub use queue::QueueApi;
 pub use reservations::ReservationsApi;
 
 /// Longest a request may wait for an outcome (`?wait=`), in milliseconds.
@@ -45,6 +50,8 @@ pub struct AppState {
     pub limiter: Limiter,
     /// The open connections and their bounds (the server's acceptor keeps them).
     pub connections: Connections,
+    /// Signs and checks the waiting rooms' admission tokens.
+    pub admission: AdmissionKeys,
 }
 
 impl AppState {
@@ -85,6 +92,8 @@ enum Tag {
     Events,
     /// Reserving and cancelling seats.
     Reservations,
+    /// An event's virtual waiting room.
+    Queue,
     /// Liveness and readiness.
     Health,
 }

@@ -93,6 +93,14 @@ impl Timestamp {
         let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
         Self(humantime::format_rfc3339_millis(at).to_string())
     }
+
+    /// The instant in Unix milliseconds, if the text is RFC 3339 (any offset) after 1970.
+    pub fn to_millis(&self) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(&self.0)
+            .ok()
+            .map(|at| at.timestamp_millis())
+            .filter(|millis| *millis >= 0)
+    }
 }
 
 /// One seat, 1-based; row 1 is nearest the stage.
@@ -158,6 +166,142 @@ pub struct CreateEventDto {
     /// placement in the same row would not. Default true.
     #[serde(default, deserialize_with = "present")]
     pub avoid_single_seats: Option<bool>,
+    /// When the sale opens (RFC 3339): before it, a reservation is refused (409
+    /// `sale_not_started`). Needed with `waitingRoom`.
+    #[serde(default, deserialize_with = "present")]
+    pub on_sale_at: Option<Timestamp>,
+    /// A virtual waiting room in front of the sale: buyers join `POST
+    /// /api/events/{eventId}/queue`, are put in a random order at `onSaleAt` (those who joined
+    /// before) and admitted in that order; a reservation needs the admission's token
+    /// (`X-Admission-Token`).
+    #[serde(default, deserialize_with = "present")]
+    pub waiting_room: Option<WaitingRoomDto>,
+}
+
+/// An event's waiting room.
+#[derive(Debug, Clone, Copy, Object, Serialize, Deserialize)]
+#[oai(rename = "WaitingRoom", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitingRoomDto {
+    /// Admissions a minute (absent: as fast as `maxActive` allows).
+    #[oai(
+        validator(minimum(value = "1"), maximum(value = "1000000")),
+        skip_serializing_if_is_none
+    )]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub admit_per_minute: Option<i64>,
+    /// Most admitted buyers at once (absent: no cap but the rate).
+    #[oai(
+        validator(minimum(value = "1"), maximum(value = "1000000")),
+        skip_serializing_if_is_none
+    )]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_active: Option<i64>,
+    /// How long an admission lasts, seconds (default 600).
+    #[oai(
+        validator(minimum(value = "30"), maximum(value = "86400")),
+        skip_serializing_if_is_none
+    )]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_seconds: Option<i64>,
+    /// How long before `onSaleAt` the room opens, seconds (default 1800).
+    #[oai(
+        validator(minimum(value = "0"), maximum(value = "604800")),
+        skip_serializing_if_is_none
+    )]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opens_before_seconds: Option<i64>,
+}
+
+impl From<seatflow_aggregates::room::RoomRules> for WaitingRoomDto {
+    fn from(rules: seatflow_aggregates::room::RoomRules) -> Self {
+        Self {
+            admit_per_minute: rules.admit_per_minute.map(i64::from),
+            max_active: rules.max_active.map(i64::from),
+            session_seconds: Some(i64::from(rules.session_seconds)),
+            opens_before_seconds: Some(i64::from(rules.opens_before_seconds)),
+        }
+    }
+}
+
+/// Who joins a waiting room (absent: the authenticated user).
+#[derive(Debug, Clone, Default, Object, Deserialize)]
+#[oai(rename = "JoinQueue", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinQueueDto {
+    /// The user joining; with authentication, the token's user (or absent).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    #[serde(default, deserialize_with = "present")]
+    pub user_id: Option<String>,
+}
+
+/// Where a waiting-room ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "TicketStatus", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TicketStatusDto {
+    /// In line.
+    Waiting,
+    /// May reserve with `admissionToken` until `admittedUntil`.
+    Admitted,
+    /// The session ended: the buyer's reservation was confirmed, the admission ran out, or
+    /// the buyer left (`endedBecause`).
+    Ended,
+}
+
+/// Why a waiting-room session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "SessionEnd", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionEndDto {
+    Confirmed,
+    Expired,
+    Left,
+}
+
+/// A waiting-room ticket.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "QueueTicket", rename_all = "camelCase")]
+pub struct TicketDto {
+    pub ticket_id: UuidText,
+    pub event_id: UuidText,
+    pub user_id: String,
+    pub status: TicketStatusDto,
+    /// 1-based place in line; `null` until the on-sale's random order for those who joined
+    /// before it.
+    #[oai(nullable)]
+    pub position: Option<u32>,
+    /// Buyers still waiting ahead (while WAITING with a position).
+    #[oai(skip_serializing_if_is_none)]
+    pub people_ahead: Option<u32>,
+    /// Seconds until admission at the room's current pace (0 once admitted or ended).
+    pub estimated_wait_seconds: u64,
+    pub joined_at: Timestamp,
+    /// When the sale (and the admissions) start.
+    #[oai(skip_serializing_if_is_none)]
+    pub on_sale_at: Option<Timestamp>,
+    /// While ADMITTED: the `X-Admission-Token` for `POST /api/reservations` (valid until
+    /// `admittedUntil`, for this user and event).
+    #[oai(skip_serializing_if_is_none)]
+    pub admission_token: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub admitted_until: Option<Timestamp>,
+    #[oai(skip_serializing_if_is_none)]
+    pub ended_because: Option<SessionEndDto>,
 }
 
 /// A section with its current available count.
@@ -202,6 +346,14 @@ pub struct EventDto {
     /// Whether best-available seats never leave one lone free seat in a row when another
     /// placement would not.
     pub avoid_single_seats: bool,
+    /// When the sale opens, if the event has a sale time.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub on_sale_at: Option<Timestamp>,
+    /// The event's waiting room (`POST /api/events/{eventId}/queue`), if it has one.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub waiting_room: Option<WaitingRoomDto>,
     pub sections: Vec<SectionDto>,
 }
 
@@ -214,6 +366,8 @@ impl From<&EventView> for EventDto {
             hold_seconds: view.rules.hold_seconds,
             max_seats_per_user: view.rules.max_seats_per_user.map(u32::from),
             avoid_single_seats: view.rules.avoid_single_seats,
+            on_sale_at: view.rules.on_sale_at.map(Timestamp::from_millis),
+            waiting_room: view.room.map(WaitingRoomDto::from),
             sections: view.sections.iter().map(SectionDto::from).collect(),
         }
     }

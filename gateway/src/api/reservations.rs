@@ -6,6 +6,7 @@ use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
+use seatflow_aggregates::room::TicketStatus;
 use seatflow_aggregates::{ReservationId, Seat, SectionKey, Status};
 use seatflow_commands::text::normalized;
 use seatflow_commands::{CommandError, ReserveRequest};
@@ -14,7 +15,11 @@ use seatflow_telemetry::metrics;
 
 use super::model::{ConfirmDto, ReservationDto, ReserveDto, UuidText};
 use super::{AppState, Tag, default_limit};
+use crate::admission::Refused;
 use crate::auth::{Caller, USER_HEADER};
+
+/// The header a reservation carries its admission in.
+const ADMISSION_HEADER: &str = "X-Admission-Token";
 use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::ApiError;
 
@@ -59,12 +64,17 @@ impl ReservationsApi {
         /// A key of the client's choosing that makes retries of this request safe for an hour.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
         idempotency_key: Header<Option<String>>,
+        /// For an event with a waiting room: the `admissionToken` of the caller's ADMITTED
+        /// ticket (`GET /api/events/{eventId}/queue/{ticketId}`).
+        #[oai(name = "X-Admission-Token", validator(max_length = 4096))]
+        admission_token: Header<Option<String>>,
     ) -> Result<ReservationAnswer, ApiError> {
         let wait = Duration::from_millis(wait.0);
         // One wait for the whole request: what submitting the command waited (on Kafka, for
         // the seat processor's reply) is not waited again for the outcome.
         let deadline = Instant::now() + wait;
         let request = self.reserve_request(&caller, body.0, idempotency_key.0)?;
+        self.admitted(&request, admission_token.0.as_deref())?;
         let accepted = match self.state.commands.reserve(request.clone(), wait).await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -287,6 +297,59 @@ impl ReservationsApi {
     }
 
     /// The command a reservation body asks for, its seats checked to be seat numbers.
+    /// In an event with a waiting room, a reservation needs the token of a session that still
+    /// runs: signed by a gateway, for this user and event, not expired, and (as far as this
+    /// gateway's replica of the room knows) not ended by a confirmation or a leave.
+    fn admitted(&self, request: &ReserveRequest, token: Option<&str>) -> Result<(), ApiError> {
+        let rules = self.state.read.event_rules(&request.event_id);
+        let Some(rules) = rules.filter(|rules| rules.waiting_room) else {
+            return Ok(());
+        };
+        if rules.on_sale_at.is_some_and(|at| now_millis() < at) {
+            // The command side answers 409 sale_not_started.
+            return Ok(());
+        }
+        let refused =
+            |code: &str, message: &str| ApiError::forbidden(code, message, Some(ADMISSION_HEADER));
+        let token = token.ok_or_else(|| {
+            refused(
+                "admission_required",
+                "this event has a waiting room: join it (POST /api/events/{eventId}/queue) \
+                 and reserve with the admission token of your admitted ticket",
+            )
+        })?;
+        let user = normalized(&request.user_id);
+        let admission = self
+            .state
+            .admission
+            .check(token, &user, &request.event_id)
+            .map_err(|why| {
+                refused(
+                    why.code(),
+                    match why {
+                        Refused::Expired => "the admission ran out",
+                        Refused::Invalid => "not an admission to this event for this user",
+                    },
+                )
+            })?;
+        let ticket = uuid::Uuid::parse_str(&admission.tkt)
+            .map_err(|_| refused("admission_invalid", "not an admission ticket"))?;
+        match self
+            .state
+            .read
+            .ticket(&request.event_id, ticket, now_millis())
+            .map(|view| view.ticket.status)
+        {
+            Some(TicketStatus::Ended { .. }) => Err(refused(
+                "admission_expired",
+                "the session of this admission ended (confirmed, left or ran out)",
+            )),
+            // Admitted, or not in this gateway's replica yet (another gateway admitted it a
+            // moment ago): the signature is the proof.
+            _ => Ok(()),
+        }
+    }
+
     fn reserve_request(
         &self,
         caller: &Caller,
@@ -346,7 +409,9 @@ fn refusal(error: &CommandError) -> &'static str {
         CommandError::PreFiltered(_) => "prefiltered",
         CommandError::Refused(_) => "rejected",
         CommandError::Unavailable(_) => "error",
+        CommandError::SaleNotStarted { .. } => "rejected",
         CommandError::Invalid { .. }
+        | CommandError::UnknownTicket
         | CommandError::UnknownEvent(_)
         | CommandError::UnknownSection(_)
         | CommandError::UnknownReservation(_) => "invalid",
@@ -367,4 +432,11 @@ fn seat_number(field: String, value: i64) -> Result<u16, ApiError> {
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| ApiError::unprocessable_owned(field, "must be a positive number"))
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -99,6 +99,10 @@ pub struct AuthSettings {
     /// Addresses (or CIDR ranges) allowed to send identity headers (`trusted-header`) and
     /// `X-Forwarded-For`.
     pub trusted_proxies: Vec<String>,
+    /// Signs the waiting room's admission tokens (at least 32 bytes). Every gateway of a
+    /// deployment must share it, so that one honours what another admitted; unset: a random
+    /// secret per process (enough for one process).
+    pub admission_secret: Option<SecretText>,
 }
 
 impl Default for AuthSettings {
@@ -115,6 +119,7 @@ impl Default for AuthSettings {
             leeway_secs: 30,
             roles_claim: "roles".into(),
             trusted_proxies: Vec::new(),
+            admission_secret: None,
         }
     }
 }
@@ -124,6 +129,13 @@ impl AuthSettings {
     /// `none` on a non-loopback address is refused unless `allow_insecure`.
     pub fn check(&self, bind: SocketAddr) -> Result<(), String> {
         Proxies::parse(&self.trusted_proxies)?;
+        if self
+            .admission_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < 32)
+        {
+            return Err("auth.admission_secret must be at least 32 bytes".into());
+        }
         if self.jwks_refresh_secs == 0 {
             return Err("auth.jwks_refresh_secs must be at least 1".into());
         }

@@ -200,6 +200,7 @@ async fn a_command_handed_on_before_a_crash_is_decided_at_the_next_start() {
     let store = open_store(dir.path(), &config).expect("reopen");
     store
         .commit(&CommitBatch {
+            rooms: Vec::new(),
             partition: quota_partition,
             sections: Vec::new(),
             outcomes: Vec::new(),
