@@ -11,6 +11,7 @@
 //! WAITLISTED requests to their promotion ([`waitlist`]).
 
 mod abusive;
+mod room;
 mod waitlist;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 pub use abusive::AbusiveReport;
+pub use room::RoomReport;
 use waitlist::Waiter;
 pub use waitlist::WaitlistReport;
 
@@ -99,6 +101,23 @@ pub struct BenchArgs {
     /// With `--token-secret`: the `aud` to write (the server's `auth.audience`).
     #[arg(long, env = "SEATFLOW_AUTH_AUDIENCE")]
     pub token_audience: Option<String>,
+    /// An on-sale behind a waiting room instead: `--requests` buyers join, are admitted at
+    /// `--admit-per-minute` (at most `--max-active` at once) and reserve once admitted
+    /// (`docs/BENCHMARK.md`, "A waiting room").
+    #[arg(long)]
+    pub waiting_room: bool,
+    /// With `--waiting-room`: the seconds before the on-sale the buyers have to join.
+    #[arg(long, default_value_t = 10)]
+    pub join_secs: u64,
+    /// With `--waiting-room`: how long the buyers follow their tickets after the on-sale.
+    #[arg(long, default_value_t = 120)]
+    pub room_secs: u64,
+    /// With `--waiting-room`: the room's admissions a minute.
+    #[arg(long, default_value_t = 6_000)]
+    pub admit_per_minute: u32,
+    /// With `--waiting-room`: the room's most admitted buyers at once.
+    #[arg(long)]
+    pub max_active: Option<u32>,
 }
 
 /// The figures of one run.
@@ -358,6 +377,31 @@ async fn send_with(
         request = request.header(name, value);
     }
     let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+/// A reservation carrying an admission token, on behalf of `user`.
+async fn send_admitted(
+    sender: &mut Sender,
+    target: &Target,
+    path: &str,
+    body: Vec<u8>,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let (name, value) = target.credentials(user)?;
+    let request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", &target.authority)
+        .header("content-type", "application/json")
+        .header(name, value)
+        .header("x-admission-token", token)
+        .body(Full::new(Bytes::from(body)))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
@@ -841,6 +885,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     }
     let target = Arc::new(target);
     wait_ready(&target).await?;
+    if args.waiting_room {
+        let report = room::run(target, &args).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_room(&report);
+        }
+        return Ok(Vec::new());
+    }
     let mut reports = Vec::new();
 
     let event_id = Arc::new(create_event(&target, &args).await?);
@@ -984,6 +1037,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         bail!("the sale did not verify (duplicates, errors or counts that disagree)");
     }
     Ok(reports)
+}
+
+fn print_room(r: &RoomReport) {
+    println!(
+        "waiting room: {} buyers over {} connections",
+        r.buyers, r.connections
+    );
+    println!(
+        "  joins: {:.0}/s  P50 {:.1} ms  P99 {:.1} ms  errors {}",
+        r.join_per_sec, r.join_p50_ms, r.join_p99_ms, r.join_errors
+    );
+    println!(
+        "  admissions: {} at {}/min (max active {:?}); per minute {:?}; worst minute {}",
+        r.admitted,
+        r.admit_per_minute,
+        r.max_active,
+        r.admitted_per_minute,
+        r.worst_minute_deviation_pct
+            .map_or("-".to_owned(), |gap| format!("{gap:.1} % off"))
+    );
+    let busiest = r.reservations_per_sec.iter().max().copied().unwrap_or(0);
+    println!(
+        "  reservations: {} sent, at most {busiest} in one second; per second {:?}",
+        r.reserved, r.reservations_per_sec
+    );
+    println!(
+        "  refused for their admission: {}  ticket polls: {} (P99 {:.1} ms)",
+        r.refused_admissions, r.polls, r.poll_p99_ms
+    );
 }
 
 fn print_report(r: &Report) {
