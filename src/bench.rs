@@ -438,6 +438,11 @@ async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<Strin
         "sections": sections,
         "holdSeconds": args.hold_seconds,
     }))?;
+    post_event(target, body).await
+}
+
+/// Create an event from its JSON `body` as the organizer: its id.
+async fn post_event(target: &Target, body: Vec<u8>) -> anyhow::Result<String> {
     let mut sender = connect(target).await?;
     let (status, bytes) = send_with(
         &mut sender,

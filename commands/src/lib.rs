@@ -539,10 +539,11 @@ impl CommandService {
         let Some(layout) = self.directory.layout(&key) else {
             return Err(CommandError::UnknownSection(key));
         };
-        if let Some(opens_at) = self
-            .directory
-            .rules(&key)
-            .and_then(|rules| rules.on_sale_at)
+        // With a waiting room the room gates the start (no admission before its on-sale, which
+        // the organizer may move); without one, the sections' sale time does.
+        if let Some(rules) = self.directory.rules(&key)
+            && !rules.waiting_room
+            && let Some(opens_at) = rules.on_sale_at
             && now_millis() < opens_at
         {
             return Err(CommandError::SaleNotStarted { opens_at });

@@ -101,6 +101,21 @@ impl CommandService {
         }
     }
 
+    /// Change the rules of `event_id`'s waiting room (its on-sale time too) before the sale
+    /// starts: the rules as they are now. 409 `sale_started` once the line was shuffled. The
+    /// caller has checked that the event has a room (a room opened after its sections would
+    /// not be asked for by them).
+    pub async fn change_room(
+        &self,
+        event_id: &str,
+        on_sale_at: Millis,
+        policy: RoomPolicy,
+    ) -> Result<RoomRules, CommandError> {
+        let rules = policy.rules(on_sale_at)?;
+        self.open_room(event_id, rules).await?;
+        Ok(rules)
+    }
+
     /// Join the waiting room of `event_id` as `user_id`: the user's ticket (the same one again
     /// for a user who joined before).
     pub async fn join_queue(&self, event_id: &str, user_id: &str) -> Result<Ticket, CommandError> {

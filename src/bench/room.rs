@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::{BenchArgs, ORGANIZER, Target, connect, millis_of, send_with};
+use super::{BenchArgs, Target, connect, millis_of, send_with};
 
 /// What the waiting-room run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -199,24 +199,7 @@ async fn create_event(
         "waitingRoom": room,
         "sections": sections,
     }))?;
-    let mut sender = connect(target).await?;
-    let (status, bytes) = send_with(
-        &mut sender,
-        target,
-        "POST",
-        "/api/events",
-        Some(body),
-        Some(ORGANIZER),
-    )
-    .await?;
-    if status != 201 {
-        anyhow::bail!(
-            "creating the event answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-    }
-    let event: serde_json::Value = serde_json::from_slice(&bytes)?;
-    Ok(event["eventId"].as_str().unwrap_or_default().to_owned())
+    super::post_event(target, body).await
 }
 
 async fn join_all(

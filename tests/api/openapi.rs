@@ -56,6 +56,11 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/events/{eventId}/availability/stream",
         "streamAvailability",
     ),
+    (
+        "put",
+        "/api/events/{eventId}/waiting-room",
+        "changeWaitingRoom",
+    ),
     ("get", "/health/live", "checkLiveness"),
     ("get", "/health/ready", "checkReadiness"),
 ];

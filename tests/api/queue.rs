@@ -471,3 +471,53 @@ async fn a_ticket_is_followed_live_until_its_session_ends() {
         "the stream ends"
     );
 }
+
+#[tokio::test]
+async fn the_organizer_changes_the_room_until_the_sale_and_not_after() {
+    let app = spawn_app().await;
+    let event = event_with_room(&app, 3_600_000, json!({"admitPerMinute": 100})).await;
+    let change = |body: Value| {
+        let request = app
+            .client
+            .put(app.url(&format!("/api/events/{event}/waiting-room")))
+            .json(&body);
+        async move { read(request.send().await.expect("change")).await }
+    };
+    // Earlier sale, another pace: the room and the event say so, and the sale opens then.
+    let (status, changed) = change(json!({"onSaleAt": rfc3339_in(1_000),
+        "waitingRoom": {"admitPerMinute": 600, "maxActive": 1}}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["waitingRoom"]["admitPerMinute"], 600);
+    let (_, shown) = app.get(&format!("/api/events/{event}")).await;
+    assert_eq!(shown["waitingRoom"]["maxActive"], 1, "{shown}");
+    assert_eq!(shown["onSaleAt"], changed["onSaleAt"], "{shown}");
+    let (_, joined) = join(&app, &event, "ann").await;
+    let ann = id_of(&joined);
+    until_status(
+        &app,
+        &event,
+        &ann,
+        "ann",
+        "ADMITTED",
+        Duration::from_secs(5),
+    )
+    .await;
+    // After the shuffle: refused.
+    let (status, late) = change(json!({"onSaleAt": rfc3339_in(60_000),
+        "waitingRoom": {"admitPerMinute": 1}}))
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{late}");
+    assert_eq!(late["error"], "sale_started");
+    // An event without a room has none to change.
+    let plain = app.create_event(&[("A", 1, 4)]).await;
+    let (status, none) = app
+        .client
+        .put(app.url(&format!("/api/events/{plain}/waiting-room")))
+        .json(&json!({"onSaleAt": rfc3339_in(0), "waitingRoom": {}}))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .expect("change");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{:?}", read(none).await);
+}

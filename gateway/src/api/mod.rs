@@ -98,6 +98,14 @@ enum Tag {
     Health,
 }
 
+/// Milliseconds since the Unix epoch: the time the read side's answers are computed at.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The page size of the list operations when `limit` is not given.
 fn default_limit() -> u32 {
     100

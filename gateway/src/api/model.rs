@@ -240,6 +240,25 @@ impl From<seatflow_aggregates::room::RoomRules> for WaitingRoomDto {
     }
 }
 
+/// An event's waiting room as its organizer changes it before the sale.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename = "WaitingRoomChange", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitingRoomChangeDto {
+    /// When the sale opens (RFC 3339).
+    pub on_sale_at: Timestamp,
+    pub waiting_room: WaitingRoomDto,
+}
+
+/// An event's waiting room as it is.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "WaitingRoomSettings", rename_all = "camelCase")]
+pub struct WaitingRoomSettingsDto {
+    pub event_id: UuidText,
+    pub on_sale_at: Timestamp,
+    pub waiting_room: WaitingRoomDto,
+}
+
 /// Who joins a waiting room (absent: the authenticated user).
 #[derive(Debug, Clone, Default, Object, Deserialize)]
 #[oai(rename = "JoinQueue", rename_all = "camelCase")]
@@ -366,7 +385,12 @@ impl From<&EventView> for EventDto {
             hold_seconds: view.rules.hold_seconds,
             max_seats_per_user: view.rules.max_seats_per_user.map(u32::from),
             avoid_single_seats: view.rules.avoid_single_seats,
-            on_sale_at: view.rules.on_sale_at.map(Timestamp::from_millis),
+            // A room's on-sale may have been moved since the sections were created.
+            on_sale_at: view
+                .room
+                .map(|room| room.on_sale_at)
+                .or(view.rules.on_sale_at)
+                .map(Timestamp::from_millis),
             waiting_room: view.room.map(WaitingRoomDto::from),
             sections: view.sections.iter().map(SectionDto::from).collect(),
         }

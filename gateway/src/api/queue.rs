@@ -11,13 +11,17 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 use seatflow_aggregates::room::{SessionEnd, Ticket, TicketId, TicketStatus};
+use seatflow_commands::RoomPolicy;
 use seatflow_projections::TicketView;
 use tokio::sync::watch;
 
-use super::model::{JoinQueueDto, SessionEndDto, TicketDto, TicketStatusDto, Timestamp, UuidText};
-use super::{AppState, Tag};
-use crate::auth::{Caller, USER_HEADER};
-use crate::body::OptionalJsonBody;
+use super::model::{
+    JoinQueueDto, SessionEndDto, TicketDto, TicketStatusDto, Timestamp, UuidText,
+    WaitingRoomChangeDto, WaitingRoomSettingsDto,
+};
+use super::{AppState, Tag, now_millis};
+use crate::auth::{Caller, Role, USER_HEADER};
+use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::ApiError;
 
 #[derive(Debug, ApiResponse)]
@@ -120,6 +124,59 @@ impl QueueApi {
         };
         let stream = futures_util::stream::unfold(follow, TicketFollow::next).boxed();
         Ok(EventStream::new(stream).keep_alive(KEEP_ALIVE))
+    }
+
+    /// Change an event's waiting room before its sale starts (the `organizer` role): its
+    /// on-sale time and its rules, as at creation. 409 `sale_started` once the line was
+    /// shuffled; 404 `no_waiting_room` for an event without one.
+    #[oai(
+        path = "/api/events/:eventId/waiting-room",
+        method = "put",
+        operation_id = "changeWaitingRoom"
+    )]
+    async fn change(
+        &self,
+        caller: Data<&Caller>,
+        #[oai(name = "eventId")] event_id: Path<UuidText>,
+        body: JsonBody<WaitingRoomChangeDto>,
+    ) -> Result<Json<WaitingRoomSettingsDto>, ApiError> {
+        caller.require(Role::Organizer, "changing a waiting room")?;
+        let event_id = event_id.0.0;
+        match self.state.read.event_rules(&event_id) {
+            None => return Err(ApiError::unknown_event()),
+            Some(rules) if !rules.waiting_room => {
+                return Err(ApiError::not_found(
+                    "no_waiting_room",
+                    "the event has no waiting room",
+                    Some("eventId"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let body = body.0;
+        let on_sale_at = body.on_sale_at.to_millis().ok_or_else(|| {
+            ApiError::bad_request("onSaleAt", "not an RFC 3339 date-time after 1970")
+        })?;
+        let room = body.waiting_room;
+        let rules = self
+            .state
+            .commands
+            .change_room(
+                &event_id,
+                on_sale_at,
+                RoomPolicy {
+                    admit_per_minute: room.admit_per_minute,
+                    max_active: room.max_active,
+                    session_seconds: room.session_seconds,
+                    opens_before_seconds: room.opens_before_seconds,
+                },
+            )
+            .await?;
+        Ok(Json(WaitingRoomSettingsDto {
+            event_id: UuidText(event_id),
+            on_sale_at: Timestamp::from_millis(rules.on_sale_at),
+            waiting_room: rules.into(),
+        }))
     }
 
     /// Leave the waiting room: a waiting ticket leaves the line, an admitted one frees its
@@ -288,11 +345,4 @@ fn unknown_ticket() -> ApiError {
 fn parse_ticket_id(id: &UuidText) -> Result<TicketId, ApiError> {
     uuid::Uuid::parse_str(&id.0)
         .map_err(|_| ApiError::bad_request("ticketId", "not a ticket id (a UUID)"))
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

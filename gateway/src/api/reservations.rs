@@ -14,7 +14,7 @@ use seatflow_projections::Found;
 use seatflow_telemetry::metrics;
 
 use super::model::{ConfirmDto, ReservationDto, ReserveDto, UuidText};
-use super::{AppState, Tag, default_limit};
+use super::{AppState, Tag, default_limit, now_millis};
 use crate::admission::Refused;
 use crate::auth::{Caller, USER_HEADER};
 
@@ -305,9 +305,15 @@ impl ReservationsApi {
         let Some(rules) = rules.filter(|rules| rules.waiting_room) else {
             return Ok(());
         };
-        if rules.on_sale_at.is_some_and(|at| now_millis() < at) {
-            // The command side answers 409 sale_not_started.
-            return Ok(());
+        // The room's on-sale (the organizer may have moved it), else the event's.
+        let opens_at = self
+            .state
+            .read
+            .room_rules(&request.event_id)
+            .map(|room| room.on_sale_at)
+            .or(rules.on_sale_at);
+        if let Some(opens_at) = opens_at.filter(|at| now_millis() < *at) {
+            return Err(CommandError::SaleNotStarted { opens_at }.into());
         }
         let refused =
             |code: &str, message: &str| ApiError::forbidden(code, message, Some(ADMISSION_HEADER));
@@ -432,11 +438,4 @@ fn seat_number(field: String, value: i64) -> Result<u16, ApiError> {
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| ApiError::unprocessable_owned(field, "must be a positive number"))
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
