@@ -261,12 +261,32 @@ impl<E: Endpoint> Endpoint for TrackRequestsEndpoint<E> {
             );
             return Ok(response);
         }
-        let _in_flight = self
+        let in_flight = self
             .connections
             .begin(request.remote_addr().as_socket_addr().copied());
-        self.inner
-            .call(request)
-            .await
-            .map(IntoResponse::into_response)
+        let response = self.inner.call(request).await?.into_response();
+        Ok(match in_flight {
+            Some(busy) if is_stream(&response) => busy_while_streaming(response, busy),
+            _ => response,
+        })
     }
+}
+
+/// Whether the answer is a stream that goes on after its head (Server-Sent Events).
+fn is_stream(response: &Response) -> bool {
+    response
+        .content_type()
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+}
+
+/// The answer with its connection kept busy until its body ends: a stream is still being
+/// answered, so the idle bound must not cut it.
+fn busy_while_streaming(response: Response, busy: InFlight) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = response.into_parts();
+    let body = body.into_bytes_stream().map(move |chunk| {
+        let _still_answering = &busy;
+        chunk
+    });
+    Response::from_parts(parts, poem::Body::from_bytes_stream(body))
 }

@@ -168,3 +168,25 @@ async fn a_connection_over_the_bound_is_answered_503_and_closed() {
     drop(held);
     app.stop().await;
 }
+
+/// A Server-Sent Events stream is an answer still being given: the idle bound never cuts it
+/// (a buyer may wait in a room for an hour), whatever the client does not send meanwhile.
+#[tokio::test]
+async fn a_live_stream_outlives_the_idle_bound() {
+    let (app, _dir) = spawn(1, 100).await;
+    let event = app.create_event(&[("A", 1, 10)]).await;
+    let path = format!("/api/events/{event}/availability/stream");
+    let mut stream = crate::queue::SseReader::open(&app, &path, &[]).await;
+    stream
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the snapshot");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, body) = app.reserve(&event, "A", "late-buyer", 1).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (_, update) = stream
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the stream is still open after 2.5 idle bounds");
+    assert_eq!(update["sections"][0]["available"], 9, "{update}");
+}
