@@ -68,6 +68,13 @@ pub const SETTINGS: &[&str] = &[
     "limits_exempt",
     "limits_max_tracked",
     "limits_refusal_delay_max_ms",
+    "webhooks_enabled",
+    "webhooks_timeout_ms",
+    "webhooks_first_retry_ms",
+    "webhooks_max_retry_ms",
+    "webhooks_give_up_after_secs",
+    "webhooks_parallel",
+    "webhooks_allow_private_urls",
 ];
 
 /// Where the setting `SEATFLOW_<NAME>` goes in the nested settings (`http.bind`, ...).
@@ -126,6 +133,13 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "redis_url" => "redis.url",
         "redis_key_prefix" => "redis.key_prefix",
         "redis_outcome_ttl_secs" => "redis.outcome_ttl_secs",
+        "webhooks_enabled" => "webhooks.enabled",
+        "webhooks_timeout_ms" => "webhooks.timeout_ms",
+        "webhooks_first_retry_ms" => "webhooks.first_retry_ms",
+        "webhooks_max_retry_ms" => "webhooks.max_retry_ms",
+        "webhooks_give_up_after_secs" => "webhooks.give_up_after_secs",
+        "webhooks_parallel" => "webhooks.parallel",
+        "webhooks_allow_private_urls" => "webhooks.allow_private_urls",
         _ => return None,
     })
 }
@@ -161,6 +175,65 @@ pub struct Config {
     pub auth: AuthSettings,
     /// How fast each user and client address may call (`[limits]`, `SEATFLOW_LIMITS_*`).
     pub limits: LimitSettings,
+    /// Posting webhooks (`[webhooks]`, `SEATFLOW_WEBHOOKS_*`).
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhooks: who may be posted to and how deliveries are retried.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Post deliveries (`SEATFLOW_WEBHOOKS_ENABLED`): the all-in-one process, or on Kafka the
+    /// projector (which keeps webhooks in the audit database, so it needs `database_url`).
+    /// Off: webhooks can still be registered; their deliveries are queued and wait.
+    pub enabled: bool,
+    /// Longest a receiver may take to answer a post, milliseconds (`SEATFLOW_WEBHOOKS_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// The wait after a delivery's first failed attempt, doubled after each further one,
+    /// milliseconds (`SEATFLOW_WEBHOOKS_FIRST_RETRY_MS`).
+    pub first_retry_ms: u64,
+    /// The longest wait between two attempts, milliseconds (`SEATFLOW_WEBHOOKS_MAX_RETRY_MS`).
+    pub max_retry_ms: u64,
+    /// How long a delivery is retried before it is given up (FAILED), seconds
+    /// (`SEATFLOW_WEBHOOKS_GIVE_UP_AFTER_SECS`; a day).
+    pub give_up_after_secs: u64,
+    /// Posts in flight to one webhook at once (`SEATFLOW_WEBHOOKS_PARALLEL`).
+    pub parallel: usize,
+    /// Accept webhook URLs on loopback, private and link-local addresses and `localhost`
+    /// (`SEATFLOW_WEBHOOKS_ALLOW_PRIVATE_URLS`): off, an organizer cannot make the server post
+    /// into its own network.
+    pub allow_private_urls: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        let retry = seatflow_projections::webhooks::plan::RetryPolicy::default();
+        Self {
+            enabled: true,
+            timeout_ms: 10_000,
+            first_retry_ms: retry.first_retry_ms,
+            max_retry_ms: retry.max_retry_ms,
+            give_up_after_secs: retry.give_up_after_ms / 1_000,
+            parallel: 4,
+            allow_private_urls: false,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// How the senders post.
+    pub fn send(&self) -> seatflow_projections::webhooks::deliver::SendSettings {
+        seatflow_projections::webhooks::deliver::SendSettings {
+            retry: seatflow_projections::webhooks::plan::RetryPolicy {
+                first_retry_ms: self.first_retry_ms.max(1),
+                max_retry_ms: self.max_retry_ms.max(1),
+                give_up_after_ms: self.give_up_after_secs.saturating_mul(1_000),
+            },
+            timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
+            parallel: self.parallel.max(1),
+            window: 64,
+        }
+    }
 }
 
 /// The HTTP API and its command side.
@@ -273,6 +346,7 @@ impl Default for Config {
             redis: RedisSettings::default(),
             auth: AuthSettings::default(),
             limits: LimitSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -536,6 +610,16 @@ impl Config {
         }
         if redis.outcome_ttl_secs == 0 {
             bail!("redis.outcome_ttl_secs must be at least 1");
+        }
+        let webhooks = &self.webhooks;
+        if !(1..=60_000).contains(&webhooks.timeout_ms) {
+            bail!("webhooks.timeout_ms must be between 1 and 60000");
+        }
+        if webhooks.first_retry_ms == 0 || webhooks.max_retry_ms < webhooks.first_retry_ms {
+            bail!("webhooks.first_retry_ms must be at least 1 and at most webhooks.max_retry_ms");
+        }
+        if !(1..=64).contains(&webhooks.parallel) {
+            bail!("webhooks.parallel must be between 1 and 64");
         }
         if let Some(bind) = &self.metrics_bind {
             bind.parse::<SocketAddr>().with_context(|| {

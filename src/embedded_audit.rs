@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use std::time::Duration;
 
 use seatflow_aggregates::Event;
-use seatflow_processor::Store;
+use seatflow_processor::{LogRecord, Store};
 use seatflow_projections::audit::{AuditRow, AuditStore};
 use seatflow_projections::retry::with_retries;
 use tokio::sync::Notify;
@@ -27,17 +27,21 @@ use tracing::info;
 pub const EMBEDDED_AUDIT_PROJECTION: &str = "audit-embedded";
 const MAX_BATCH: usize = 5_000;
 
-/// Rows to write, and the (partition, next sequence number) after them.
-type AuditBatch = (Vec<AuditRow>, Vec<(i32, i64)>);
+/// What was kept of a stretch of the log, and the (partition, next sequence number) after it.
+pub(crate) type LogBatch<T> = (Vec<T>, Vec<(i32, i64)>);
+type AuditBatch = LogBatch<AuditRow>;
 
-/// Rows read from the log after `next` (partition -> next sequence number), up to `MAX_BATCH`
-/// in all, and the positions after them.
-fn read_batch(
+/// What `keep` makes of the log records after `next` (partition -> next sequence number), up
+/// to `max` kept in all, and the positions after the records read. Shared by the embedded
+/// projections (the audit, the webhook deliveries).
+pub(crate) fn read_log_batch<T>(
     store: &Store,
     partitions: u32,
     next: &HashMap<i32, i64>,
-) -> Result<AuditBatch, seatflow_processor::StoreError> {
-    let mut rows = Vec::new();
+    max: usize,
+    mut keep: impl FnMut(i32, &LogRecord) -> Option<T>,
+) -> Result<LogBatch<T>, seatflow_processor::StoreError> {
+    let mut kept = Vec::new();
     let mut positions = Vec::new();
     for partition in 0..partitions {
         let key = partition as i32;
@@ -46,25 +50,41 @@ fn read_batch(
         for record in store.read_log(partition, from) {
             let record = record?;
             after = Some(record.seq as i64 + 1);
-            if let Event::ReservationCompleted(completed) = &record.event {
-                rows.push(AuditRow::from_reservation(
-                    &completed.reservation,
-                    key,
-                    record.seq as i64,
-                ));
-            }
-            if rows.len() >= MAX_BATCH {
+            kept.extend(keep(key, &record));
+            if kept.len() >= max {
                 break;
             }
         }
         if let Some(after) = after {
             positions.push((key, after));
         }
-        if rows.len() >= MAX_BATCH {
+        if kept.len() >= max {
             break;
         }
     }
-    Ok((rows, positions))
+    Ok((kept, positions))
+}
+
+/// Rows read from the log after `next`, up to `MAX_BATCH` in all, and the positions after them.
+fn read_batch(
+    store: &Store,
+    partitions: u32,
+    next: &HashMap<i32, i64>,
+) -> Result<AuditBatch, seatflow_processor::StoreError> {
+    read_log_batch(
+        store,
+        partitions,
+        next,
+        MAX_BATCH,
+        |partition, record| match &record.event {
+            Event::ReservationCompleted(completed) => Some(AuditRow::from_reservation(
+                &completed.reservation,
+                partition,
+                record.seq as i64,
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// The next batch, read on a blocking thread (RocksDB reads block).

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 mod embedded_audit;
 mod embedded_reads;
+mod embedded_webhooks;
 pub mod observability;
 pub mod otlp_metrics;
 pub mod roles;
@@ -37,6 +38,8 @@ struct EmbeddedSink {
     waiters: Arc<Waiters>,
     /// Wakes the embedded audit projection, when there is one.
     audit: Arc<tokio::sync::Notify>,
+    /// Wakes the embedded webhook projection.
+    webhooks: Arc<tokio::sync::Notify>,
 }
 
 impl CommitSink for EmbeddedSink {
@@ -53,6 +56,7 @@ impl CommitSink for EmbeddedSink {
             }
         }
         self.audit.notify_one();
+        self.webhooks.notify_one();
     }
 }
 
@@ -263,11 +267,13 @@ impl App {
             Some(Arc::new(embedded_reads::StoredOutcomes(store.clone()))),
         );
         let wake_audit = Arc::new(tokio::sync::Notify::new());
+        let wake_webhooks = Arc::new(tokio::sync::Notify::new());
         let sink = Arc::new(EmbeddedSink {
             read: read.clone(),
             status: status.clone(),
             waiters: waiters.clone(),
             audit: wake_audit.clone(),
+            webhooks: wake_webhooks.clone(),
         });
         let (processor, workers) = Processor::start(store.clone(), &processor_config, sink.clone())
             .context("cannot start the seat workers")?;
@@ -293,8 +299,32 @@ impl App {
                 stop_audit.clone(),
             ))
         });
+        let webhook_store = embedded_webhooks::RocksWebhooks::new(store.clone());
+        let webhook_tasks = config.webhooks.enabled.then(|| {
+            let (queued, watch) = tokio::sync::watch::channel(0);
+            [
+                tokio::spawn(embedded_webhooks::project_log(
+                    store.clone(),
+                    config.partitions(),
+                    webhook_store.clone(),
+                    wake_webhooks.clone(),
+                    queued,
+                    stop_audit.clone(),
+                )),
+                tokio::spawn(seatflow_projections::webhooks::deliver::run(
+                    Arc::new(webhook_store.clone()),
+                    config.webhooks.send(),
+                    watch,
+                    stop_audit.clone(),
+                )),
+            ]
+        });
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState {
+            webhooks: Some(seatflow_gateway::WebhookRegistry {
+                store: Arc::new(webhook_store),
+                allow_private_urls: config.webhooks.allow_private_urls,
+            }),
             commands,
             queries: Queries::new(read.clone(), waiters, None, audit),
             read: read.clone(),
@@ -328,10 +358,14 @@ impl App {
                 // The workers stop when the last handle to them is gone.
                 drop(processor);
                 workers.join();
-                // The audit projection holds the store: it must let go before we return.
+                // The projections hold the store: they must let go before we return.
                 stop_audit.cancel();
                 wake_audit.notify_one();
-                if let Some(task) = audit_task {
+                wake_webhooks.notify_one();
+                let tasks = audit_task
+                    .into_iter()
+                    .chain(webhook_tasks.into_iter().flatten());
+                for task in tasks {
                     let _ = tokio::runtime::Handle::current().block_on(task);
                 }
             }),
@@ -422,6 +456,14 @@ impl App {
         .with_read_barrier(Arc::new(barrier));
         let audit = audit_pool(&config)?;
         let state = AppState {
+            webhooks: audit
+                .clone()
+                .map(|audit| seatflow_gateway::WebhookRegistry {
+                    store: Arc::new(
+                        seatflow_projections::webhooks::postgres::PostgresWebhooks::new(audit),
+                    ),
+                    allow_private_urls: config.webhooks.allow_private_urls,
+                }),
             commands,
             queries: Queries::new(read.clone(), waiters, redis.clone(), audit),
             read,

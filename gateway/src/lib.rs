@@ -18,7 +18,7 @@ use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use poem_openapi::OpenApiService;
 
-pub use api::{AppState, MAX_WAIT_MS};
+pub use api::{AppState, MAX_WAIT_MS, MAX_WEBHOOKS_PER_OWNER, WebhookRegistry};
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorBody};
 
@@ -27,6 +27,7 @@ type Operations = (
     api::ReservationsApi,
     api::QueueApi,
     api::AvailabilityApi,
+    api::WebhooksApi,
     api::HealthApi,
 );
 
@@ -43,6 +44,9 @@ fn openapi(state: AppState, public_url: &str) -> OpenApiService<Operations, ()> 
             state: state.clone(),
         },
         api::AvailabilityApi {
+            state: state.clone(),
+        },
+        api::WebhooksApi {
             state: state.clone(),
         },
         api::HealthApi { state },

@@ -27,7 +27,7 @@ pub use gateway::{GatewayKafkaConfig, KafkaBus};
 pub use log::{LOG_TOPICS, LogQuery, LogStart, read_log};
 pub use projector::{
     AUDIT_PROJECTION, ProjectorConfig, ProjectorError, run as run_projector,
-    run_redis as run_redis_projector,
+    run_redis as run_redis_projector, run_webhooks as run_webhook_projector,
 };
 pub use registry::{RegistryError, connect_registry};
 pub use seatflow_avro::Wire;

@@ -1,6 +1,6 @@
-//! The projectors: the decided-event log into the Postgres audit ([`run`]) and into the Redis
-//! read models ([`run_redis`]), in batches, each batch written with the log positions after it
-//! in one transaction (a database transaction; a Redis `MULTI`/`EXEC`). Each reads from the
+//! The projectors: the decided-event log into the Postgres audit ([`run`]), into the Redis
+//! read models ([`run_redis`]) and into queued webhook deliveries ([`run_webhooks`]), in
+//! batches, each batch written with the log positions after it in one transaction (a database transaction; a Redis `MULTI`/`EXEC`). Each reads from the
 //! positions stored beside its projection (not from consumer-group offsets), so the projection
 //! alone says what was projected: a restart resumes exactly there, nothing lost or doubled.
 //!
@@ -9,6 +9,7 @@
 //! and reads nothing more: the lag grows in Kafka and is caught up afterwards.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ use seatflow_aggregates::{Event, SectionStatus};
 use seatflow_avro::Wire;
 use seatflow_projections::audit::{AuditRow, AuditStore};
 use seatflow_projections::redis::{RedisBatch, RedisReads};
+use seatflow_projections::webhooks::WebhookStore;
+use seatflow_projections::webhooks::deliver::{Queued, project};
 use tracing::{debug, info, warn};
 
 use crate::client_config;
@@ -247,6 +250,74 @@ fn decode_audit(
         Ok(Event::SectionInitialized(_) | Event::Room(_)) => Ok(()),
         Err(e) => Err(format!("undecodable outcome: {e}")),
     }
+}
+
+/// Project `reservation-completed` into queued webhook deliveries until `stop` is set: each
+/// batch's deliveries and the positions after it in one write of `store` (positions under
+/// `webhooks:<topic>`). The senders (`deliver::run`) post them.
+pub async fn run_webhooks(
+    config: &ProjectorConfig,
+    store: Arc<dyn WebhookStore>,
+    queued: Queued,
+    stop: CancellationToken,
+) -> Result<(), ProjectorError> {
+    let topics = vec![config.topics.name("reservation-completed")];
+    let positions_key = format!("webhooks:{}", topics[0]);
+    let Some(positions) = with_retries(&stop, "read the webhook projection's positions", || {
+        store.positions(&positions_key)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let positions = positions
+        .into_iter()
+        .map(|(partition, next)| ((0, partition), next))
+        .collect();
+    let (consumer, ends) = assign(config, "projector-webhooks", &topics, &positions)?;
+    let (reader, mut to_write) = spawn_reader(
+        "webhooks",
+        consumer,
+        config,
+        topics,
+        decode_events,
+        ends,
+        stop.clone(),
+    );
+    while let Some(batch) = to_write.recv().await {
+        let next: Vec<(i32, i64)> = batch
+            .next
+            .iter()
+            .map(|((_, partition), offset)| (*partition, *offset))
+            .collect();
+        if with_retries(&stop, "queue webhook deliveries", || {
+            project(store.as_ref(), &positions_key, &batch.items, &next, &queued)
+        })
+        .await
+        .is_none()
+        {
+            break;
+        }
+        report_lag("webhooks", &batch);
+    }
+    drop(to_write);
+    stop_reader(reader, &stop).await;
+    Ok(())
+}
+
+fn decode_events(
+    events: &mut Vec<Event>,
+    wire: &Wire,
+    _topic: usize,
+    _partition: i32,
+    _offset: i64,
+    payload: &[u8],
+) -> Result<(), String> {
+    events.push(
+        wire.decode::<Event>(payload)
+            .map_err(|e| format!("undecodable outcome: {e}"))?,
+    );
+    Ok(())
 }
 
 /// Project `section-status` (counts, cache invalidation) and `reservation-completed`

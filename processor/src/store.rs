@@ -59,6 +59,9 @@ const OUTBOX: &str = "outbox";
 /// The waiting rooms of each partition: a header per room and a record per ticket (see
 /// `keys::room`), so a join or an admission writes one ticket, not the line.
 const ROOMS: &str = "rooms";
+/// The embedded runtime's webhooks, their deliveries and the delivery projection's positions,
+/// laid out by the webhook store of the root crate (`src/embedded_webhooks.rs`).
+const WEBHOOKS: &str = "webhooks";
 
 /// Where a handed-on command waits in the outbox (see `keys::outbox`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -196,6 +199,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CATALOGUE, scanned.clone()),
             ColumnFamilyDescriptor::new(BY_USER, user_index),
             ColumnFamilyDescriptor::new(ROOMS, scanned.clone()),
+            ColumnFamilyDescriptor::new(WEBHOOKS, scanned.clone()),
             ColumnFamilyDescriptor::new(HOLDS, scanned),
         ];
         let db = DB::open_cf_descriptors(&options, path, families)?;
@@ -559,6 +563,65 @@ impl Store {
                     )
                 }
             })
+    }
+}
+
+/// A key and its value, as stored.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The webhook table: keys and values as its one user (the embedded webhook store) lays them out.
+impl Store {
+    pub fn webhook_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(WEBHOOKS), key)?)
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix`, in key order from `from` (or the
+    /// prefix's first key), or in reverse order from the last key before `from` (or the
+    /// prefix's last key) when `reverse`.
+    pub fn webhook_scan(
+        &self,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let mut past_prefix = prefix.to_vec();
+        past_prefix.extend_from_slice(&[0xff; 9]);
+        let mode = match (from, reverse) {
+            (Some(from), false) => IteratorMode::From(from, Direction::Forward),
+            (None, false) => IteratorMode::From(prefix, Direction::Forward),
+            (Some(from), true) => IteratorMode::From(from, Direction::Reverse),
+            (None, true) => IteratorMode::From(&past_prefix, Direction::Reverse),
+        };
+        let mut found = Vec::new();
+        for item in self.db.iterator_cf(self.cf(WEBHOOKS), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || found.len() >= limit {
+                break;
+            }
+            // A reverse scan from `from` starts at it when it exists: it is excluded.
+            if reverse && from.is_some_and(|from| *key == *from) {
+                continue;
+            }
+            found.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(found)
+    }
+
+    /// Write (`Some`) and delete (`None`) entries in one atomic write, synced as the store is.
+    pub fn webhook_write(&self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let table = self.cf(WEBHOOKS);
+        let mut batch = WriteBatch::default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => batch.put_cf(table, key, value),
+                None => batch.delete_cf(table, key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
     }
 }
 

@@ -263,6 +263,31 @@ async fn upsert_rows(
     Ok(())
 }
 
+/// Store where `projection` stopped in each partition (inside the caller's transaction).
+pub(crate) async fn store_positions(
+    connection: &mut AsyncPgConnection,
+    projection: &str,
+    next_offsets: &[(i32, i64)],
+) -> Result<(), diesel::result::Error> {
+    for (partition, next) in next_offsets {
+        diesel::insert_into(projection_offset::table)
+            .values((
+                projection_offset::projection.eq(projection),
+                projection_offset::log_partition.eq(partition),
+                projection_offset::next_offset.eq(next),
+            ))
+            .on_conflict((
+                projection_offset::projection,
+                projection_offset::log_partition,
+            ))
+            .do_update()
+            .set(projection_offset::next_offset.eq(next))
+            .execute(connection)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The audit tables behind a connection pool.
 #[derive(Clone)]
 pub struct AuditStore {
@@ -286,7 +311,7 @@ impl AuditStore {
         Ok(Self { pool })
     }
 
-    async fn connection(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
+    pub(crate) async fn connection(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
         self.pool
             .get()
             .await
@@ -355,22 +380,7 @@ impl AuditStore {
                     // One statement with one array per column: far fewer parameters to send
                     // and parse than a multi-row VALUES (measured 1.6x faster).
                     upsert_rows(connection, &unique).await?;
-                    for (partition, next) in next_offsets {
-                        diesel::insert_into(projection_offset::table)
-                            .values((
-                                projection_offset::projection.eq(&projection),
-                                projection_offset::log_partition.eq(partition),
-                                projection_offset::next_offset.eq(next),
-                            ))
-                            .on_conflict((
-                                projection_offset::projection,
-                                projection_offset::log_partition,
-                            ))
-                            .do_update()
-                            .set(projection_offset::next_offset.eq(next))
-                            .execute(connection)
-                            .await?;
-                    }
+                    store_positions(connection, &projection, next_offsets).await?;
                     Ok(())
                 }
             })

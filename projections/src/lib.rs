@@ -14,6 +14,7 @@ mod recent;
 pub mod redis;
 pub mod retry;
 mod waiters;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

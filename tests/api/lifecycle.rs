@@ -11,7 +11,12 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, read, spawn_app, spawn_app_in};
 
 /// An event of one `rows x seats` section "A" whose reservations are held `hold_seconds`.
-async fn event_with_holds(app: &TestApp, rows: u32, seats: u32, hold_seconds: u32) -> String {
+pub(crate) async fn event_with_holds(
+    app: &TestApp,
+    rows: u32,
+    seats: u32,
+    hold_seconds: u32,
+) -> String {
     let (status, event) = app
         .post(
             "/api/events",
@@ -27,7 +32,12 @@ async fn event_with_holds(app: &TestApp, rows: u32, seats: u32, hold_seconds: u3
     event["eventId"].as_str().expect("eventId").to_owned()
 }
 
-async fn confirm(app: &TestApp, id: &str, user: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub(crate) async fn confirm(
+    app: &TestApp,
+    id: &str,
+    user: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut request = app
         .client
         .post(app.url(&format!("/api/reservations/{id}/confirm")))
@@ -38,7 +48,7 @@ async fn confirm(app: &TestApp, id: &str, user: &str, body: Option<Value>) -> (S
     read(request.send().await.expect("confirm")).await
 }
 
-async fn cancel(app: &TestApp, id: &str, user: &str) -> (StatusCode, Value) {
+pub(crate) async fn cancel(app: &TestApp, id: &str, user: &str) -> (StatusCode, Value) {
     let response = app
         .client
         .delete(app.url(&format!("/api/reservations/{id}")))

@@ -15,7 +15,10 @@ mod memory;
 mod openapi;
 mod queue;
 mod rate_limits;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod waitlist;
+mod webhooks;
 
 use std::collections::HashSet;
 

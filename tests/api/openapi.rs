@@ -61,6 +61,15 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
         "/api/events/{eventId}/waiting-room",
         "changeWaitingRoom",
     ),
+    ("post", "/api/webhooks", "createWebhook"),
+    ("get", "/api/webhooks", "listWebhooks"),
+    ("get", "/api/webhooks/{webhookId}", "getWebhook"),
+    ("delete", "/api/webhooks/{webhookId}", "deleteWebhook"),
+    (
+        "get",
+        "/api/webhooks/{webhookId}/deliveries",
+        "listWebhookDeliveries",
+    ),
     ("get", "/health/live", "checkLiveness"),
     ("get", "/health/ready", "checkReadiness"),
 ];

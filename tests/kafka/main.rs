@@ -22,11 +22,14 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 mod database;
 mod lifecycle;
 mod limit;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod redis;
 mod registry;
 mod room;
 mod snapshots;
 mod telemetry;
+mod webhooks;
 use database::fresh_database;
 
 const PARTITIONS: i32 = 4;
@@ -1300,7 +1303,12 @@ async fn a_projector_on_another_topic_prefix_projects_all_of_its_own_topic() {
 }
 
 fn projector(topics: &TopicsConfig, database_url: &str) -> Child {
+    projector_with(topics, database_url, &[])
+}
+
+fn projector_with(topics: &TopicsConfig, database_url: &str, env: &[(&str, &str)]) -> Child {
     Process::new(env!("CARGO_BIN_EXE_seatflow"))
+        .envs(env.iter().copied())
         .arg("projector")
         .env("SEATFLOW_METRICS_BIND", "127.0.0.1:0") // several on one machine
         .env("SEATFLOW_KAFKA_BROKERS", brokers())

@@ -1,5 +1,5 @@
 //! The HTTP operations, documented with OpenAPI: one group of operations per file (events,
-//! reservations, health), the bodies they exchange in `model`.
+//! reservations, the queue, availability, webhooks, health), the bodies they exchange in `model`.
 
 mod availability;
 mod events;
@@ -7,6 +7,7 @@ mod health;
 pub mod model;
 mod queue;
 mod reservations;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -28,6 +29,7 @@ pub use events::EventsApi;
 pub use health::HealthApi;
 pub use queue::QueueApi;
 pub use reservations::ReservationsApi;
+pub use webhooks::{MAX_WEBHOOKS_PER_OWNER, WebhookRegistry, WebhooksApi};
 
 /// Longest a request may wait for an outcome (`?wait=`), in milliseconds.
 pub const MAX_WAIT_MS: u64 = 30_000;
@@ -52,6 +54,9 @@ pub struct AppState {
     pub connections: Connections,
     /// Signs and checks the waiting rooms' admission tokens.
     pub admission: AdmissionKeys,
+    /// Where webhooks are registered; None where there is no store for them (Kafka without
+    /// `database_url`).
+    pub webhooks: Option<WebhookRegistry>,
 }
 
 impl AppState {
@@ -94,6 +99,8 @@ enum Tag {
     Reservations,
     /// An event's virtual waiting room.
     Queue,
+    /// Receivers told what the sale decided.
+    Webhooks,
     /// Liveness and readiness.
     Health,
 }

@@ -1,0 +1,3 @@
+DROP SEQUENCE webhook_delivery_seq;
+DROP TABLE webhook_delivery;
+DROP TABLE webhook;
