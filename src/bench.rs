@@ -12,6 +12,7 @@
 
 mod abusive;
 mod room;
+mod subscribers;
 mod waitlist;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use tokio::net::TcpStream;
 
 pub use abusive::AbusiveReport;
 pub use room::RoomReport;
+pub use subscribers::SubscribersReport;
 use waitlist::Waiter;
 pub use waitlist::WaitlistReport;
 
@@ -118,6 +120,13 @@ pub struct BenchArgs {
     /// With `--waiting-room`: the room's most admitted buyers at once.
     #[arg(long)]
     pub max_active: Option<u32>,
+    /// Also hold this many live-availability streams open on the event through the sale, and
+    /// time their messages (`docs/BENCHMARK.md`, "Live availability").
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: u32,
+    /// The server's process id (same host): its memory and CPU time go into the report.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 /// The figures of one run.
@@ -149,6 +158,10 @@ pub struct Report {
     /// With `--abusive-clients`: what the bots got while the sale ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abusive: Option<AbusiveReport>,
+    /// With `--subscribers` or `--server-pid`: the live-availability readers and the server's
+    /// cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<SubscribersReport>,
 }
 
 /// A sale with holds: confirmations, expiries and how late the expiries came.
@@ -819,6 +832,7 @@ fn summarize(
         checkout: None,
         waitlist: None,
         abusive: None,
+        subscribers: None,
     };
     let mut checkout = CheckoutReport {
         hold_seconds: args.hold_seconds,
@@ -935,8 +949,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         tokio::time::sleep(Duration::from_secs(args.abusive_lead_secs)).await;
         abusers.sale_starts();
     }
+    let readers = if args.subscribers > 0 || args.server_pid.is_some() {
+        Some(
+            subscribers::Subscribers::start(&target, args.subscribers, &event_id, args.server_pid)
+                .await?,
+        )
+    } else {
+        None
+    };
+    let cpu_before = args.server_pid.and_then(subscribers::cpu_secs);
     let (mut tallies, elapsed) =
         fire(target.clone(), &args, event_id.clone(), path, "reserve").await?;
+    let cpu_during_sale = match (args.server_pid.and_then(subscribers::cpu_secs), cpu_before) {
+        (Some(after), Some(before)) => Some(after - before),
+        _ => None,
+    };
+    let readers = match readers {
+        Some(readers) => {
+            let mut report = readers.stop().await;
+            report.server_cpu_secs_during_sale = cpu_during_sale;
+            Some(report)
+        }
+        None => None,
+    };
     let abusive = match abusers {
         Some(abusers) => Some(abusers.stop().await),
         None => None,
@@ -1018,6 +1053,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         report.error_samples.extend(expiries.samples);
     }
     report.abusive = abusive;
+    report.subscribers = readers;
     if let Some((mut follow, waiters)) = followed {
         // Sections are named S000, S001, ...: their number is the bench's section index.
         let available: HashMap<u32, u64> = sections
@@ -1126,6 +1162,27 @@ fn print_report(r: &Report) {
                  {} accepted, {} other",
                 a.clients, a.requests, a.requests_during_sale, a.rate_limited, a.accepted, a.other
             );
+        }
+        if let Some(s) = &r.subscribers {
+            println!(
+                "  availability subscribers {}: {} connected, {} failed, {} messages after the snapshots",
+                s.subscribers, s.connected, s.failed, s.messages
+            );
+            println!(
+                "  delivery delay ms (arrival - changedAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
+                s.delay_ms.p50, s.delay_ms.p95, s.delay_ms.p99, s.delay_ms.max
+            );
+            let mb = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.1}"));
+            println!(
+                "  server RSS MB before {} connected {} ({} KB per subscriber), CPU s during the sale {}",
+                mb(s.server_rss_before_mb),
+                mb(s.server_rss_connected_mb),
+                mb(s.rss_per_subscriber_kb),
+                mb(s.server_cpu_secs_during_sale)
+            );
+            for sample in &s.error_samples {
+                println!("  subscriber error sample: {sample}");
+            }
         }
         if let Some(w) = &r.waitlist {
             println!(

@@ -26,6 +26,18 @@ pub struct StatusCache {
 struct EventChanges {
     version: watch::Sender<u64>,
     sections: HashMap<String, (u32, u64)>,
+    /// When the last change was counted (Unix milliseconds; 0 before the first).
+    changed_at: i64,
+}
+
+impl EventChanges {
+    fn new() -> Self {
+        Self {
+            version: watch::channel(0).0,
+            sections: HashMap::new(),
+            changed_at: 0,
+        }
+    }
 }
 
 /// The counts of an event's sections that changed after a change number, and the number of
@@ -35,6 +47,8 @@ pub struct CountsSince {
     pub version: u64,
     /// (section, available), sorted by section.
     pub sections: Vec<(String, u32)>,
+    /// When the last change was counted (Unix milliseconds; 0 if none was).
+    pub changed_at: i64,
 }
 
 impl StatusCache {
@@ -67,10 +81,7 @@ impl StatusCache {
             None => self
                 .changes
                 .entry(key.event_id.clone())
-                .or_insert_with(|| EventChanges {
-                    version: watch::channel(0).0,
-                    sections: HashMap::new(),
-                }),
+                .or_insert_with(EventChanges::new),
         };
         let version = *changes.version.borrow() + 1;
         match changes.sections.get_mut(&key.section) {
@@ -81,6 +92,9 @@ impl StatusCache {
                     .insert(key.section.clone(), (available, version));
             }
         }
+        changes.changed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         changes.version.send_replace(version);
     }
 
@@ -88,10 +102,7 @@ impl StatusCache {
     pub fn watch_event(&self, event_id: &str) -> watch::Receiver<u64> {
         self.changes
             .entry(event_id.to_owned())
-            .or_insert_with(|| EventChanges {
-                version: watch::channel(0).0,
-                sections: HashMap::new(),
-            })
+            .or_insert_with(EventChanges::new)
             .version
             .subscribe()
     }
@@ -103,6 +114,7 @@ impl StatusCache {
             return CountsSince {
                 version: 0,
                 sections: Vec::new(),
+                changed_at: 0,
             };
         };
         let mut sections: Vec<(String, u32)> = changes
@@ -115,6 +127,7 @@ impl StatusCache {
         CountsSince {
             version: *changes.version.borrow(),
             sections,
+            changed_at: changes.changed_at,
         }
     }
 

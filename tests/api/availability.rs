@@ -42,6 +42,13 @@ async fn counts_stream_as_a_snapshot_then_coalesced_changes_and_resume_where_the
     }
     let (last_id, last) = last.expect("changes pushed");
     assert_eq!(last["sections"][0]["available"], 80, "the count at the end");
+    // When the newest count in it was counted: after the burst began, not after now.
+    let changed_at =
+        humantime::parse_rfc3339(last["changedAt"].as_str().expect("changedAt")).expect("RFC 3339");
+    let age = std::time::SystemTime::now()
+        .duration_since(changed_at)
+        .expect("not in the future");
+    assert!(age < started.elapsed(), "{last}");
     let most = 2 + (burst.as_millis() as usize) / 250;
     assert!(
         messages <= most,
