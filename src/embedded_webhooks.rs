@@ -35,6 +35,8 @@ const POSITION: u8 = b'o';
 const LAST_SEQ: &[u8] = b"s";
 /// Log records the projection reads per step.
 const MAX_BATCH: usize = 2_000;
+/// How often positions skipped without a webhook are stored.
+const SKIPPED_STORED_EVERY: Duration = Duration::from_secs(10);
 
 fn key(kind: u8, webhook: Uuid, seq: Option<u64>) -> Vec<u8> {
     let mut key = Vec::with_capacity(25);
@@ -326,6 +328,11 @@ pub async fn project_log(
         resumed_partitions = positions.len(),
         "embedded webhook projection running"
     );
+    // Skipped positions are stored now and then, not after every commit (each store is a
+    // synced write beside the sale's): after a crash the projection reads at most that much
+    // log again, and queues nothing from it that a webhook registered since wants.
+    let mut skipped_stored_at = std::time::Instant::now();
+    let mut skipped_unstored = false;
     while !stop.is_cancelled() {
         // With no webhook at all there is nothing to queue: skip to the log's end instead of
         // reading it (the ends are read before the list, so a webhook registered meanwhile
@@ -338,7 +345,21 @@ pub async fn project_log(
             return;
         };
         if let Some(ends) = skipped {
+            skipped_unstored |= !ends.is_empty();
             positions.extend(ends);
+            if skipped_unstored && skipped_stored_at.elapsed() >= SKIPPED_STORED_EVERY {
+                let all: Vec<(i32, i64)> = positions.iter().map(|(p, n)| (*p, *n)).collect();
+                if with_retries(&stop, "store skipped positions", || {
+                    webhooks.enqueue("webhooks-embedded", Vec::new(), &all)
+                })
+                .await
+                .is_none()
+                {
+                    return;
+                }
+                skipped_stored_at = std::time::Instant::now();
+                skipped_unstored = false;
+            }
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
             continue;
         }
@@ -375,7 +396,7 @@ pub async fn project_log(
     }
 }
 
-/// With no webhook registered: the positions after the log's current end (stored), or None
+/// With no webhook registered: the positions after the log's current end that moved, or None
 /// when there is a webhook and the log must be read.
 async fn skip_without_webhooks(
     store: &Store,
@@ -395,11 +416,6 @@ async fn skip_without_webhooks(
     }
     if !webhooks.webhooks().await?.is_empty() {
         return Ok(None);
-    }
-    if !ends.is_empty() {
-        webhooks
-            .enqueue("webhooks-embedded", Vec::new(), &ends)
-            .await?;
     }
     Ok(Some(ends))
 }

@@ -3,9 +3,10 @@
 //! none kept by a client that sends nothing. While none of a connection's requests is being
 //! answered, the next request's head must arrive within `idle` of the last answer (or of the
 //! connection's opening), or the connection is closed: an idle keep-alive, a half-sent request
-//! head and a silent socket all end there. A request being answered (a long poll of up to 30 s
-//! included) is never cut by it; its body has its own deadline where it is read
-//! ([`crate::body`]).
+//! head and a silent socket all end there. A request being answered (a long poll of up to 30 s,
+//! a live stream for as long as it lasts) is never cut by it; its body has its own deadline where
+//! it is read ([`crate::body`]). The other way round, a client that stops reading what it is
+//! sent is dropped once a write to it has waited `idle`.
 //!
 //! The acceptor wraps each socket in a [`TimedStream`]; the [`TrackRequests`] middleware tells
 //! the connection (found by its peer address) when a request starts and ends.
@@ -113,14 +114,7 @@ impl<A: Acceptor<Io = TcpStream>> Acceptor for BoundedAcceptor<A> {
             if let Some(peer) = peer {
                 connections.by_peer.insert(peer, connection.clone());
             }
-            let stream = TimedStream {
-                inner: socket,
-                connection,
-                deadline: Box::pin(tokio::time::sleep(connections.idle)),
-                idle: connections.idle,
-                peer,
-                connections: connections.clone(),
-            };
+            let stream = TimedStream::new(socket, connection, peer, connections);
             return Ok((stream, local, remote, scheme));
         }
     }
@@ -141,14 +135,59 @@ async fn refuse(mut socket: TcpStream) {
     .await;
 }
 
-/// A socket that ends when it stays idle too long.
+/// A socket that ends when it stays idle too long, or when its client stops reading what it
+/// is sent for as long (a stalled reader of a stream is dropped rather than kept for ever).
 pub struct TimedStream {
     inner: TcpStream,
     connection: Arc<Connection>,
     deadline: Pin<Box<Sleep>>,
     idle: Duration,
+    /// Set while a write waits for the client to read; it fails when this passes.
+    write_deadline: Option<Pin<Box<Sleep>>>,
     peer: Option<SocketAddr>,
     connections: Connections,
+}
+
+impl TimedStream {
+    fn new(
+        inner: TcpStream,
+        connection: Arc<Connection>,
+        peer: Option<SocketAddr>,
+        connections: &Connections,
+    ) -> Self {
+        Self {
+            inner,
+            connection,
+            deadline: Box::pin(tokio::time::sleep(connections.idle)),
+            idle: connections.idle,
+            write_deadline: None,
+            peer,
+            connections: connections.clone(),
+        }
+    }
+
+    /// A write's result, unless it has waited for the client longer than the idle bound.
+    fn unless_stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if written.is_ready() {
+            self.write_deadline = None;
+            return written;
+        }
+        let idle = self.idle;
+        let deadline = self
+            .write_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 impl std::fmt::Debug for TimedStream {
@@ -199,7 +238,8 @@ impl AsyncWrite for TimedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.unless_stalled(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -215,7 +255,8 @@ impl AsyncWrite for TimedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.unless_stalled(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -289,4 +330,40 @@ fn busy_while_streaming(response: Response, busy: InFlight) -> Response {
         chunk
     });
     Response::from_parts(parts, poem::Body::from_bytes_stream(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that stops reading is dropped once the server has waited the idle bound to
+    /// write to it (what a stalled reader of a stream meets), not kept for ever.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_after_the_idle_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _client_that_never_reads = TcpStream::connect(address).await.expect("connect");
+        let (socket, peer) = listener.accept().await.expect("accept");
+        let connections = Connections::new(10, Duration::from_millis(300));
+        let connection = Arc::new(Connection {
+            in_flight: AtomicUsize::new(1),
+            idle_since: Mutex::new(Instant::now()),
+        });
+        let mut stream = TimedStream::new(socket, connection, Some(peer), &connections);
+        let chunk = vec![7u8; 64 * 1024];
+        let started = Instant::now();
+        let mut written = 0usize;
+        let error = loop {
+            match tokio::time::timeout(Duration::from_secs(20), stream.write_all(&chunk)).await {
+                Ok(Ok(())) => written += chunk.len(),
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("a stalled write was never given up ({written} bytes written)"),
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(written > 0, "the socket's buffers took something first");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }
