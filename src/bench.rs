@@ -11,11 +11,17 @@
 //! WAITLISTED requests to their promotion ([`waitlist`]).
 
 mod abusive;
+mod chart;
+mod compare;
+mod page;
+mod record;
 mod room;
 mod subscribers;
+mod timeline;
 mod waitlist;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -33,8 +39,13 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 pub use abusive::AbusiveReport;
+pub use compare::{CompareArgs, run as compare};
+use page::Named;
+pub use record::{BenchRun, Machine, Settings};
 pub use room::RoomReport;
 pub use subscribers::SubscribersReport;
+use timeline::Answered;
+pub use timeline::Second;
 use waitlist::Waiter;
 pub use waitlist::WaitlistReport;
 
@@ -68,9 +79,17 @@ pub struct BenchArgs {
     /// Also run the same load against the trivial `/bench/echo` endpoint first.
     #[arg(long)]
     pub baseline: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// The run as JSON (its reports, second by second, with the machine and the settings):
+    /// printed instead of the text, or written to FILE (what `seatflow bench compare` reads).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub json: Option<Option<PathBuf>>,
+    /// Also write the run on one self-contained HTML page: throughput and P50/P95/P99 second by
+    /// second, the baseline beside it, the sale's verification, the machine and the settings.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Also write each chart of the page to this directory as an SVG file.
+    #[arg(long, value_name = "DIR")]
+    pub charts: Option<PathBuf>,
     /// Create the event with this `holdSeconds`: reservations are HELD until confirmed, and
     /// expire if not (0: confirmed when decided).
     #[arg(long, default_value_t = 0)]
@@ -130,7 +149,7 @@ pub struct BenchArgs {
 }
 
 /// The figures of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub target: String,
     pub requests: u64,
@@ -150,22 +169,25 @@ pub struct Report {
     pub rejection_reasons: HashMap<String, u64>,
     pub error_samples: Vec<String>,
     /// With holds: what became of them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<CheckoutReport>,
     /// With `--waitlist`: what became of the waiting requests.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waitlist: Option<WaitlistReport>,
     /// With `--abusive-clients`: what the bots got while the sale ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abusive: Option<AbusiveReport>,
     /// With `--subscribers` or `--server-pid`: the live-availability readers and the server's
     /// cost.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribers: Option<SubscribersReport>,
+    /// The run second by second (answers and their latency).
+    #[serde(default)]
+    pub timeline: Vec<Second>,
 }
 
 /// A sale with holds: confirmations, expiries and how late the expiries came.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CheckoutReport {
     pub hold_seconds: u32,
     pub confirm_ratio: f64,
@@ -187,7 +209,7 @@ pub struct CheckoutReport {
     pub expiry_lag_ms: Latency,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p95: f64,
@@ -195,7 +217,26 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of values in units of `1 / per_ms` ms (1,000 for
+    /// microseconds, 1 for milliseconds), in milliseconds.
+    pub(crate) fn of(histogram: &Histogram<u64>, per_ms: f64) -> Self {
+        let ms = |v: u64| v as f64 / per_ms;
+        Self {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p95: ms(histogram.value_at_quantile(0.95)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
 impl Report {
+    /// The `--baseline` run against `/bench/echo`, not a sale.
+    pub fn is_baseline(&self) -> bool {
+        self.target.starts_with("baseline")
+    }
+
     /// Whether the sale was correct: no seat confirmed twice, no error, counts agree, every
     /// hold left alone expired.
     pub fn verified(&self) -> bool {
@@ -279,6 +320,8 @@ struct Tally {
     reasons: HashMap<String, u64>,
     error_samples: Vec<String>,
     latency: Option<Histogram<u64>>,
+    /// Every answer, when it came and how long it took: the run second by second.
+    answered: Vec<Answered>,
     /// With holds.
     held: u64,
     confirm_too_late: u64,
@@ -553,6 +596,10 @@ async fn fire(
                 if let Some(histogram) = tally.latency.as_mut() {
                     let _ = histogram.record(micros.max(1));
                 }
+                tally.answered.push(Answered {
+                    at_ms: started.elapsed().as_millis() as u32,
+                    took_us: micros.min(u64::from(u32::MAX)) as u32,
+                });
                 done.fetch_add(1, Ordering::Relaxed);
                 match answer {
                     Err(e) => {
@@ -821,18 +868,14 @@ fn summarize(
         capacity: u64::from(args.sections) * u64::from(args.rows) * u64::from(args.seats_per_row),
         sold_out: false,
         server_available,
-        latency_ms: Latency {
-            p50: 0.0,
-            p95: 0.0,
-            p99: 0.0,
-            max: 0.0,
-        },
+        latency_ms: Latency::default(),
         rejection_reasons: HashMap::new(),
         error_samples: Vec::new(),
         checkout: None,
         waitlist: None,
         abusive: None,
         subscribers: None,
+        timeline: Vec::new(),
     };
     let mut checkout = CheckoutReport {
         hold_seconds: args.hold_seconds,
@@ -840,7 +883,9 @@ fn summarize(
         ..CheckoutReport::default()
     };
     let mut held_seats = Vec::new();
+    let mut answered = Vec::new();
     for mut tally in tallies {
+        answered.append(&mut tally.answered);
         checkout.held += tally.held;
         checkout.confirm_too_late += tally.confirm_too_late;
         checkout.left_to_expire += tally.left.len() as u64;
@@ -876,13 +921,8 @@ fn summarize(
         checkout.resold_seats = held - held_seats.len() as u64;
         report.checkout = Some(checkout);
     }
-    let ms = |v: u64| v as f64 / 1000.0;
-    report.latency_ms = Latency {
-        p50: ms(latency.value_at_quantile(0.50)),
-        p95: ms(latency.value_at_quantile(0.95)),
-        p99: ms(latency.value_at_quantile(0.99)),
-        max: ms(latency.max()),
-    };
+    report.latency_ms = Latency::of(&latency, 1000.0);
+    report.timeline = timeline::seconds(answered);
     report
 }
 
@@ -904,12 +944,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     }
     let target = Arc::new(target);
     wait_ready(&target).await?;
+    let started_at = SystemTime::now();
     if args.waiting_room {
+        if args.report.is_some() || args.charts.is_some() {
+            bail!("--report and --charts draw a sale; a --waiting-room run has --json only");
+        }
         let report = room::run(target, &args).await?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_room(&report);
+        match &args.json {
+            Some(None) => println!("{}", serde_json::to_string_pretty(&report)?),
+            Some(Some(path)) => {
+                write_file(path, &serde_json::to_vec_pretty(&report)?)?;
+                print_room(&report);
+            }
+            None => print_room(&report),
         }
         return Ok(Vec::new());
     }
@@ -1040,16 +1087,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
         server_available,
     );
     if let (Some(checkout), Some(expiries)) = (report.checkout.as_mut(), expiries) {
-        let ms = |v: u64| v as f64;
         checkout.left_to_expire = left_to_expire;
         checkout.expired = expiries.expired;
         checkout.not_expired = expiries.not_expired;
-        checkout.expiry_lag_ms = Latency {
-            p50: ms(expiries.lag.value_at_quantile(0.50)),
-            p95: ms(expiries.lag.value_at_quantile(0.95)),
-            p99: ms(expiries.lag.value_at_quantile(0.99)),
-            max: ms(expiries.lag.max()),
-        };
+        checkout.expiry_lag_ms = Latency::of(&expiries.lag, 1.0);
         report.error_samples.extend(expiries.samples);
     }
     report.abusive = abusive;
@@ -1066,18 +1107,59 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     }
     reports.push(report);
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-    } else {
-        for report in &reports {
-            print_report(report);
+    let run = BenchRun::new(&args, started_at, reports);
+    match &args.json {
+        Some(None) => println!("{}", serde_json::to_string_pretty(&run)?),
+        Some(Some(path)) => {
+            write_file(path, &serde_json::to_vec_pretty(&run)?)?;
+            run.reports.iter().for_each(print_report);
         }
+        None => run.reports.iter().for_each(print_report),
     }
-    let reservation = reports.last().context("a reservation report")?;
+    write_pictures(
+        &format!(
+            "seatflow bench: {} requests over {} connections",
+            page::number(args.requests as f64, 0),
+            page::number(f64::from(args.connections), 0)
+        ),
+        &[Named {
+            name: "this run",
+            run: &run,
+        }],
+        args.report.as_deref(),
+        args.charts.as_deref(),
+    )?;
+    let reservation = run.sale().context("a reservation report")?;
     if !reservation.verified() {
         bail!("the sale did not verify (duplicates, errors or counts that disagree)");
     }
-    Ok(reports)
+    Ok(run.reports)
+}
+
+/// Write the page of `runs` to `report` and each of its charts into `charts`, where asked.
+fn write_pictures(
+    title: &str,
+    runs: &[Named<'_>],
+    report: Option<&Path>,
+    charts: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = report {
+        write_file(path, page::render(title, runs)?.as_bytes())?;
+        eprintln!("report: {}", path.display());
+    }
+    if let Some(dir) = charts {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        for (name, svg) in page::charts(runs)? {
+            write_file(&dir.join(name), svg.as_bytes())?;
+        }
+        eprintln!("charts: {}", dir.display());
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print_room(r: &RoomReport) {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use seatflow::bench::{self, BenchArgs};
+use seatflow::bench::{self, BenchArgs, CompareArgs};
 use seatflow::roles::{self, LogRequest};
 use seatflow::{Config, MetricsRole, Overrides};
 
@@ -77,8 +77,9 @@ enum Role {
         #[command(subcommand)]
         action: LogAction,
     },
-    /// Load a running seatflow with a flash-sale spike and verify the sale.
-    Bench(BenchArgs),
+    /// Load a running seatflow with a flash-sale spike and verify the sale; `bench compare`
+    /// puts two runs side by side.
+    Bench(Box<BenchCommand>),
     /// Print a JWT signed with the configured `auth.hmac_secret` (with `auth.issuer` and
     /// `auth.audience` when set): for local use and scripts.
     Token {
@@ -97,6 +98,22 @@ enum Role {
         #[command(subcommand)]
         action: TopicsAction,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchCommand {
+    #[command(subcommand)]
+    action: Option<BenchAction>,
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchAction {
+    /// Two runs written by `seatflow bench --json FILE`, side by side: printed, and drawn on
+    /// one page with `--report`.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,10 +171,16 @@ fn run() -> anyhow::Result<()> {
 /// Run what the command line asks for on `runtime`.
 fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     match cli.command {
-        Some(Role::Bench(args)) => {
-            init_logging("text");
-            runtime.block_on(bench::run(args)).map(drop)
-        }
+        Some(Role::Bench(command)) => match *command {
+            BenchCommand {
+                action: Some(BenchAction::Compare(args)),
+                ..
+            } => bench::compare(&args),
+            BenchCommand { args, .. } => {
+                init_logging("text");
+                runtime.block_on(bench::run(args)).map(drop)
+            }
+        },
         Some(Role::Token {
             ref sub,
             ref roles,

@@ -14,12 +14,12 @@ use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Latency, Target, connect};
 
 /// What the subscribers saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SubscribersReport {
     pub subscribers: u32,
     /// Subscribers whose first message (the snapshot) arrived.
@@ -132,7 +132,6 @@ impl Subscribers {
                 let _ = delays.add(histogram);
             }
         }
-        let ms = |v: u64| v as f64;
         let per_subscriber = match (self.rss_before, self.rss_connected) {
             (Some(before), Some(after)) if self.count > 0 => {
                 Some((after - before) * 1024.0 / f64::from(self.count))
@@ -143,12 +142,7 @@ impl Subscribers {
             subscribers: self.count,
             connected: self.shared.connected.load(Ordering::Relaxed),
             messages,
-            delay_ms: Latency {
-                p50: ms(delays.value_at_quantile(0.50)),
-                p95: ms(delays.value_at_quantile(0.95)),
-                p99: ms(delays.value_at_quantile(0.99)),
-                max: ms(delays.max()),
-            },
+            delay_ms: Latency::of(&delays, 1.0),
             failed: self.shared.failed.load(Ordering::Relaxed),
             error_samples: self.shared.samples.lock().clone(),
             server_rss_before_mb: self.rss_before,

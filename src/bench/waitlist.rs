@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Outcome, Tally, Target, connect, millis_of, send_as};
 
@@ -46,7 +46,7 @@ enum Fate {
 }
 
 /// The waitlist part of a report.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WaitlistReport {
     /// Requests answered WAITLISTED.
     pub waitlisted: u64,

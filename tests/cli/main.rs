@@ -2,6 +2,8 @@
 //! (started by `ops/test`, which sets SEATFLOW_TEST_KAFKA_BROKERS), and what a running server
 //! writes to its logs.
 
+mod bench;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
