@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use seatflow::bench::{self, BenchArgs, CompareArgs};
+use seatflow::bench::{self, BenchArgs, CompareArgs, ShowArgs};
 use seatflow::roles::{self, LogRequest};
 use seatflow::{Config, MetricsRole, Overrides};
 
@@ -114,6 +114,9 @@ enum BenchAction {
     /// Two runs written by `seatflow bench --json FILE`, side by side: printed, and drawn on
     /// one page with `--report`.
     Compare(CompareArgs),
+    /// A run written by `seatflow bench --json FILE`, printed again, and drawn with `--report`
+    /// or `--charts`.
+    Show(ShowArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +179,10 @@ fn run_role(cli: Cli, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                 action: Some(BenchAction::Compare(args)),
                 ..
             } => bench::compare(&args),
+            BenchCommand {
+                action: Some(BenchAction::Show(args)),
+                ..
+            } => bench::show(&args),
             BenchCommand { args, .. } => {
                 init_logging("text");
                 runtime.block_on(bench::run(args)).map(drop)

@@ -153,6 +153,26 @@ fn a_run_is_written_as_json_and_drawn_on_a_page_that_opens_in_chromium() {
         assert!(read(&charts.join(name)).starts_with("<svg"), "{name}");
     }
 
+    // The same run drawn again later from its file.
+    let again = dir.path().join("again.html");
+    let output = seatflow(
+        &[
+            "bench",
+            "show",
+            json.to_str().expect("utf-8"),
+            "--report",
+            again.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("verified: true"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(read(&again).matches("<svg").count(), 4);
+
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|name| {

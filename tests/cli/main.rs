@@ -1,6 +1,6 @@
 //! The `seatflow` command line: configuration errors, `topics create` against a real broker
 //! (started by `ops/test`, which sets SEATFLOW_TEST_KAFKA_BROKERS), and what a running server
-//! writes to its logs.
+//! writes to its logs; `bench` keeps a run as JSON and draws it (`bench.rs`).
 
 mod bench;
 
