@@ -70,32 +70,13 @@ pub(super) fn side_by_side(name_a: &str, a: &BenchRun, name_b: &str, b: &BenchRu
             "== {title} ==\n{:<18} {:>width$} {:>width$} {:>8}\n",
             "", name_a, name_b, "b / a"
         ));
-        let rows: [(&str, f64, f64, usize); 9] = [
-            (
-                "requests / s",
-                ra.throughput_per_sec,
-                rb.throughput_per_sec,
-                0,
-            ),
-            ("P50 ms", ra.latency_ms.p50, rb.latency_ms.p50, 2),
-            ("P95 ms", ra.latency_ms.p95, rb.latency_ms.p95, 2),
-            ("P99 ms", ra.latency_ms.p99, rb.latency_ms.p99, 2),
-            ("max ms", ra.latency_ms.max, rb.latency_ms.max, 2),
-            ("confirmed", ra.confirmed as f64, rb.confirmed as f64, 0),
-            ("errors", ra.errors as f64, rb.errors as f64, 0),
-            ("timeouts", ra.timeouts as f64, rb.timeouts as f64, 0),
-            (
-                "duplicate seats",
-                ra.duplicate_seats as f64,
-                rb.duplicate_seats as f64,
-                0,
-            ),
-        ];
-        for (name, va, vb, digits) in rows {
+        for figure in &page::FIGURES {
+            let (va, vb) = ((figure.of)(ra), (figure.of)(rb));
             out.push_str(&format!(
-                "{name:<18} {:>width$} {:>width$} {:>8}\n",
-                page::number(va, digits),
-                page::number(vb, digits),
+                "{:<18} {:>width$} {:>width$} {:>8}\n",
+                figure.name,
+                page::number(va, figure.digits),
+                page::number(vb, figure.digits),
                 page::ratio(va, vb)
             ));
         }

@@ -124,15 +124,15 @@ fn verdicts(runs: &[Named<'_>]) -> String {
     out
 }
 
-/// A figure of a report, for a table row.
-struct Figure {
-    name: &'static str,
-    of: fn(&Report) -> f64,
+/// A figure of a report, for a table row (the page's and `bench compare`'s).
+pub(super) struct Figure {
+    pub name: &'static str,
+    pub of: fn(&Report) -> f64,
     /// Digits after the point.
-    digits: usize,
+    pub digits: usize,
 }
 
-const FIGURES: [Figure; 12] = [
+pub(super) const FIGURES: [Figure; 12] = [
     Figure {
         name: "requests / s",
         of: |r| r.throughput_per_sec,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::{free_port, seatflow, text};
+use super::{free_port, seatflow, server_command, text};
 
 /// An embedded seatflow on a port of its own, stopped when dropped.
 struct Server {
@@ -17,19 +17,8 @@ impl Server {
     fn start() -> Self {
         let data = tempfile::tempdir().expect("dir");
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_seatflow"));
-        command
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("SEATFLOW_") {
-                command.env_remove(key);
-            }
-        }
-        command.env(
+        let mut command = server_command(port, data.path());
+        command.stdout(Stdio::null()).stderr(Stdio::null()).env(
             "SEATFLOW_METRICS_BIND",
             format!("127.0.0.1:{}", free_port()),
         );

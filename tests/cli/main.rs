@@ -100,6 +100,22 @@ fn a_bad_setting_stops_the_start_with_its_name() {
     );
 }
 
+/// An embedded seatflow serving on `port` from `data`, with none of this environment's
+/// SEATFLOW_* settings.
+fn server_command(port: u16, data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seatflow"));
+    command
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SEATFLOW_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -113,19 +129,10 @@ async fn the_hmac_secret_never_reaches_the_logs() {
     const SECRET: &str = "cli-test-secret-that-must-never-print-7f3a9c";
     let data = tempfile::tempdir().expect("dir");
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_seatflow"));
+    let mut command = server_command(port, data.path());
     command
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SEATFLOW_") {
-            command.env_remove(key);
-        }
-    }
-    command
+        .stderr(Stdio::piped())
         .env("SEATFLOW_AUTH_MODE", "jwt")
         .env("SEATFLOW_AUTH_HMAC_SECRET", SECRET)
         .env(
