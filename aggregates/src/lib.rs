@@ -36,7 +36,8 @@ pub use model::{
     SaleRules, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
 pub use partition::{
-    Action, DEFAULT_WAITLIST_PER_SECTION, Hold, MemoryStore, Partition, PartitionStore, Waiting,
+    Action, DEFAULT_WAITLIST_PER_SECTION, Hold, MemoryStore, Partition, PartitionStore,
+    SectionChange, Waiting,
 };
 pub use quota::QuotaState;
 pub use routing::{murmur2, partition_of, partition_of_command};

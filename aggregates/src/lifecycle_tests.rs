@@ -140,7 +140,7 @@ fn the_clock_expires_a_hold_at_its_end_and_not_before() {
         ]
     );
     assert!(
-        matches!(&actions[2], Action::StoreSection { key: k, state } if *k == key("A") && state.available() == 8)
+        matches!(&actions[2], Action::StoreSection { key: k, state, .. } if *k == key("A") && state.available() == 8)
     );
     assert_eq!(actions[3], Action::StoreOutcome(completed));
     assert_eq!(actions.len(), 4);

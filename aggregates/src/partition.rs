@@ -87,6 +87,52 @@ impl Hold {
     }
 }
 
+/// What of a section's state a batch changed: what a store must write of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SectionChange {
+    /// All of it: the section was initialised by the batch.
+    Whole,
+    /// The seats of these rows (1-based, ascending, each once): a reservation took or gave back
+    /// seats there. The rest of the section, its layout and rules are as stored.
+    Rows(Vec<u16>),
+}
+
+impl SectionChange {
+    /// Add what `event` changes in its section.
+    fn add(&mut self, event: &Event) {
+        let Self::Rows(rows) = self else {
+            return;
+        };
+        match event {
+            Event::SectionInitialized(_) => *self = Self::Whole,
+            Event::ReservationCompleted(completed) => {
+                let reservation = &completed.reservation;
+                let moves_seats = matches!(
+                    reservation.status,
+                    Status::Held | Status::Confirmed | Status::Cancelled | Status::Expired
+                );
+                if moves_seats {
+                    rows.extend(reservation.seats.iter().map(|seat| seat.row));
+                }
+            }
+            Event::Room(_) => {}
+        }
+    }
+
+    /// Whether there is anything to write.
+    fn is_empty(&self) -> bool {
+        matches!(self, Self::Rows(rows) if rows.is_empty())
+    }
+
+    fn sorted(mut self) -> Self {
+        if let Self::Rows(rows) = &mut self {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        self
+    }
+}
+
 /// What a batch makes happen, in the order it must happen. The input index refers to the
 /// command slice given to [`Partition::decide_batch`]; `None` for a decision taken on the
 /// partition's own clock (a hold that expired).
@@ -118,10 +164,12 @@ pub enum Action {
         /// The section's available count when the answer was made (0 for an unknown section).
         available: u32,
     },
-    /// The state of a section the batch changed, as it is at the end of the batch.
+    /// The state of a section the batch changed, as it is at the end of the batch, and what of
+    /// it changed (a store may write only that).
     StoreSection {
         key: SectionKey,
         state: SectionState,
+        change: SectionChange,
     },
     /// The outcome of a reservation the batch decided, as it is at the end of the batch (the
     /// de-duplication table: a redelivered command is answered with it).
@@ -171,7 +219,8 @@ pub struct Partition {
 #[derive(Default)]
 struct Batch {
     actions: Vec<Action>,
-    touched: Vec<SectionKey>,
+    /// Sections the batch decided in, with what it changed of each (in first-touch order).
+    touched: Vec<(SectionKey, SectionChange)>,
     touched_quotas: Vec<QuotaKey>,
     /// Sections whose seats came back in the last decision: their waitlists move.
     freed: Vec<SectionKey>,
@@ -356,11 +405,16 @@ impl Partition {
             touched_rooms,
             ..
         } = batch;
-        for key in touched {
+        for (key, change) in touched {
+            // A section whose seats the batch did not move (only refusals) is as stored.
+            if change.is_empty() {
+                continue;
+            }
             if let Some(state) = self.sections.get(&key) {
                 actions.push(Action::StoreSection {
                     state: state.clone(),
                     key,
+                    change: change.sorted(),
                 });
             }
         }
@@ -731,6 +785,18 @@ impl Partition {
                 });
             }
         }
+        match batch
+            .touched
+            .iter_mut()
+            .find(|(touched, _)| *touched == key)
+        {
+            Some((_, change)) => change.add(&event),
+            None => {
+                let mut change = SectionChange::Rows(Vec::new());
+                change.add(&event);
+                batch.touched.push((key.clone(), change));
+            }
+        }
         let available = event.available_after();
         batch.actions.push(Action::Record { input, event });
         batch.actions.push(Action::PublishStatus {
@@ -740,9 +806,6 @@ impl Partition {
         });
         batch.actions.extend(release);
         batch.actions.extend(session_end);
-        if !batch.touched.contains(&key) {
-            batch.touched.push(key);
-        }
     }
 
     fn load<S: PartitionStore>(&mut self, store: &S, key: &SectionKey) -> Result<(), S::Error> {
@@ -844,7 +907,7 @@ impl MemoryStore {
         for action in actions {
             match action {
                 Action::Record { event, .. } => self.log.push(event.clone()),
-                Action::StoreSection { key, state } => {
+                Action::StoreSection { key, state, .. } => {
                     self.sections.insert(key.clone(), state.clone());
                 }
                 Action::StoreOutcome(completed) => {

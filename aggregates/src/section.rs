@@ -119,6 +119,59 @@ impl SectionState {
         Some(state)
     }
 
+    /// One row's held seats as packed bits (seat `i`, 0-based, is bit `i % 8` of byte `i / 8`;
+    /// `seats_per_row.div_ceil(8)` bytes): the storage form of a row a batch changed, so that a
+    /// batch writes the rows it touched instead of the whole section. None outside the layout.
+    pub fn row_bits(&self, row: u16) -> Option<Vec<u8>> {
+        if row == 0 || row > self.layout.rows {
+            return None;
+        }
+        let seats = usize::from(self.layout.seats_per_row);
+        let base = usize::from(row - 1) * self.words_per_row;
+        let mut out = Vec::with_capacity(seats.div_ceil(8));
+        for word in &self.held[base..base + self.words_per_row] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.truncate(seats.div_ceil(8));
+        if let Some(last) = out.last_mut()
+            && seats % 8 != 0
+        {
+            *last &= (1u8 << (seats % 8)) - 1; // drop the padding
+        }
+        Some(out)
+    }
+
+    /// Replace one row's held seats by packed bits of [`Self::row_bits`]. False (and nothing
+    /// changed) when the row is outside the layout or the bits do not fit it.
+    pub fn set_row_bits(&mut self, row: u16, bits: &[u8]) -> bool {
+        let seats = usize::from(self.layout.seats_per_row);
+        let fits = bits.len() == seats.div_ceil(8)
+            && (seats % 8 == 0 || bits[bits.len() - 1] >> (seats % 8) == 0);
+        if row == 0 || row > self.layout.rows || !fits {
+            return false;
+        }
+        let row_index = usize::from(row - 1);
+        let base = row_index * self.words_per_row;
+        let mut held_in_row = 0u32;
+        for word_index in 0..self.words_per_row {
+            let mut bytes = [0u8; 8];
+            let from = word_index * 8;
+            let to = (from + 8).min(bits.len());
+            bytes[..to - from].copy_from_slice(&bits[from..to]);
+            let mut word = u64::from_le_bytes(bytes);
+            held_in_row += word.count_ones();
+            if word_index == self.words_per_row - 1 && seats % 64 != 0 {
+                word |= !0u64 << (seats % 64); // the padding stays held
+            }
+            self.held[base + word_index] = word;
+        }
+        let free_before = u32::from(self.free_in_row[row_index]);
+        let free_now = seats as u32 - held_in_row;
+        self.free_in_row[row_index] = free_now as u16;
+        self.available = self.available - free_before + free_now;
+        true
+    }
+
     pub fn layout(&self) -> Layout {
         self.layout
     }
@@ -558,5 +611,48 @@ mod tests {
         let rebuilt = SectionState::with_held(state.layout(), state.held_seats());
         assert_eq!(rebuilt, state);
         assert_eq!(state.held_count(), 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_section_rebuilt_row_by_row_from_row_bits_is_the_same_state(
+            rows in 1u16..=4,
+            seats in 1u16..=140,
+            taken in proptest::collection::vec((1u16..=4, 1u16..=140), 0..60),
+            stale in proptest::collection::vec((1u16..=4, 1u16..=140), 0..30),
+        ) {
+            let layout = layout(rows, seats);
+            let inside = |(row, seat): &(u16, u16)| *row <= rows && *seat <= seats;
+            let seat_of = |(row, seat): &(u16, u16)| Seat::new(*row, *seat);
+            let state = SectionState::with_held(layout, taken.iter().filter(|s| inside(s)).map(seat_of));
+            // What a store holds: an older whole state, then the rows written since.
+            let mut rebuilt = SectionState::with_held(layout, stale.iter().filter(|s| inside(s)).map(seat_of));
+            for row in 1..=rows {
+                let bits = state.row_bits(row).expect("row inside");
+                proptest::prop_assert_eq!(bits.len(), usize::from(seats).div_ceil(8));
+                proptest::prop_assert!(rebuilt.set_row_bits(row, &bits));
+            }
+            proptest::prop_assert_eq!(&rebuilt, &state);
+            proptest::prop_assert_eq!(rebuilt.available(), state.available());
+            proptest::prop_assert_eq!(state.row_bits(0), None);
+            proptest::prop_assert_eq!(state.row_bits(rows + 1), None);
+        }
+    }
+
+    #[test]
+    fn row_bits_that_do_not_fit_the_row_are_refused() {
+        let mut state = SectionState::new(layout(2, 9));
+        let before = state.clone();
+        assert!(!state.set_row_bits(1, &[0xff]), "too short");
+        assert!(!state.set_row_bits(1, &[0, 0b10]), "a seat past the end");
+        assert!(!state.set_row_bits(3, &[0, 0]), "no such row");
+        assert_eq!(state, before);
+        assert!(state.set_row_bits(2, &[0xff, 0b1]));
+        assert_eq!(state.available(), 9);
+        assert!(state.is_held(Seat::new(2, 9)));
+        let seats = state
+            .allocate(&SeatRequest::Adjacent(9))
+            .expect("row 1 free");
+        assert_eq!(seats[0], Seat::new(1, 1), "row 2 is full, row 1 free");
     }
 }

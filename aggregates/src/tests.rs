@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use crate::test_util::{MemoryPartition, NOW, cancel_of, given, init, key, reserve};
 use crate::{
     Action, Cancel, Checkout, Command, Completed, Decision, Event, Layout, MemoryStore, Outcome,
-    Partition, Rejection, Reservation, ReservationId, SaleRules, Seat, SeatRequest,
+    Partition, Rejection, Reservation, ReservationId, SaleRules, Seat, SeatRequest, SectionChange,
     SectionInitialized, SectionState, Status,
 };
 
@@ -425,11 +425,60 @@ fn a_batch_says_what_to_record_publish_answer_and_store_in_that_order() {
         Action::StoreSection {
             key: key("A"),
             state: section_after,
+            change: SectionChange::Whole,
         },
         Action::StoreOutcome(confirmed),
         Action::StoreOutcome(unknown.clone()),
     ];
     assert_eq!(actions, expected);
+}
+
+#[test]
+fn a_batch_on_a_stored_section_stores_the_rows_it_moved_seats_in_and_refusals_store_nothing() {
+    let mut store = MemoryStore::default();
+    let mut partition = Partition::new(0);
+    let setup = partition
+        .decide_batch(&store, &[init("A", 5, 3)], NOW)
+        .expect("in memory");
+    store.commit(&setup);
+    let fill_two_rows = [
+        reserve("A", "u1", SeatRequest::Adjacent(3)),
+        reserve("A", "u2", SeatRequest::Picked(vec![Seat::new(4, 2)])),
+        reserve("A", "u3", SeatRequest::Adjacent(2)),
+    ];
+    let actions = partition
+        .decide_batch(&store, &fill_two_rows, NOW)
+        .expect("in memory");
+    let changes: Vec<&SectionChange> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StoreSection { change, .. } => Some(change),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, vec![&SectionChange::Rows(vec![1, 2, 4])]);
+    store.commit(&actions);
+    // Only refusals: the section is as stored, nothing of it is written.
+    let refused = [
+        reserve("A", "u4", SeatRequest::Picked(vec![Seat::new(4, 2)])),
+        reserve("A", "u5", SeatRequest::Adjacent(4)),
+    ];
+    let actions = partition
+        .decide_batch(&store, &refused, NOW)
+        .expect("in memory");
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::StoreOutcome(_)))
+            .count(),
+        2
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::StoreSection { .. })),
+        "{actions:?}"
+    );
 }
 
 #[test]

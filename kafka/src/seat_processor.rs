@@ -34,12 +34,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::room::{RoomHeader, Ticket, TicketId};
 use seatflow_aggregates::{
     Action, Command, CommandReply, Completed, Event, Millis, Partition, QuotaKey, QuotaState,
-    SectionKey, SectionState, SectionStatus, partition_of_command,
+    SectionKey, SectionStatus, partition_of_command,
 };
 use seatflow_avro::{StoredQuota, StoredRoom, StoredSection, StoredTicket, Wire, decode, encode};
 use seatflow_processor::{
-    CommitBatch, Position, ProcessorConfig, RoomChange, Store, StoreError, entropy, now_millis,
-    open_store,
+    CommitBatch, Position, ProcessorConfig, RoomChange, SectionWrite, Store, StoreError, entropy,
+    now_millis, open_store,
 };
 use tracing::{debug, info, warn};
 
@@ -487,7 +487,7 @@ fn by_partition(batch: &[Input]) -> BTreeMap<i32, Vec<&Input>> {
 /// What a partition writes to its local store once the transaction committed.
 struct LocalWrite {
     partition: i32,
-    sections: Vec<(SectionKey, SectionState)>,
+    sections: Vec<SectionWrite>,
     outcomes: Vec<Completed>,
     quotas: Vec<(QuotaKey, QuotaState)>,
     rooms: Vec<RoomChange>,
@@ -620,7 +620,7 @@ impl Decided<'_> {
                 )?;
                 Ok(())
             }
-            Action::StoreSection { key, state } => {
+            Action::StoreSection { key, state, change } => {
                 let value = encode(&StoredSection {
                     key: key.clone(),
                     state: state.clone(),
@@ -634,7 +634,7 @@ impl Decided<'_> {
                     &snapshot_state_key(&key),
                     &value,
                 )?;
-                write.sections.push((key, state));
+                write.sections.push(SectionWrite { key, state, change });
                 Ok(())
             }
             Action::StoreOutcome(completed) => {
@@ -1224,7 +1224,7 @@ fn restore_from_changelog(
             };
             if key.starts_with("s:") {
                 let stored = decode::<StoredSection>(&payload).map_err(|e| bad(e.to_string()))?;
-                sections.push((stored.key, stored.state));
+                sections.push(SectionWrite::whole(stored.key, stored.state));
             } else if key.starts_with("r:") {
                 outcomes.push(decode::<Completed>(&payload).map_err(|e| bad(e.to_string()))?);
             } else if key.starts_with("w:") {

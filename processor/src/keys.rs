@@ -23,6 +23,32 @@ pub(crate) fn decode_section(bytes: &[u8]) -> Option<SectionKey> {
     Some(SectionKey::new(event, section))
 }
 
+/// `[u16 event id length][event id][u16 section length][section]`: the keys of one section's
+/// stored rows start with it (both lengths, so that no section's prefix is another's).
+pub(crate) fn section_rows_prefix(key: &SectionKey) -> Vec<u8> {
+    let (event, section) = (key.event_id.as_bytes(), key.section.as_bytes());
+    let mut out = Vec::with_capacity(6 + event.len() + section.len());
+    out.extend_from_slice(&(event.len() as u16).to_be_bytes());
+    out.extend_from_slice(event);
+    out.extend_from_slice(&(section.len() as u16).to_be_bytes());
+    out.extend_from_slice(section);
+    out
+}
+
+/// [`section_rows_prefix`] `[u16 row]`: one row of a section, written when a batch moved seats
+/// in it.
+pub(crate) fn section_row(key: &SectionKey, row: u16) -> Vec<u8> {
+    let mut out = section_rows_prefix(key);
+    out.extend_from_slice(&row.to_be_bytes());
+    out
+}
+
+/// The row of a [`section_row`] key after its `prefix_len` bytes of prefix.
+pub(crate) fn decode_section_row(key: &[u8], prefix_len: usize) -> Option<u16> {
+    let row: [u8; 2] = key.get(prefix_len..)?.try_into().ok()?;
+    Some(u16::from_be_bytes(row))
+}
+
 /// `[u32 partition][u64 hold end][reservation id]`: a partition's holds sort by when they end.
 /// Times before 1970 do not occur (the domain's clock is the Unix time of now).
 pub(crate) fn hold(partition: u32, expires_at: i64, id: ReservationId) -> [u8; 28] {

@@ -21,7 +21,9 @@ use seatflow_commands::{BusError, CommandBus, SubmitFuture, Submitted};
 use tokio::sync::{mpsc, oneshot};
 
 pub use seatflow_aggregates::Outcome;
-pub use store::{CommitBatch, LogRecord, OutboxKey, Position, RoomChange, Store, StoreError};
+pub use store::{
+    CommitBatch, LogRecord, OutboxKey, Position, RoomChange, SectionWrite, Store, StoreError,
+};
 pub use worker::{CommitSink, ProcessorError, entropy, now_millis};
 
 use worker::{Router, Submission, Worker};

@@ -1,4 +1,6 @@
-//! The RocksDB store of a seat processor: section states, the outcome of every reservation id
+//! The RocksDB store of a seat processor: section states (each as it was initialised, and the
+//! rows a batch changed since, so that a batch writes a few bytes per section, not the
+//! section), the outcome of every reservation id
 //! (the de-duplication table), the decided-event log (embedded only) and each partition's
 //! position, one column family per table. Both runtimes keep here what an owner reads at start
 //! instead of its whole history: the live holds by end time, each section's waitlist in order
@@ -20,13 +22,17 @@ use rocksdb::{
 use seatflow_aggregates::room::{RoomHeader, RoomState, Ticket};
 use seatflow_aggregates::{
     Command, Completed, Event, Hold, Millis, PartitionStore, QuotaKey, QuotaState, Reservation,
-    ReservationId, RoomRequest, SectionInitialized, SectionKey, SectionState, Status, Waiting,
+    ReservationId, RoomRequest, SectionChange, SectionInitialized, SectionKey, SectionState,
+    Status, Waiting,
 };
 use seatflow_avro::{StoredQuota, StoredRoom, StoredSection, StoredTicket, decode, encode};
 
 use crate::keys;
 
 const SECTIONS: &str = "sections";
+/// The rows of each section changed since its state in `sections` was written (see
+/// `keys::section_row`): a section is read as that state with these rows laid over it.
+const SECTION_ROWS: &str = "section_rows";
 const RESERVATIONS: &str = "reservations";
 const LOG: &str = "log";
 const META: &str = "meta";
@@ -101,6 +107,8 @@ pub enum StoreError {
     Decode(#[from] seatflow_avro::DecodeError),
     #[error("record does not encode: {0}")]
     Encode(#[from] seatflow_avro::EncodeError),
+    #[error("a stored row of section {section} does not fit its layout ({bytes} bytes)")]
+    BadRow { section: String, bytes: usize },
     #[error(
         "the store at {path} was created with {stored} partitions but {configured} are configured; \
          set partitions = {stored} (SEATFLOW_PARTITIONS) or use a new data directory"
@@ -192,6 +200,7 @@ impl Store {
             ColumnFamilyDescriptor::new(SECTIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(RESERVATIONS, point_lookup.clone()),
             ColumnFamilyDescriptor::new(QUOTAS, point_lookup),
+            ColumnFamilyDescriptor::new(SECTION_ROWS, scanned.clone()),
             ColumnFamilyDescriptor::new(OUTBOX, scanned.clone()),
             ColumnFamilyDescriptor::new(WAITLISTS, scanned.clone()),
             ColumnFamilyDescriptor::new(LOG, scanned.clone()),
@@ -243,14 +252,34 @@ impl Store {
             .unwrap_or_else(|| panic!("column family {name} is created at open"))
     }
 
+    /// A section's state: as it was last written whole, with the rows written since laid over.
     pub fn section(&self, key: &SectionKey) -> Result<Option<SectionState>, StoreError> {
-        match self
+        let Some(bytes) = self
             .db
             .get_pinned_cf(self.cf(SECTIONS), keys::section(key))?
-        {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(decode::<StoredSection>(&bytes)?.state)),
+        else {
+            return Ok(None);
+        };
+        let mut state = decode::<StoredSection>(&bytes)?.state;
+        let prefix = keys::section_rows_prefix(key);
+        for item in self.db.iterator_cf(
+            self.cf(SECTION_ROWS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (row_key, bits) = item?;
+            if !row_key.starts_with(&prefix) {
+                break;
+            }
+            let fits = keys::decode_section_row(&row_key, prefix.len())
+                .is_some_and(|row| state.set_row_bits(row, &bits));
+            if !fits {
+                return Err(StoreError::BadRow {
+                    section: key.to_string(),
+                    bytes: bits.len(),
+                });
+            }
         }
+        Ok(Some(state))
     }
 
     pub fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
@@ -302,12 +331,8 @@ impl Store {
     }
 
     fn add_to(&self, write: &mut WriteBatch, batch: &CommitBatch) -> Result<(), StoreError> {
-        for (key, state) in &batch.sections {
-            let record = StoredSection {
-                key: key.clone(),
-                state: state.clone(),
-            };
-            write.put_cf(self.cf(SECTIONS), keys::section(key), encode(&record)?);
+        for section in &batch.sections {
+            self.write_section(write, section)?;
         }
         for completed in &batch.outcomes {
             let reservation = &completed.reservation;
@@ -398,6 +423,37 @@ impl Store {
                 keys::input_offset(batch.partition),
                 next.to_be_bytes(),
             ),
+        }
+        Ok(())
+    }
+
+    /// Add a section's change to `write`: the rows it names, or the whole state (which replaces
+    /// every row written before it).
+    fn write_section(
+        &self,
+        write: &mut WriteBatch,
+        section: &SectionWrite,
+    ) -> Result<(), StoreError> {
+        let SectionWrite { key, state, change } = section;
+        match change {
+            SectionChange::Whole => {
+                let record = StoredSection {
+                    key: key.clone(),
+                    state: state.clone(),
+                };
+                write.put_cf(self.cf(SECTIONS), keys::section(key), encode(&record)?);
+                let prefix = keys::section_rows_prefix(key);
+                let mut end = prefix.clone();
+                end.extend_from_slice(&[0xff, 0xff, 0xff]);
+                write.delete_range_cf(self.cf(SECTION_ROWS), prefix, end);
+            }
+            SectionChange::Rows(rows) => {
+                for row in rows {
+                    if let Some(bits) = state.row_bits(*row) {
+                        write.put_cf(self.cf(SECTION_ROWS), keys::section_row(key, *row), bits);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -753,8 +809,8 @@ impl PartitionStore for Store {
 #[derive(Debug)]
 pub struct CommitBatch {
     pub partition: u32,
-    /// The new state of every section the batch changed.
-    pub sections: Vec<(SectionKey, SectionState)>,
+    /// Every section the batch changed.
+    pub sections: Vec<SectionWrite>,
     /// The outcome of every reservation the batch decided.
     pub outcomes: Vec<Completed>,
     /// The state of every quota the batch changed (an empty one is deleted).
@@ -767,6 +823,26 @@ pub struct CommitBatch {
     pub rooms: Vec<RoomChange>,
     /// Where the partition stands once the batch is written.
     pub position: Position,
+}
+
+/// A section a batch changed: its state at the end of the batch and what of it changed (what is
+/// written).
+#[derive(Debug)]
+pub struct SectionWrite {
+    pub key: SectionKey,
+    pub state: SectionState,
+    pub change: SectionChange,
+}
+
+impl SectionWrite {
+    /// All of a section's state (a section read from elsewhere, e.g. Kafka's snapshots).
+    pub fn whole(key: SectionKey, state: SectionState) -> Self {
+        Self {
+            key,
+            state,
+            change: SectionChange::Whole,
+        }
+    }
 }
 
 /// A waiting room a batch changed.
@@ -790,8 +866,8 @@ pub enum Position {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seatflow_aggregates::test_util::{MemoryPartition, NOW, init, key, reserve};
-    use seatflow_aggregates::{SeatRequest, Status};
+    use seatflow_aggregates::test_util::{MemoryPartition, NOW, cancel_of, init, key, reserve};
+    use seatflow_aggregates::{Action, Layout, Outcome, Partition, Seat, SeatRequest, Status};
 
     /// A store holding one section and three reservations (zoe's two, amy's one).
     fn store_with_history(dir: &Path) -> Store {
@@ -824,7 +900,7 @@ mod tests {
         store
             .commit(&CommitBatch {
                 partition: 0,
-                sections: vec![(key("A"), state)],
+                sections: vec![SectionWrite::whole(key("A"), state)],
                 outcomes,
                 quotas: Vec::new(),
                 rooms: Vec::new(),
@@ -910,5 +986,121 @@ mod tests {
         );
         assert_eq!(answers(&store), (histories, catalogue));
         assert_eq!(store.ensure_indexes(1).expect("indexes"), 0);
+    }
+
+    /// Carry out a batch's stores (sections and outcomes) as a worker does.
+    fn commit_stores(store: &Store, actions: Vec<Action>, offset: u64) {
+        let mut sections = Vec::new();
+        let mut outcomes = Vec::new();
+        for action in actions {
+            match action {
+                Action::StoreSection { key, state, change } => {
+                    sections.push(SectionWrite { key, state, change });
+                }
+                Action::StoreOutcome(completed) => outcomes.push(completed),
+                _ => {}
+            }
+        }
+        store
+            .commit(&CommitBatch {
+                partition: 0,
+                sections,
+                outcomes,
+                quotas: Vec::new(),
+                rooms: Vec::new(),
+                handed_on: Vec::new(),
+                delivered: Vec::new(),
+                position: Position::InputOffset(offset),
+            })
+            .expect("commit");
+    }
+
+    fn rows_stored(store: &Store) -> usize {
+        store
+            .db
+            .iterator_cf(store.cf(SECTION_ROWS), IteratorMode::Start)
+            .count()
+    }
+
+    #[test]
+    fn a_batch_writes_the_rows_it_moved_seats_in_and_the_section_reads_back_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::open(dir.path(), 1, false).expect("open");
+        let mut owner = Partition::new(0);
+        let decided = owner
+            .decide_batch(&store, &[init("A", 4, 10)], NOW)
+            .expect("init");
+        commit_stores(&store, decided, 1);
+        let batch = [
+            reserve("A", "ann", SeatRequest::Adjacent(4)),
+            reserve("A", "bob", SeatRequest::Picked(vec![Seat::new(3, 5)])),
+        ];
+        let decided = owner.decide_batch(&store, &batch, NOW).expect("reserve");
+        let ann = decided
+            .iter()
+            .find_map(|a| match a {
+                Action::Reply {
+                    input: 0,
+                    outcome: Outcome::Reservation(r),
+                    ..
+                } => Some(r.clone()),
+                _ => None,
+            })
+            .expect("ann's answer");
+        commit_stores(&store, decided, 2);
+        assert_eq!(rows_stored(&store), 2, "rows 1 and 3, not the section");
+        let header = store
+            .db
+            .get_cf(store.cf(SECTIONS), keys::section(&key("A")))
+            .expect("read")
+            .expect("stored");
+        assert_eq!(
+            decode::<StoredSection>(&header)
+                .expect("decodes")
+                .state
+                .available(),
+            40,
+            "the whole state is as initialised"
+        );
+        assert_eq!(
+            ann.seats.iter().map(|s| s.row).collect::<Vec<_>>(),
+            vec![1; 4]
+        );
+        let expected = SectionState::with_held(
+            Layout::new(4, 10).expect("layout"),
+            ann.seats.iter().copied().chain([Seat::new(3, 5)]),
+        );
+        let state = store.section(&key("A")).expect("read").expect("section");
+        assert_eq!(state.available(), 35);
+        assert_eq!(state, expected);
+
+        // Ann cancels: row 1 is written again, empty; a restart reads the same.
+        let decided = owner
+            .decide_batch(&store, &[cancel_of(&ann, "ann")], NOW)
+            .expect("cancel");
+        commit_stores(&store, decided, 3);
+        drop(store);
+        store = Store::open(dir.path(), 1, false).expect("open again");
+        let state = store.section(&key("A")).expect("read").expect("section");
+        assert_eq!(state.available(), 39);
+        assert!(state.is_held(Seat::new(3, 5)) && !state.is_held(Seat::new(1, 1)));
+
+        // A whole state replaces the rows written before it.
+        let whole =
+            SectionState::with_held(Layout::new(4, 10).expect("layout"), [Seat::new(4, 10)]);
+        store
+            .commit(&CommitBatch {
+                partition: 0,
+                sections: vec![SectionWrite::whole(key("A"), whole.clone())],
+                outcomes: Vec::new(),
+                quotas: Vec::new(),
+                rooms: Vec::new(),
+                handed_on: Vec::new(),
+                delivered: Vec::new(),
+                position: Position::InputOffset(4),
+            })
+            .expect("commit");
+        assert_eq!(rows_stored(&store), 0);
+        assert_eq!(store.section(&key("A")).expect("read"), Some(whole));
     }
 }

@@ -20,7 +20,9 @@ use seatflow_aggregates::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::store::{CommitBatch, LogRecord, OutboxKey, Position, RoomChange, Store, StoreError};
+use crate::store::{
+    CommitBatch, LogRecord, OutboxKey, Position, RoomChange, SectionWrite, Store, StoreError,
+};
 
 /// Why the embedded processor gave a command no outcome.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -295,7 +297,9 @@ impl Worker {
                         caller_of: input.filter(|_| with_caller),
                     });
                 }
-                Action::StoreSection { key, state } => sections.push((key, state)),
+                Action::StoreSection { key, state, change } => {
+                    sections.push(SectionWrite { key, state, change });
+                }
                 Action::StoreOutcome(completed) => outcomes.push(completed),
                 Action::StoreQuota { key, state } => quotas.push((key, state)),
                 Action::StoreRoom {
