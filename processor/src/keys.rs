@@ -123,8 +123,16 @@ pub(crate) fn reservation(id: ReservationId) -> [u8; 16] {
     *id.0.as_bytes()
 }
 
-/// `indexes`: present once the catalogue and user indexes cover the whole log.
-pub(crate) const INDEXES_BUILT: &[u8] = b"indexes/v1";
+/// `indexes`: present once the catalogue and user indexes cover the whole log (v2: with each
+/// user's [`user_marker`]; a store indexed by v1 is indexed again once).
+pub(crate) const INDEXES_BUILT: &[u8] = b"indexes/v2";
+
+/// [`user_prefix`] alone: present once the user has a reservation. Asking whether a user has
+/// any is then a point read that the bloom filters answer for a user who has none (most
+/// requests of a sale), instead of an iterator over every table per request.
+pub(crate) fn user_marker(user_id: &str) -> Vec<u8> {
+    user_prefix(user_id)
+}
 
 /// The bytes a user's index keys start with: an 8-byte hash of the user id (the column family's
 /// prefix, so a lookup for a user with no reservations is answered by a bloom filter), then the
