@@ -215,7 +215,7 @@ pub struct CheckoutReport {
     pub expiry_lag_ms: Latency,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p95: f64,
@@ -1301,22 +1301,31 @@ fn print_report(r: &Report) {
             );
         }
         if let Some(s) = &r.subscribers {
-            println!(
-                "  availability subscribers {}: {} connected, {} failed, {} messages after the snapshots",
-                s.subscribers, s.connected, s.failed, s.messages
-            );
-            println!(
-                "  delivery delay ms (arrival - changedAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
-                s.delay_ms.p50, s.delay_ms.p95, s.delay_ms.p99, s.delay_ms.max
-            );
             let mb = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.1}"));
-            println!(
-                "  server RSS MB before {} connected {} ({} KB per subscriber), CPU s during the sale {}",
-                mb(s.server_rss_before_mb),
-                mb(s.server_rss_connected_mb),
-                mb(s.rss_per_subscriber_kb),
-                mb(s.server_cpu_secs_during_sale)
-            );
+            // `--server-pid` alone measures the server, with no subscriber to report on.
+            if s.subscribers > 0 {
+                println!(
+                    "  availability subscribers {}: {} connected, {} failed, {} messages after the snapshots",
+                    s.subscribers, s.connected, s.failed, s.messages
+                );
+                println!(
+                    "  delivery delay ms (arrival - changedAt): p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}",
+                    s.delay_ms.p50, s.delay_ms.p95, s.delay_ms.p99, s.delay_ms.max
+                );
+                println!(
+                    "  server RSS MB before {} connected {} ({} KB per subscriber), CPU s during the sale {}",
+                    mb(s.server_rss_before_mb),
+                    mb(s.server_rss_connected_mb),
+                    mb(s.rss_per_subscriber_kb),
+                    mb(s.server_cpu_secs_during_sale)
+                );
+            } else {
+                println!(
+                    "  server RSS MB before the sale {}, CPU s during the sale {}",
+                    mb(s.server_rss_before_mb),
+                    mb(s.server_cpu_secs_during_sale)
+                );
+            }
             for sample in &s.error_samples {
                 println!("  subscriber error sample: {sample}");
             }

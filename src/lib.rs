@@ -221,6 +221,20 @@ fn limits(config: &Config) -> Limits {
 }
 
 /// Drop expired in-memory de-duplication entries every minute.
+/// Report what the store holds in memory, by kind, every 5 s (what a process's resident memory
+/// is made of: docs/BENCHMARK.md, "Memory and restart").
+pub(crate) fn report_store_memory(store: seatflow_processor::Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.report_memory() {
+                tracing::warn!(error = %e, "store memory not readable");
+            }
+        }
+    });
+}
+
 fn sweep_dedup(dedup: Arc<Dedup>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -319,6 +333,7 @@ impl App {
                 )),
             ]
         });
+        report_store_memory(store.clone());
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState {
             webhooks: Some(seatflow_gateway::WebhookRegistry {

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use seatflow_aggregates::Outcome;
 pub use store::{
     CommitBatch, LogRecord, OutboxKey, Position, RoomChange, SectionWrite, Store, StoreError,
+    StoreMemory,
 };
 pub use worker::{CommitSink, ProcessorError, entropy, now_millis};
 

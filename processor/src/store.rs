@@ -131,10 +131,42 @@ pub struct LogRecord {
     pub event: Event,
 }
 
+/// Every column family, in the order they are opened.
+const FAMILIES: [&str; 13] = [
+    SECTIONS,
+    RESERVATIONS,
+    QUOTAS,
+    SECTION_ROWS,
+    OUTBOX,
+    WAITLISTS,
+    LOG,
+    META,
+    CATALOGUE,
+    BY_USER,
+    ROOMS,
+    WEBHOOKS,
+    HOLDS,
+];
+
+/// What the store holds in memory, by kind, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Every column family's memtables (written, not yet flushed to a table file).
+    pub memtables: u64,
+    /// The one block cache: data blocks, and the tables' indexes and filters.
+    pub block_cache: u64,
+    /// Of the block cache, what is pinned (the top levels of indexes and filters, and blocks
+    /// in use).
+    pub block_cache_pinned: u64,
+    /// Table readers outside the cache.
+    pub table_readers: u64,
+}
+
 /// Shared handle to the store (RocksDB is safe to use from several threads).
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    cache: Cache,
     sync: bool,
 }
 
@@ -217,6 +249,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let store = Self {
             db: Arc::new(db),
+            cache,
             sync,
         };
         store.check_partitions(partitions)?;
@@ -246,6 +279,36 @@ impl Store {
                 self.db.write_opt(new, &options)?;
             }
         }
+        Ok(())
+    }
+
+    /// What the store holds in memory now, by kind.
+    pub fn memory(&self) -> Result<StoreMemory, StoreError> {
+        let mut memory = StoreMemory {
+            block_cache: self.cache.get_usage() as u64,
+            block_cache_pinned: self.cache.get_pinned_usage() as u64,
+            ..StoreMemory::default()
+        };
+        for family in FAMILIES {
+            let cf = self.cf(family);
+            let property = |name| self.db.property_int_value_cf(cf, name);
+            memory.memtables +=
+                property(rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES)?.unwrap_or(0);
+            memory.table_readers +=
+                property(rocksdb::properties::ESTIMATE_TABLE_READERS_MEM)?.unwrap_or(0);
+        }
+        Ok(memory)
+    }
+
+    /// Put what the store holds in memory into the process's metrics
+    /// (`seatflow_rocksdb_memory_bytes`).
+    pub fn report_memory(&self) -> Result<(), StoreError> {
+        let memory = self.memory()?;
+        let metrics = seatflow_telemetry::metrics();
+        metrics.store_memory("memtables", memory.memtables);
+        metrics.store_memory("block_cache", memory.block_cache);
+        metrics.store_memory("block_cache_pinned", memory.block_cache_pinned);
+        metrics.store_memory("table_readers", memory.table_readers);
         Ok(())
     }
 
@@ -520,15 +583,29 @@ impl Store {
         {
             return Ok(0);
         }
-        let mut read = 0;
+        let mut read = 0u64;
         for partition in 0..partitions {
             let mut write = WriteBatch::default();
-            for record in self.read_log(partition, 1) {
-                let record = record?;
-                self.index(&mut write, &record.event, &encode(&record.event)?);
+            let start = keys::log(partition, 1);
+            for item in self
+                .db
+                .iterator_cf(self.cf(LOG), IteratorMode::From(&start, Direction::Forward))
+            {
+                let (key, encoded) = item?;
+                if keys::decode_log(&key).is_none_or(|(p, _)| p != partition) {
+                    break;
+                }
+                // The stored bytes are the encoded event: indexed as they are, not re-encoded.
+                self.index(&mut write, &decode::<Event>(&encoded)?, &encoded);
                 read += 1;
                 if write.len() >= 10_000 {
                     self.db.write(std::mem::take(&mut write))?;
+                }
+                if read.is_multiple_of(1_000_000) {
+                    tracing::info!(
+                        records = read,
+                        "indexing the log (once, a store from an earlier version)"
+                    );
                 }
             }
             self.db.write(write)?;
@@ -1105,6 +1182,23 @@ mod tests {
             store.reservation(zoe[1].id).expect("read"),
             Some(zoe[1].clone())
         );
+    }
+
+    #[test]
+    fn the_memory_it_reports_grows_with_what_it_holds() {
+        let dir = tempfile::tempdir().expect("dir");
+        let empty = Store::open(dir.path(), 1, false)
+            .expect("open")
+            .memory()
+            .expect("memory");
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_history(dir.path());
+        let memory = store.memory().expect("memory");
+        assert!(
+            memory.memtables > empty.memtables,
+            "{memory:?} against {empty:?}"
+        );
+        assert!(memory.block_cache >= memory.block_cache_pinned);
     }
 
     /// Carry out a batch's stores (sections and outcomes) as a worker does.

@@ -92,6 +92,18 @@ impl Machine {
             os: field(&read("/etc/os-release"), "PRETTY_NAME"),
         }
     }
+
+    /// Name and value of each field, in order, for a table.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("host", self.hostname.clone()),
+            ("CPU", self.cpu_model.clone()),
+            ("CPUs", self.cpus.to_string()),
+            ("memory", format!("{} GiB", self.memory_gib)),
+            ("kernel", self.kernel.clone()),
+            ("OS", self.os.clone()),
+        ]
+    }
 }
 
 /// The settings of the run that shape its figures (never the token secret).
@@ -158,20 +170,6 @@ impl Settings {
             ("signed tokens", self.signed_tokens.to_string()),
             ("abusive clients", self.abusive_clients.to_string()),
             ("subscribers", self.subscribers.to_string()),
-        ]
-    }
-}
-
-impl Machine {
-    /// Name and value of each field, in order, for a table.
-    pub fn rows(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("host", self.hostname.clone()),
-            ("CPU", self.cpu_model.clone()),
-            ("CPUs", self.cpus.to_string()),
-            ("memory", format!("{} GiB", self.memory_gib)),
-            ("kernel", self.kernel.clone()),
-            ("OS", self.os.clone()),
         ]
     }
 }

@@ -27,12 +27,6 @@ pub struct Second {
     pub latency_ms: Latency,
 }
 
-impl PartialEq for Latency {
-    fn eq(&self, other: &Self) -> bool {
-        (self.p50, self.p95, self.p99, self.max) == (other.p50, other.p95, other.p99, other.max)
-    }
-}
-
 /// Every second from the first to the last answer's, in order; a second without an answer is
 /// there with 0 (a stall is what a reader looks for).
 pub(super) fn seconds(answers: impl IntoIterator<Item = Answered>) -> Vec<Second> {

@@ -37,6 +37,11 @@ pub struct LagLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemoryLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabels {
     pub projection: &'static str,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     consumer_lag: Family<LagLabels, Gauge>,
     projector_lag: Family<ProjectionLabels, Gauge<f64, AtomicU64>>,
     redis_up: Gauge,
+    store_memory: Family<MemoryLabels, Gauge>,
     redis_failures: Counter,
     redis_skipped: Counter,
 }
@@ -154,6 +160,13 @@ impl Metrics {
             "Age of the newest record a projection has written when it wrote it (0 when caught up)",
             projector_lag.clone(),
         );
+        let store_memory = Family::<MemoryLabels, Gauge>::default();
+        registry.register(
+            "seatflow_rocksdb_memory_bytes",
+            "What the RocksDB store holds in memory, by kind: memtables, block_cache (of it \
+             block_cache_pinned), table_readers (every 5 s)",
+            store_memory.clone(),
+        );
         let redis_up = Gauge::default();
         registry.register(
             "seatflow_redis_up",
@@ -181,6 +194,7 @@ impl Metrics {
             consumer_lag,
             projector_lag,
             redis_up,
+            store_memory,
             redis_failures,
             redis_skipped,
             http,
@@ -274,6 +288,13 @@ impl Metrics {
         self.projector_lag
             .get_or_create(&ProjectionLabels { projection })
             .set(lag.as_secs_f64());
+    }
+
+    /// What the RocksDB store holds in memory of one kind.
+    pub fn store_memory(&self, kind: &'static str, bytes: u64) {
+        self.store_memory
+            .get_or_create(&MemoryLabels { kind })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn redis_up(&self, up: bool) {
