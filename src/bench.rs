@@ -96,6 +96,11 @@ pub struct BenchArgs {
     /// expire if not (0: confirmed when decided).
     #[arg(long, default_value_t = 0)]
     pub hold_seconds: u32,
+    /// Create the event with this `maxSeatsPerUser`: every reservation is counted against its
+    /// user's limit first (each bench user asks once, so none is refused by it; the quotas are
+    /// what the server then keeps per user).
+    #[arg(long)]
+    pub max_seats_per_user: Option<u32>,
     /// With `--hold-seconds`: the share of its HELD reservations a client confirms at once; the
     /// others are left to expire, then read back to measure how late their expiry came.
     #[arg(long, default_value_t = 1.0)]
@@ -495,11 +500,15 @@ async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<Strin
             })
         })
         .collect();
-    let body = serde_json::to_vec(&serde_json::json!({
+    let mut event = serde_json::json!({
         "name": "seatflow bench on-sale",
         "sections": sections,
         "holdSeconds": args.hold_seconds,
-    }))?;
+    });
+    if let Some(limit) = args.max_seats_per_user {
+        event["maxSeatsPerUser"] = limit.into();
+    }
+    let body = serde_json::to_vec(&event)?;
     post_event(target, body).await
 }
 

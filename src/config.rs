@@ -28,6 +28,8 @@ pub const SETTINGS: &[&str] = &[
     "queue_depth",
     "sync_writes",
     "waitlist_per_section",
+    "cached_sections",
+    "cached_quotas",
     "partitions",
     "kafka_partitions",
     "log_format",
@@ -94,6 +96,8 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "queue_depth" => "processor.queue_depth",
         "sync_writes" => "processor.sync_writes",
         "waitlist_per_section" => "processor.waitlist_per_section",
+        "cached_sections" => "processor.cached_sections",
+        "cached_quotas" => "processor.cached_quotas",
         "partitions" | "kafka_partitions" => "partitions",
         "log_format" => "log_format",
         "instance_id" => "instance_id",
@@ -284,6 +288,24 @@ pub struct ProcessorSettings {
     /// Most requests waiting in one section's waitlist (`SEATFLOW_WAITLIST_PER_SECTION`);
     /// beyond it a request that asks to wait is REJECTED `waitlist_full`.
     pub waitlist_per_section: u32,
+    /// About how many sections each partition owner keeps in memory between batches
+    /// (`SEATFLOW_CACHED_SECTIONS`); the others are read from its store when asked for again.
+    /// A section is a bit per seat.
+    pub cached_sections: usize,
+    /// About how many per-user quotas (events with `maxSeatsPerUser`) each partition owner
+    /// keeps in memory between batches (`SEATFLOW_CACHED_QUOTAS`), ~400 bytes each.
+    pub cached_quotas: usize,
+}
+
+impl ProcessorSettings {
+    /// What each partition owner is set up with.
+    pub fn partition(&self) -> seatflow_aggregates::PartitionSettings {
+        seatflow_aggregates::PartitionSettings {
+            waitlist_per_section: self.waitlist_per_section,
+            cached_sections: self.cached_sections,
+            cached_quotas: self.cached_quotas,
+        }
+    }
 }
 
 /// Kafka: set `brokers` and seatflow runs on Kafka instead of its embedded log.
@@ -375,7 +397,9 @@ impl Default for ProcessorSettings {
             max_batch: processor.max_batch,
             queue_depth: processor.queue_depth,
             sync_writes: processor.sync_writes,
-            waitlist_per_section: processor.waitlist_per_section,
+            waitlist_per_section: processor.partition.waitlist_per_section,
+            cached_sections: processor.partition.cached_sections,
+            cached_quotas: processor.partition.cached_quotas,
         }
     }
 }
@@ -708,7 +732,7 @@ impl Config {
             max_batch: self.processor.max_batch,
             queue_depth: self.processor.queue_depth,
             sync_writes: self.processor.sync_writes,
-            waitlist_per_section: self.processor.waitlist_per_section,
+            partition: self.processor.partition(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! [`partition_of`] says which partition owns a section, [`partition_of_command`] which one
 //! decides a command. [`room`] is an event's virtual waiting room, decided the same way.
 
+mod cache;
 mod decision;
 mod model;
 mod partition;
@@ -36,8 +37,8 @@ pub use model::{
     SaleRules, Seat, SeatRequest, SectionInitialized, SectionKey, SectionStatus, Status,
 };
 pub use partition::{
-    Action, DEFAULT_WAITLIST_PER_SECTION, Hold, MemoryStore, Partition, PartitionStore,
-    SectionChange, Waiting,
+    Action, DEFAULT_CACHED_QUOTAS, DEFAULT_CACHED_SECTIONS, DEFAULT_WAITLIST_PER_SECTION, Hold,
+    MemoryStore, Partition, PartitionSettings, PartitionStore, SectionChange, Waiting,
 };
 pub use quota::QuotaState;
 pub use routing::{murmur2, partition_of, partition_of_command};

@@ -268,6 +268,62 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// The command a step submits (a HELD reservation to confirm or cancel picked from `cluster`),
+/// if it submits one.
+fn command_of(cluster: &MemoryCluster, step: &Step, now: Millis) -> Option<Command> {
+    match step {
+        Step::Reserve {
+            user,
+            section,
+            count,
+            wait,
+        } => {
+            let user = format!("u{user}");
+            Some(if *wait {
+                reserve_or_wait(SECTIONS[*section], &user, *count)
+            } else {
+                reserve(SECTIONS[*section], &user, SeatRequest::Adjacent(*count))
+            })
+        }
+        Step::Confirm { nth } => pick(cluster, *nth).map(|held| {
+            Command::Confirm(Confirm {
+                reservation_id: held.id,
+                key: held.key.clone(),
+                user_id: held.user_id.clone(),
+                payment_ref: None,
+                requested_at: now,
+            })
+        }),
+        Step::Cancel { nth } => pick(cluster, *nth).map(|held| cancel_of(&held, &held.user_id)),
+        Step::Deliver { .. } | Step::Wait { .. } => None,
+    }
+}
+
+/// Take `step` on `cluster` (`command`: the one it submits, if any): the answer it made.
+fn take(
+    cluster: &mut MemoryCluster,
+    step: &Step,
+    command: Option<&Command>,
+    now: &mut Millis,
+) -> Option<Outcome> {
+    match step {
+        Step::Deliver { nth } => cluster.deliver(*nth, *now),
+        Step::Wait { ms, tick } => {
+            *now += Millis::from(*ms);
+            if *tick {
+                cluster.tick(*now);
+            }
+            None
+        }
+        _ => command.and_then(|command| cluster.submit(command, *now)),
+    }
+}
+
+fn apply(cluster: &mut MemoryCluster, step: &Step, now: &mut Millis) -> Option<Outcome> {
+    let command = command_of(cluster, step, *now);
+    take(cluster, step, command.as_ref(), now)
+}
+
 fn pick(cluster: &MemoryCluster, nth: usize) -> Option<Reservation> {
     let mut held: Vec<Reservation> = cluster
         .reservations()
@@ -286,42 +342,7 @@ proptest! {
         let mut cluster = cluster();
         let mut now = NOW;
         for step in &steps {
-            match step {
-                Step::Reserve { user, section, count, wait } => {
-                    let user = format!("u{user}");
-                    let command = if *wait {
-                        reserve_or_wait(SECTIONS[*section], &user, *count)
-                    } else {
-                        reserve(SECTIONS[*section], &user, SeatRequest::Adjacent(*count))
-                    };
-                    cluster.submit(&command, now);
-                }
-                Step::Confirm { nth } => {
-                    if let Some(held) = pick(&cluster, *nth) {
-                        cluster.submit(&Command::Confirm(Confirm {
-                            reservation_id: held.id,
-                            key: held.key.clone(),
-                            user_id: held.user_id.clone(),
-                            payment_ref: None,
-                            requested_at: now,
-                        }), now);
-                    }
-                }
-                Step::Cancel { nth } => {
-                    if let Some(held) = pick(&cluster, *nth) {
-                        cluster.submit(&cancel_of(&held, &held.user_id), now);
-                    }
-                }
-                Step::Deliver { nth } => {
-                    cluster.deliver(*nth, now);
-                }
-                Step::Wait { ms, tick } => {
-                    now += Millis::from(*ms);
-                    if *tick {
-                        cluster.tick(now);
-                    }
-                }
-            }
+            apply(&mut cluster, step, &mut now);
             for user in ["u0", "u1", "u2"] {
                 let taken = seats_taken(&cluster, user);
                 prop_assert!(taken <= u32::from(LIMIT), "{} holds {}", user, taken);
@@ -337,6 +358,36 @@ proptest! {
                 .map(|r| u32::from(r.requested_seats))
                 .sum();
             prop_assert_eq!(cluster.quota_used(user), seats_taken(&cluster, user) + waiting);
+        }
+    }
+}
+
+proptest! {
+    /// Partitions that keep two sections and two quotas between batches (reading the others
+    /// back from their stores) answer every step as partitions that keep everything, and leave
+    /// the same stores: the bounded cache forgets nothing that matters.
+    #[test]
+    fn partitions_that_keep_little_decide_as_those_that_keep_everything(
+        steps in prop::collection::vec(step(), 0..150)
+    ) {
+        let mut roomy = cluster();
+        let mut forgetful = cluster().with_cache(2, 2);
+        let (mut now_roomy, mut now_forgetful) = (NOW, NOW);
+        for step in &steps {
+            let command = command_of(&roomy, step, now_roomy);
+            let answer = take(&mut roomy, step, command.as_ref(), &mut now_roomy);
+            prop_assert_eq!(
+                take(&mut forgetful, step, command.as_ref(), &mut now_forgetful),
+                answer,
+                "answer to {:?}", step
+            );
+            prop_assert_eq!(&forgetful.in_flight, &roomy.in_flight);
+        }
+        for (kept, forgot) in roomy.partitions.iter().zip(&forgetful.partitions) {
+            prop_assert_eq!(&forgot.store.reservations, &kept.store.reservations);
+            prop_assert_eq!(&forgot.store.sections, &kept.store.sections);
+            prop_assert_eq!(&forgot.store.quotas, &kept.store.quotas);
+            prop_assert!(forgot.owner().cached().0 <= 2 + 2, "{:?}", forgot.owner().cached());
         }
     }
 }

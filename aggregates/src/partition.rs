@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::cache::Generations;
 use crate::decision::{Decision, decide, evolve, expire, promote, waitlist};
 use crate::model::{
     ClaimQuota, Command, Completed, Event, Millis, Outcome, QuotaKey, QuotaVerdict, Rejection,
@@ -64,6 +65,37 @@ impl Waiting {
 
 /// How many requests may wait in one section unless configured otherwise.
 pub const DEFAULT_WAITLIST_PER_SECTION: u32 = 10_000;
+
+/// About how many sections a partition keeps between batches unless configured otherwise: a
+/// section is a bit per seat (a 250 x 200 floor ~6.5 KB), so ~13 MB per partition at most.
+pub const DEFAULT_CACHED_SECTIONS: usize = 2_048;
+
+/// About how many per-user quotas a partition keeps between batches unless configured
+/// otherwise (~400 bytes each with one reservation counted: ~6.5 MB per partition). A user's
+/// claim and its release come close together, so the quotas in use are those of recent
+/// requests.
+pub const DEFAULT_CACHED_QUOTAS: usize = 16_384;
+
+/// How a partition owner is set up (what the runtimes read from their configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionSettings {
+    /// Most requests waiting in one section.
+    pub waitlist_per_section: u32,
+    /// About how many sections it keeps between batches.
+    pub cached_sections: usize,
+    /// About how many per-user quotas it keeps between batches.
+    pub cached_quotas: usize,
+}
+
+impl Default for PartitionSettings {
+    fn default() -> Self {
+        Self {
+            waitlist_per_section: DEFAULT_WAITLIST_PER_SECTION,
+            cached_sections: DEFAULT_CACHED_SECTIONS,
+            cached_quotas: DEFAULT_CACHED_QUOTAS,
+        }
+    }
+}
 
 /// A HELD reservation and when its hold ends: what a partition's clock watches.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -186,21 +218,21 @@ pub enum Action {
     },
 }
 
-/// What a partition owner keeps between batches: the sections it has read or decided (a cache
-/// of the store, valid while every batch it decided was committed) with their waitlists, and
-/// its holds by end time.
+/// What a partition owner keeps between batches: the sections it has read or decided lately (a
+/// cache of the store, valid while every batch it decided was committed; bounded, see
+/// [`crate::cache`]) with their waitlists, and its holds by end time.
 #[derive(Debug, Clone)]
 pub struct Partition {
     number: u32,
-    sections: HashMap<SectionKey, SectionState>,
+    sections: Generations<SectionKey, SectionState>,
     /// Each cached section's WAITLISTED reservations by place, with the seats they ask for
-    /// (read with the section). A place is unique among those waiting; it may be given again
-    /// once its holder moved on, so an entry is known by place and id together.
+    /// (read with the section, dropped with it). A place is unique among those waiting; it may
+    /// be given again once its holder moved on, so an entry is known by place and id together.
     waitlists: HashMap<SectionKey, BTreeMap<(u64, ReservationId), u16>>,
     /// Most requests waiting in one section.
     waitlist_limit: u32,
-    /// The quotas it has read or decided (a cache of the store, like `sections`).
-    quotas: HashMap<QuotaKey, QuotaState>,
+    /// The quotas it has read or decided lately (a cache of the store, like `sections`).
+    quotas: Generations<QuotaKey, QuotaState>,
     /// Holds of reservations that may still be HELD, by end time. An entry whose reservation
     /// moved on (confirmed, cancelled) is dropped when it comes due.
     holds: BTreeSet<Hold>,
@@ -266,10 +298,10 @@ impl Partition {
     pub fn new(number: u32) -> Self {
         Self {
             number,
-            sections: HashMap::new(),
+            sections: Generations::new(DEFAULT_CACHED_SECTIONS),
             waitlists: HashMap::new(),
             waitlist_limit: DEFAULT_WAITLIST_PER_SECTION,
-            quotas: HashMap::new(),
+            quotas: Generations::new(DEFAULT_CACHED_QUOTAS),
             holds: BTreeSet::new(),
             holds_loaded: false,
             rooms: BTreeMap::new(),
@@ -277,10 +309,30 @@ impl Partition {
         }
     }
 
+    /// The owner of partition `number` set up with `settings`.
+    pub fn configured(number: u32, settings: &PartitionSettings) -> Self {
+        Self::new(number)
+            .with_waitlist_limit(settings.waitlist_per_section)
+            .with_cache(settings.cached_sections, settings.cached_quotas)
+    }
+
     /// The same owner drawing its shuffles' seeds with `entropy` (random in the runtimes).
     pub fn with_entropy(mut self, entropy: u64) -> Self {
         self.entropy = entropy;
         self
+    }
+
+    /// The same owner keeping about `sections` sections and `quotas` quotas between batches
+    /// (those it used last; the others are read from the store again when needed).
+    pub fn with_cache(mut self, sections: usize, quotas: usize) -> Self {
+        self.sections = Generations::new(sections);
+        self.quotas = Generations::new(quotas);
+        self
+    }
+
+    /// Sections and quotas kept between batches now.
+    pub fn cached(&self) -> (usize, usize) {
+        (self.sections.len(), self.quotas.len())
     }
 
     /// The same owner with at most `limit` requests waiting per section.
@@ -330,6 +382,7 @@ impl Partition {
             actions: Vec::with_capacity(commands.len() * 3),
             ..Batch::default()
         };
+        self.turn_caches();
         self.expire_due(store, now, &mut batch)?;
         self.advance_rooms(now, &mut batch);
         for (input, command) in commands.iter().enumerate() {
@@ -713,7 +766,7 @@ impl Partition {
         store: &S,
         key: &QuotaKey,
     ) -> Result<QuotaState, S::Error> {
-        if let Some(state) = self.quotas.get(key) {
+        if let Some(state) = self.quotas.get_mut(key) {
             return Ok(state.clone());
         }
         let state = store.quota(key)?.unwrap_or_default();
@@ -808,8 +861,17 @@ impl Partition {
         batch.actions.extend(session_end);
     }
 
+    /// Before a batch (every earlier one is in the store by now): drop the sections and quotas
+    /// not used lately, a section with its waitlist.
+    fn turn_caches(&mut self) {
+        for key in self.sections.turn().keys() {
+            self.waitlists.remove(key);
+        }
+        self.quotas.turn();
+    }
+
     fn load<S: PartitionStore>(&mut self, store: &S, key: &SectionKey) -> Result<(), S::Error> {
-        if !self.sections.contains_key(key)
+        if !self.sections.touch(key)
             && let Some(state) = store.section(key)?
         {
             let waiting = store

@@ -135,6 +135,15 @@ impl MemoryCluster {
         }
     }
 
+    /// The same partitions keeping about `sections` sections and `quotas` quotas between
+    /// batches (new owners over the same stores, as after a restart).
+    pub fn with_cache(mut self, sections: usize, quotas: usize) -> Self {
+        for (number, partition) in (0u32..).zip(&mut self.partitions) {
+            partition.partition = Partition::new(number).with_cache(sections, quotas);
+        }
+        self
+    }
+
     /// Decide `command` at its partition; what it hands on goes in flight. The answer, if the
     /// batch made one here.
     pub fn submit(&mut self, command: &Command, now: Millis) -> Option<Outcome> {

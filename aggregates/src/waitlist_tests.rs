@@ -7,8 +7,8 @@ use proptest::prelude::*;
 
 use crate::test_util::{MemoryPartition, NOW, cancel_of, init_held, key, reserve, reserve_or_wait};
 use crate::{
-    Command, Confirm, Decision, Event, Millis, Partition, Rejection, Reservation, SeatRequest,
-    Status,
+    Action, Command, Confirm, Decision, Event, Millis, Partition, Rejection, Reservation,
+    SeatRequest, Status,
 };
 
 const HOLD_SECONDS: u32 = 60;
@@ -231,4 +231,111 @@ proptest! {
             prop_assert_eq!(places, distinct, "two requests at one place");
         }
     }
+}
+
+// ---- a partition that keeps little forgets nothing that matters -------------------------------
+
+const SECTIONS: [&str; 3] = ["A", "B", "C"];
+
+#[derive(Clone, Debug)]
+enum Move {
+    Reserve {
+        user: u8,
+        section: usize,
+        count: u16,
+        wait: bool,
+    },
+    Cancel {
+        nth: usize,
+    },
+    Wait {
+        ms: u32,
+    },
+}
+
+fn moves() -> impl Strategy<Value = Move> {
+    prop_oneof![
+        5 => (0u8..8, 0usize..3, 1u16..4, any::<bool>())
+            .prop_map(|(user, section, count, wait)| Move::Reserve { user, section, count, wait }),
+        2 => any::<usize>().prop_map(|nth| Move::Cancel { nth }),
+        1 => (0u32..(HOLD_MS as u32)).prop_map(|ms| Move::Wait { ms }),
+    ]
+}
+
+/// Take `step` on `partition` with `command` (the one it submits, if any): the actions.
+fn play(partition: &mut MemoryPartition, command: Option<&Command>, now: Millis) -> Vec<Action> {
+    match command {
+        Some(command) => partition.actions(command, now),
+        None => partition.tick(now),
+    }
+}
+
+proptest! {
+    /// A partition that keeps two sections between batches (reading the others and their
+    /// waitlists back from its store) decides every step as one that keeps everything: the
+    /// same actions, the same store.
+    #[test]
+    fn a_partition_that_keeps_two_sections_decides_as_one_that_keeps_all(
+        steps in prop::collection::vec(moves(), 0..120)
+    ) {
+        let mut roomy = MemoryPartition::default();
+        for section in SECTIONS {
+            roomy.actions(&init_held(section, 1, 4, HOLD_SECONDS), NOW);
+        }
+        let mut forgetful =
+            MemoryPartition::with_owner(Partition::new(0).with_cache(2, 2), roomy.store.clone());
+        let mut now = NOW;
+        for step in &steps {
+            let command = match step {
+                Move::Reserve { user, section, count, wait } => {
+                    let user = format!("u{user}");
+                    Some(if *wait {
+                        reserve_or_wait(SECTIONS[*section], &user, *count)
+                    } else {
+                        reserve(SECTIONS[*section], &user, SeatRequest::Adjacent(*count))
+                    })
+                }
+                Move::Cancel { nth } => {
+                    let mut live: Vec<Reservation> = roomy.store.reservations.values()
+                        .filter(|r| matches!(r.status, Status::Held | Status::Waitlisted))
+                        .cloned()
+                        .collect();
+                    live.sort_by_key(|r| r.id);
+                    (!live.is_empty()).then(|| {
+                        let chosen = &live[nth % live.len()];
+                        cancel_of(chosen, &chosen.user_id)
+                    })
+                }
+                Move::Wait { ms } => {
+                    now += Millis::from(*ms);
+                    None
+                }
+            };
+            let expected = play(&mut roomy, command.as_ref(), now);
+            prop_assert_eq!(play(&mut forgetful, command.as_ref(), now), expected, "{:?}", step);
+            prop_assert!(forgetful.owner().cached().0 <= 2 + 2);
+        }
+        prop_assert_eq!(&forgetful.store.reservations, &roomy.store.reservations);
+        prop_assert_eq!(&forgetful.store.sections, &roomy.store.sections);
+    }
+}
+
+#[test]
+fn a_partition_keeps_about_its_capacity_of_sections_whatever_it_decided() {
+    let mut partition =
+        MemoryPartition::with_owner(Partition::new(0).with_cache(4, 4), Default::default());
+    let sections: Vec<String> = (0..50).map(|n| format!("S{n}")).collect();
+    for section in &sections {
+        partition.actions(&init_held(section, 1, 4, HOLD_SECONDS), NOW);
+        partition.actions(&reserve(section, "u1", SeatRequest::Adjacent(1)), NOW);
+        let (cached, _) = partition.owner().cached();
+        assert!(cached <= 4 + 1, "{cached} sections kept");
+    }
+    // The forgotten ones are read back when asked again.
+    let again = partition.actions(&reserve("S0", "u2", SeatRequest::Adjacent(3)), NOW);
+    assert!(
+        again
+            .iter()
+            .any(|action| matches!(action, Action::Reply { available: 0, .. }))
+    );
 }

@@ -33,8 +33,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use seatflow_aggregates::room::{RoomHeader, Ticket, TicketId};
 use seatflow_aggregates::{
-    Action, Command, CommandReply, Completed, Event, Millis, Partition, QuotaKey, QuotaState,
-    SectionKey, SectionStatus, partition_of_command,
+    Action, Command, CommandReply, Completed, Event, Millis, Partition, PartitionSettings,
+    QuotaKey, QuotaState, SectionKey, SectionStatus, partition_of_command,
 };
 use seatflow_avro::{StoredQuota, StoredRoom, StoredSection, StoredTicket, Wire, decode, encode};
 use seatflow_processor::{
@@ -64,8 +64,8 @@ pub struct SeatProcessorConfig {
     pub instance_id: String,
     pub data_dir: PathBuf,
     pub max_batch: usize,
-    /// Most requests waiting in one section's waitlist.
-    pub waitlist_per_section: u32,
+    /// How each partition owner is set up (waitlist limit, what it keeps between batches).
+    pub partition: PartitionSettings,
     pub sync_writes: bool,
     /// Record framing of the public topics (the Confluent wire format when a Schema Registry
     /// is configured); the changelog always uses single-object framing.
@@ -133,7 +133,7 @@ struct Names {
     brokers: String,
     /// The partitions of every topic of the runtime (commands, outcomes, snapshots...).
     partitions: u32,
-    waitlist_per_section: u32,
+    partition: PartitionSettings,
     commands: String,
     completed: String,
     status: String,
@@ -153,7 +153,7 @@ pub fn run(
         wire: config.wire.clone(),
         brokers: config.brokers.clone(),
         partitions: u32::try_from(config.topics.partitions).unwrap_or(1),
-        waitlist_per_section: config.waitlist_per_section,
+        partition: config.partition,
         commands: config.topics.name("reservation-commands"),
         completed: config.topics.name("reservation-completed"),
         status: config.topics.name("section-status"),
@@ -1185,9 +1185,7 @@ fn start_tasks(
     Ok(partitions
         .iter()
         .map(|p| {
-            let owner = Partition::new(*p as u32)
-                .with_waitlist_limit(names.waitlist_per_section)
-                .with_entropy(entropy());
+            let owner = Partition::configured(*p as u32, &names.partition).with_entropy(entropy());
             (*p, owner)
         })
         .collect())

@@ -40,8 +40,8 @@ pub struct ProcessorConfig {
     pub queue_depth: usize,
     /// fsync every batch before answering.
     pub sync_writes: bool,
-    /// Most requests waiting in one section's waitlist.
-    pub waitlist_per_section: u32,
+    /// How each partition owner is set up (waitlist limit, what it keeps between batches).
+    pub partition: seatflow_aggregates::PartitionSettings,
 }
 
 impl Default for ProcessorConfig {
@@ -53,7 +53,7 @@ impl Default for ProcessorConfig {
             max_batch: 1024,
             queue_depth: 16 * 1024,
             sync_writes: true,
-            waitlist_per_section: seatflow_aggregates::DEFAULT_WAITLIST_PER_SECTION,
+            partition: seatflow_aggregates::PartitionSettings::default(),
         }
     }
 }

@@ -131,9 +131,7 @@ impl Worker {
         Ok(Self {
             id,
             store,
-            partition: Partition::new(id)
-                .with_waitlist_limit(config.waitlist_per_section)
-                .with_entropy(entropy()),
+            partition: Partition::configured(id, &config.partition).with_entropy(entropy()),
             sink,
             router,
             last_seq,

@@ -119,6 +119,9 @@ pub struct Settings {
     pub wait_ms: u64,
     pub baseline: bool,
     pub hold_seconds: u32,
+    /// The event's `maxSeatsPerUser` (`--max-seats-per-user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seats_per_user: Option<u32>,
     pub confirm_ratio: f64,
     pub waitlist: bool,
     /// Tokens signed for each user (`--token-secret`).
@@ -140,6 +143,7 @@ impl Settings {
             wait_ms: args.wait_ms,
             baseline: args.baseline,
             hold_seconds: args.hold_seconds,
+            max_seats_per_user: args.max_seats_per_user,
             confirm_ratio: args.confirm_ratio,
             waitlist: args.waitlist,
             signed_tokens: args.token_secret.is_some(),
@@ -165,6 +169,11 @@ impl Settings {
             ("wait ms", self.wait_ms.to_string()),
             ("baseline", self.baseline.to_string()),
             ("hold seconds", self.hold_seconds.to_string()),
+            (
+                "max seats per user",
+                self.max_seats_per_user
+                    .map_or_else(|| "none".to_string(), |limit| limit.to_string()),
+            ),
             ("confirm ratio", self.confirm_ratio.to_string()),
             ("waitlist", self.waitlist.to_string()),
             ("signed tokens", self.signed_tokens.to_string()),

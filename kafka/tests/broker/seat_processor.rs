@@ -148,7 +148,7 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
         instance_id: "p0".into(),
         data_dir: disk.path().to_owned(),
         max_batch: 64,
-        waitlist_per_section: seatflow_aggregates::DEFAULT_WAITLIST_PER_SECTION,
+        partition: seatflow_aggregates::PartitionSettings::default(),
         sync_writes: true,
         wire: seatflow_kafka::Wire::single_object(),
     };

@@ -23,7 +23,7 @@ fn config() -> ProcessorConfig {
         max_batch: 64,
         queue_depth: 1024,
         sync_writes: true,
-        waitlist_per_section: seatflow_aggregates::DEFAULT_WAITLIST_PER_SECTION,
+        partition: seatflow_aggregates::PartitionSettings::default(),
     }
 }
 
