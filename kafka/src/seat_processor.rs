@@ -224,7 +224,14 @@ pub fn run(
         "seat-processor",
         stop.clone(),
     )?;
+    let mut memory_reported: Option<Instant> = None;
     while !stop.is_cancelled() {
+        if memory_reported.is_none_or(|at| at.elapsed() >= MEMORY_REPORT_EVERY) {
+            if let Err(e) = store.report_memory() {
+                warn!(error = %e, "store memory not readable");
+            }
+            memory_reported = Some(Instant::now());
+        }
         // Collect a batch; no transaction is open while polling.
         let mut batch = Vec::with_capacity(max_batch);
         let mut wait = Duration::from_millis(100);
@@ -931,6 +938,10 @@ fn store_locally(store: &Store, tasks: &mut HashMap<i32, Partition>, writes: Vec
         }
     }
 }
+
+/// How often the local store's memory by kind goes to the metrics
+/// (`seatflow_rocksdb_memory_bytes`, as on the embedded runtime).
+const MEMORY_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long one transactional call may block before the process gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(90);

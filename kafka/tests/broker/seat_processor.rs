@@ -226,6 +226,17 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
         "the redelivery gets the first outcome"
     );
 
+    // Its local store's memory is on the metrics, as the embedded runtime's is.
+    let metrics = seatflow_telemetry::metrics().encode();
+    let memtables = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("seatflow_rocksdb_memory_bytes{kind=\"memtables\"} "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(
+        memtables.is_some_and(|bytes| bytes > 0.0),
+        "no memtables figure in:\n{metrics}"
+    );
+
     // Restart with its disk: a redelivered command is still answered, not decided again.
     processor.stop();
     let processor = start(&config);
