@@ -6,7 +6,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use seatflow_aggregates::{
     Completed, Event, Layout, Reservation, ReservationId, Seat, SectionKey, SectionState, Status,
 };
-use seatflow_avro::{StoredSection, decode, encode};
+use seatflow_avro::{StoredSection, decode, encode, encode_through_values};
 
 fn bench(c: &mut Criterion) {
     let key = SectionKey::new("0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b", "A12");
@@ -37,6 +37,11 @@ fn bench(c: &mut Criterion) {
     let event_bytes = encode(&event).expect("encode");
     group.bench_function("encode_seat_event", |b| {
         b.iter(|| black_box(encode(black_box(&event))))
+    });
+    // The same bytes through an Avro value and the generic writer (what `encode` did before
+    // the decided path's records were written directly).
+    group.bench_function("encode_seat_event_through_values", |b| {
+        b.iter(|| black_box(encode_through_values(black_box(&event))))
     });
     group.bench_function("decode_seat_event", |b| {
         b.iter(|| black_box(decode::<Event>(black_box(&event_bytes))))

@@ -22,6 +22,13 @@ pub trait Contract: Sized {
 
     fn to_value(&self) -> Value;
 
+    /// Append the datum, written with the current schema. The default goes through
+    /// [`Contract::to_value`]; the records every decision makes write their bytes directly
+    /// (the `direct` module), tested to be the same bytes.
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        write_through_values(self, out)
+    }
+
     fn from_value(value: Value) -> Result<Self, DecodeError>;
 }
 
@@ -154,11 +161,30 @@ pub fn encode<T: Contract>(record: &T) -> Result<Vec<u8>, EncodeError> {
 
 /// Append the record's datum (no framing), written with the current schema.
 pub(crate) fn write_datum<T: Contract>(record: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    record.write_to(out)
+}
+
+/// Append the record's datum through its Avro value and the generic writer of the current
+/// schema (which checks the value against the schema).
+pub(crate) fn write_through_values<T: Contract>(
+    record: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     T::versions()
         .writer
         .write_value(out, record.to_value())
         .map_err(|e| EncodeError::Schema(T::NAME, e.to_string()))?;
     Ok(())
+}
+
+/// [`encode`] through the record's Avro value and the generic writer: the reference the direct
+/// writers of the decided path are tested against (same bytes), and nothing else.
+pub fn encode_through_values<T: Contract>(record: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&T::versions().current_fingerprint);
+    write_through_values(record, &mut out)?;
+    Ok(out)
 }
 
 /// Whether the bytes carry single-object framing.

@@ -8,7 +8,8 @@ use seatflow_aggregates::{
     SectionInitialized, SectionKey, SectionState, SectionStatus, Status,
 };
 
-use crate::codec::{Contract, DecodeError, Versions, versions};
+use crate::codec::{Contract, DecodeError, EncodeError, Versions, versions, write_through_values};
+use crate::direct;
 
 impl Contract for Command {
     const NAME: &'static str = "ReservationCommand";
@@ -174,6 +175,11 @@ impl Contract for Completed {
         completed_value(self)
     }
 
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        direct::completed(out, &self.reservation, self.available);
+        Ok(())
+    }
+
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         completed_from(Self::NAME, value)
     }
@@ -218,6 +224,18 @@ impl Contract for Event {
             Event::Room(recorded) => (2, crate::room::recorded_value(recorded)),
         };
         record(vec![("event", Value::Union(branch, Box::new(event)))])
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            Event::ReservationCompleted(completed) => {
+                direct::long(out, 1);
+                direct::completed(out, &completed.reservation, completed.available);
+                Ok(())
+            }
+            // A section's initialisation and a room's records are rare: the generic path.
+            Event::SectionInitialized(_) | Event::Room(_) => write_through_values(self, out),
+        }
     }
 
     fn from_value(value: Value) -> Result<Self, DecodeError> {
@@ -267,6 +285,13 @@ impl Contract for SectionStatus {
             ("section", string(&self.key.section)),
             ("availableCount", count_value(self.available)),
         ])
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        direct::string(out, &self.key.event_id);
+        direct::string(out, &self.key.section);
+        direct::count(out, self.available);
+        Ok(())
     }
 
     fn from_value(value: Value) -> Result<Self, DecodeError> {
@@ -324,6 +349,21 @@ impl Contract for CommandReply {
             ("correlationId", string(&self.correlation_id)),
             ("outcome", Value::Union(branch, Box::new(outcome))),
         ])
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match &self.outcome {
+            Outcome::Reservation(reservation) => {
+                direct::string(out, &self.correlation_id);
+                direct::long(out, 0);
+                direct::completed(out, reservation, self.available);
+                Ok(())
+            }
+            // A section's readiness, a refusal and a room's answers: the generic path.
+            Outcome::SectionReady | Outcome::Refused(_) | Outcome::Ticket(_) => {
+                write_through_values(self, out)
+            }
+        }
     }
 
     fn from_value(value: Value) -> Result<Self, DecodeError> {
@@ -628,30 +668,37 @@ const REJECTION_CODES: [&str; 14] = [
     "WAITLIST_FULL",
 ];
 
+/// A rejection as its `RejectionReason` fields: the code's index, the seat, the count and the
+/// status (what each code carries).
+pub(crate) fn rejection_parts(
+    rejection: &Rejection,
+) -> (usize, Option<Seat>, Option<u32>, Option<Status>) {
+    match *rejection {
+        Rejection::SoldOut => (0, None, None, None),
+        Rejection::NotEnoughSeats { available } => (1, None, Some(available), None),
+        Rejection::NoAdjacentSeats { requested } => (2, None, Some(requested.into()), None),
+        Rejection::SeatTaken { seat } => (3, Some(seat), None, None),
+        Rejection::SeatOutOfRange { seat } => (4, Some(seat), None, None),
+        Rejection::DuplicateSeat { seat } => (5, Some(seat), None, None),
+        Rejection::InvalidSeatCount { requested } => (6, None, Some(requested.into()), None),
+        Rejection::UnknownSection => (7, None, None, None),
+        Rejection::UnknownReservation => (8, None, None, None),
+        Rejection::NotOwner => (9, None, None, None),
+        Rejection::NotCancellable { status } => (10, None, None, Some(status)),
+        Rejection::SectionExists => (11, None, None, None),
+        Rejection::UserLimitExceeded { limit } => (12, None, Some(limit.into()), None),
+        Rejection::WaitlistFull { limit } => (13, None, Some(limit), None),
+        // A room's refusals are never a reservation's reason: they travel in
+        // `CommandReply.RoomRefused` (see `room::refused_value`).
+        Rejection::QueueNotOpen { .. }
+        | Rejection::NoWaitingRoom
+        | Rejection::UnknownTicket
+        | Rejection::SaleStarted => (7, None, None, None),
+    }
+}
+
 fn rejection_value(rejection: &Rejection) -> Value {
-    let (code, seat, count, status): (usize, Option<Seat>, Option<u32>, Option<Status>) =
-        match *rejection {
-            Rejection::SoldOut => (0, None, None, None),
-            Rejection::NotEnoughSeats { available } => (1, None, Some(available), None),
-            Rejection::NoAdjacentSeats { requested } => (2, None, Some(requested.into()), None),
-            Rejection::SeatTaken { seat } => (3, Some(seat), None, None),
-            Rejection::SeatOutOfRange { seat } => (4, Some(seat), None, None),
-            Rejection::DuplicateSeat { seat } => (5, Some(seat), None, None),
-            Rejection::InvalidSeatCount { requested } => (6, None, Some(requested.into()), None),
-            Rejection::UnknownSection => (7, None, None, None),
-            Rejection::UnknownReservation => (8, None, None, None),
-            Rejection::NotOwner => (9, None, None, None),
-            Rejection::NotCancellable { status } => (10, None, None, Some(status)),
-            Rejection::SectionExists => (11, None, None, None),
-            Rejection::UserLimitExceeded { limit } => (12, None, Some(limit.into()), None),
-            Rejection::WaitlistFull { limit } => (13, None, Some(limit), None),
-            // A room's refusals are never a reservation's reason: they travel in
-            // `CommandReply.RoomRefused` (see `room::refused_value`).
-            Rejection::QueueNotOpen { .. }
-            | Rejection::NoWaitingRoom
-            | Rejection::UnknownTicket
-            | Rejection::SaleStarted => (7, None, None, None),
-        };
+    let (code, seat, count, status) = rejection_parts(rejection);
     record(vec![
         (
             "code",
@@ -769,8 +816,13 @@ pub(crate) fn optional_string(text: Option<&str>) -> Value {
     }
 }
 
+/// The index of a status's symbol in `ReservationStatus`.
+pub(crate) fn status_index(status: Status) -> usize {
+    STATUSES.iter().position(|(s, _)| *s == status).unwrap_or(0)
+}
+
 fn status_value(status: Status) -> Value {
-    let index = STATUSES.iter().position(|(s, _)| *s == status).unwrap_or(0);
+    let index = status_index(status);
     Value::Enum(index as u32, STATUSES[index].1.to_string())
 }
 

@@ -13,10 +13,13 @@
 
 mod codec;
 mod convert;
+mod direct;
 mod room;
 mod wire;
 
-pub use codec::{Contract, DecodeError, EncodeError, decode, encode, fingerprint};
+pub use codec::{
+    Contract, DecodeError, EncodeError, decode, encode, encode_through_values, fingerprint,
+};
 pub use convert::{StoredQuota, StoredSection};
 pub use room::{StoredRoom, StoredTicket};
 pub use wire::{RegistryIds, RegistrySchemaError, Wire};
