@@ -40,6 +40,7 @@ pub const SETTINGS: &[&str] = &[
     "kafka_replication",
     "kafka_min_insync_replicas",
     "gateway_reply_partition",
+    "gateway_linger_ms",
     "schema_registry_url",
     "database_url",
     "redis_url",
@@ -132,6 +133,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "kafka_replication" => "kafka.replication",
         "kafka_min_insync_replicas" => "kafka.min_insync_replicas",
         "gateway_reply_partition" => "kafka.gateway_reply_partition",
+        "gateway_linger_ms" => "kafka.gateway_linger_ms",
         "schema_registry_url" => "kafka.schema_registry_url",
         "database_url" => "audit.database_url",
         "redis_url" => "redis.url",
@@ -324,6 +326,11 @@ pub struct KafkaSettings {
     /// The `reservation-replies` partition this gateway reads (`SEATFLOW_GATEWAY_REPLY_PARTITION`;
     /// default: derived from `instance_id`). Gateways sharing one are correct, just busier.
     pub gateway_reply_partition: Option<i32>,
+    /// How long a gateway gathers commands before it sends them to the broker, ms
+    /// (`SEATFLOW_GATEWAY_LINGER_MS`, 0..=100). Under load, longer means fewer and larger
+    /// produce requests (the broker's cost is mostly per request); alone, it is that much
+    /// added to an answer. Measured in docs/BENCHMARK.md.
+    pub gateway_linger_ms: u32,
     /// A Confluent-compatible Schema Registry, `http://host:port` (`SEATFLOW_SCHEMA_REGISTRY_URL`).
     /// Set: records on the public topics use the Confluent wire format with the registry's ids
     /// (schemas registered at start). Unset: single-object framing, no registry needed.
@@ -412,6 +419,7 @@ impl Default for KafkaSettings {
             replication: 3,
             min_insync_replicas: 2,
             gateway_reply_partition: None,
+            gateway_linger_ms: 5,
             schema_registry_url: None,
         }
     }
@@ -604,6 +612,12 @@ impl Config {
                 "kafka.min_insync_replicas must be between 1 and kafka.replication ({}) (got {})",
                 kafka.replication,
                 kafka.min_insync_replicas
+            );
+        }
+        if kafka.gateway_linger_ms > 100 {
+            bail!(
+                "kafka.gateway_linger_ms must be between 0 and 100 (got {})",
+                kafka.gateway_linger_ms
             );
         }
         if kafka
@@ -900,6 +914,10 @@ mod tests {
             let error = Config::load(None, &Overrides::default()).expect_err("rejected");
             assert!(error.to_string().contains("partitions"), "{error}");
             jail.set_env("SEATFLOW_PARTITIONS", "2");
+            jail.set_env("SEATFLOW_GATEWAY_LINGER_MS", "500");
+            let error = Config::load(None, &Overrides::default()).expect_err("rejected");
+            assert!(error.to_string().contains("gateway_linger_ms"), "{error}");
+            jail.set_env("SEATFLOW_GATEWAY_LINGER_MS", "5");
             jail.create_file("typo.toml", "[http]\nmax_seats_per_reservations = 2\n")?;
             let error = Config::load(
                 Some(std::path::Path::new("typo.toml")),

@@ -418,6 +418,7 @@ impl App {
                 brokers: brokers.clone(),
                 topics: topics.clone(),
                 reply_partition: config.reply_partition(),
+                linger: Duration::from_millis(config.kafka.gateway_linger_ms.into()),
                 wire: wire.clone(),
             },
             on_reply,

@@ -38,6 +38,8 @@ pub struct GatewayKafkaConfig {
     pub topics: TopicsConfig,
     /// The `reservation-replies` partition this gateway reads.
     pub reply_partition: i32,
+    /// How long commands are gathered before they are sent (the producer's `linger.ms`).
+    pub linger: Duration,
     /// Record framing (the Confluent wire format when a Schema Registry is configured).
     pub wire: Wire,
 }
@@ -81,7 +83,7 @@ impl KafkaBus {
         let producer: FutureProducer = client_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            .set("linger.ms", config.linger.as_millis().to_string())
             .set("batch.size", "262144")
             .set("compression.type", "lz4")
             .set("partitioner", "murmur2_random")
