@@ -6,7 +6,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use seatflow_aggregates::{
     Completed, Event, Layout, Reservation, ReservationId, Seat, SectionKey, SectionState, Status,
 };
-use seatflow_avro::{StoredSection, decode, encode, encode_through_values};
+use seatflow_avro::{StoredSection, decode, decode_through_values, encode, encode_through_values};
 
 fn bench(c: &mut Criterion) {
     let key = SectionKey::new("0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b", "A12");
@@ -45,6 +45,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("decode_seat_event", |b| {
         b.iter(|| black_box(decode::<Event>(black_box(&event_bytes))))
+    });
+    group.bench_function("decode_seat_event_through_values", |b| {
+        b.iter(|| black_box(decode_through_values::<Event>(black_box(&event_bytes))))
     });
     let state_bytes = encode(&state).expect("encode");
     group.bench_function("encode_section_state_5000_seats", |b| {

@@ -30,6 +30,13 @@ pub trait Contract: Sized {
     }
 
     fn from_value(value: Value) -> Result<Self, DecodeError>;
+
+    /// Read a datum written with the current schema. The default goes through an Avro value
+    /// and [`Contract::from_value`]; the records every decision makes are read directly (the
+    /// `direct` module), tested to give the same records.
+    fn read_from(datum: &[u8]) -> Result<Self, DecodeError> {
+        read_through_values(datum)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +211,27 @@ pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 /// Read a datum written with the schema of `fp` (any committed version) into the record.
 pub(crate) fn read_datum<T: Contract>(fp: &[u8; 8], datum: &[u8]) -> Result<T, DecodeError> {
-    T::from_value(read_value::<T>(fp, datum)?)
+    if *fp == T::versions().current_fingerprint {
+        T::read_from(datum)
+    } else {
+        T::from_value(read_value::<T>(fp, datum)?)
+    }
+}
+
+/// Read a datum of the current schema through an Avro value and [`Contract::from_value`].
+pub(crate) fn read_through_values<T: Contract>(datum: &[u8]) -> Result<T, DecodeError> {
+    T::from_value(read_value::<T>(&T::versions().current_fingerprint, datum)?)
+}
+
+/// [`decode`] through an Avro value and [`Contract::from_value`]: the reference the direct
+/// readers of the decided path are tested against (same records), and nothing else.
+pub fn decode_through_values<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if !is_single_object(bytes) {
+        return Err(DecodeError::NotSingleObject);
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    T::from_value(read_value::<T>(&fp, &bytes[HEADER_LEN..])?)
 }
 
 /// Read a datum written with the schema of `fp` as an Avro value of `T`'s current schema.

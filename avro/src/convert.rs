@@ -8,7 +8,10 @@ use seatflow_aggregates::{
     SectionInitialized, SectionKey, SectionState, SectionStatus, Status,
 };
 
-use crate::codec::{Contract, DecodeError, EncodeError, Versions, versions, write_through_values};
+use crate::codec::{
+    Contract, DecodeError, EncodeError, Versions, read_through_values, versions,
+    write_through_values,
+};
 use crate::direct;
 
 impl Contract for Command {
@@ -180,6 +183,10 @@ impl Contract for Completed {
         Ok(())
     }
 
+    fn read_from(datum: &[u8]) -> Result<Self, DecodeError> {
+        direct::Reader::new(Self::NAME, datum).completed()
+    }
+
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         completed_from(Self::NAME, value)
     }
@@ -235,6 +242,14 @@ impl Contract for Event {
             }
             // A section's initialisation and a room's records are rare: the generic path.
             Event::SectionInitialized(_) | Event::Room(_) => write_through_values(self, out),
+        }
+    }
+
+    fn read_from(datum: &[u8]) -> Result<Self, DecodeError> {
+        let mut reader = direct::Reader::new(Self::NAME, datum);
+        match reader.long()? {
+            1 => Ok(Event::ReservationCompleted(reader.completed()?)),
+            _ => read_through_values(datum),
         }
     }
 
@@ -363,6 +378,23 @@ impl Contract for CommandReply {
             Outcome::SectionReady | Outcome::Refused(_) | Outcome::Ticket(_) => {
                 write_through_values(self, out)
             }
+        }
+    }
+
+    fn read_from(datum: &[u8]) -> Result<Self, DecodeError> {
+        let mut reader = direct::Reader::new(Self::NAME, datum);
+        let correlation_id = reader.str()?.to_owned();
+        match reader.long()? {
+            0 => {
+                let completed = reader.completed()?;
+                Ok(CommandReply {
+                    correlation_id,
+                    key: completed.reservation.key.clone(),
+                    available: completed.available,
+                    outcome: Outcome::Reservation(completed.reservation),
+                })
+            }
+            _ => read_through_values(datum),
         }
     }
 
@@ -730,8 +762,12 @@ fn rejection_value(rejection: &Rejection) -> Value {
 
 fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, DecodeError> {
     let mut fields = Fields::of(contract, value)?;
+    // By symbol: data of an older schema version is resolved by name.
     let code = match fields.take("code")? {
-        Value::Enum(_, symbol) => symbol,
+        Value::Enum(_, symbol) => REJECTION_CODES
+            .iter()
+            .position(|code| *code == symbol)
+            .ok_or_else(|| field_error(contract, "code", format!("unknown code {symbol}")))?,
         other => return Err(type_error(contract, "code", "enum", &other)),
     };
     let seat = match fields.optional("seat")? {
@@ -747,6 +783,17 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
         None => None,
         Some(value) => Some(status_from(contract, value)?),
     };
+    rejection_of(contract, code, seat, count, status)
+}
+
+/// A rejection from its `RejectionReason` fields: `code` is the symbol's index.
+pub(crate) fn rejection_of(
+    contract: &'static str,
+    code: usize,
+    seat: Option<Seat>,
+    count: Option<i32>,
+    status: Option<Status>,
+) -> Result<Rejection, DecodeError> {
     let need_seat = || seat.ok_or_else(|| field_error(contract, "seat", "missing".into()));
     let need_count = || {
         count
@@ -754,38 +801,39 @@ fn rejection_from(contract: &'static str, value: Value) -> Result<Rejection, Dec
             .ok_or_else(|| field_error(contract, "count", "missing or negative".into()))
     };
     let small = |c: u32| u16::try_from(c).unwrap_or(u16::MAX);
-    Ok(match code.as_str() {
-        "SOLD_OUT" => Rejection::SoldOut,
-        "NOT_ENOUGH_SEATS" => Rejection::NotEnoughSeats {
+    // The indices of REJECTION_CODES, as `rejection_parts` writes them.
+    Ok(match code {
+        0 => Rejection::SoldOut,
+        1 => Rejection::NotEnoughSeats {
             available: need_count()?,
         },
-        "NO_ADJACENT_SEATS" => Rejection::NoAdjacentSeats {
+        2 => Rejection::NoAdjacentSeats {
             requested: small(need_count()?),
         },
-        "SEAT_TAKEN" => Rejection::SeatTaken { seat: need_seat()? },
-        "SEAT_OUT_OF_RANGE" => Rejection::SeatOutOfRange { seat: need_seat()? },
-        "DUPLICATE_SEAT" => Rejection::DuplicateSeat { seat: need_seat()? },
-        "INVALID_SEAT_COUNT" => Rejection::InvalidSeatCount {
+        3 => Rejection::SeatTaken { seat: need_seat()? },
+        4 => Rejection::SeatOutOfRange { seat: need_seat()? },
+        5 => Rejection::DuplicateSeat { seat: need_seat()? },
+        6 => Rejection::InvalidSeatCount {
             requested: small(need_count()?),
         },
-        "UNKNOWN_SECTION" => Rejection::UnknownSection,
-        "UNKNOWN_RESERVATION" => Rejection::UnknownReservation,
-        "NOT_OWNER" => Rejection::NotOwner,
-        "NOT_CANCELLABLE" => Rejection::NotCancellable {
+        7 => Rejection::UnknownSection,
+        8 => Rejection::UnknownReservation,
+        9 => Rejection::NotOwner,
+        10 => Rejection::NotCancellable {
             status: status.ok_or_else(|| field_error(contract, "status", "missing".into()))?,
         },
-        "SECTION_EXISTS" => Rejection::SectionExists,
-        "USER_LIMIT_EXCEEDED" => Rejection::UserLimitExceeded {
+        11 => Rejection::SectionExists,
+        12 => Rejection::UserLimitExceeded {
             limit: small(need_count()?),
         },
-        "WAITLIST_FULL" => Rejection::WaitlistFull {
+        13 => Rejection::WaitlistFull {
             limit: need_count()?,
         },
         other => {
             return Err(field_error(
                 contract,
                 "code",
-                format!("unknown code {other}"),
+                format!("unknown code index {other}"),
             ));
         }
     })
@@ -814,6 +862,11 @@ pub(crate) fn optional_string(text: Option<&str>) -> Value {
         None => Value::Union(0, Box::new(Value::Null)),
         Some(text) => Value::Union(1, Box::new(string(text))),
     }
+}
+
+/// The status of a symbol's index in `ReservationStatus`.
+pub(crate) fn status_at(index: usize) -> Option<Status> {
+    STATUSES.get(index).map(|(status, _)| *status)
 }
 
 /// The index of a status's symbol in `ReservationStatus`.

@@ -18,7 +18,8 @@ mod room;
 mod wire;
 
 pub use codec::{
-    Contract, DecodeError, EncodeError, decode, encode, encode_through_values, fingerprint,
+    Contract, DecodeError, EncodeError, decode, decode_through_values, encode,
+    encode_through_values, fingerprint,
 };
 pub use convert::{StoredQuota, StoredSection};
 pub use room::{StoredRoom, StoredTicket};
