@@ -152,7 +152,8 @@ pub fn path_of(name: &str) -> Option<&'static str> {
 
 /// Every setting, nested by the part of seatflow it is for. In a TOML file: `partitions`,
 /// `log_format`, `instance_id`, `metrics_bind` at the top, the others in `[http]`,
-/// `[processor]`, `[kafka]`, `[audit]` and `[redis]` tables.
+/// `[processor]`, `[kafka]`, `[audit]`, `[redis]`, `[auth]`, `[limits]` and `[webhooks]`
+/// tables.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

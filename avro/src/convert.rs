@@ -101,6 +101,24 @@ impl Contract for Command {
         ])
     }
 
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            Command::Reserve(reserve) => {
+                direct::reserve_command(out, reserve);
+                Ok(())
+            }
+            // The other commands are a request's later steps or an organizer's: the generic path.
+            _ => write_through_values(self, out),
+        }
+    }
+
+    fn read_from(datum: &[u8]) -> Result<Self, DecodeError> {
+        match direct::Reader::new(Self::NAME, datum).reserve_command()? {
+            Some(command) => Ok(command),
+            None => read_through_values(datum),
+        }
+    }
+
     fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut fields = Fields::of(Self::NAME, value)?;
         let key = SectionKey::new(fields.string("eventId")?, fields.string("section")?);
@@ -911,11 +929,21 @@ const VERDICTS: [(QuotaVerdict, &str); 3] = [
     (QuotaVerdict::Exceeded, "EXCEEDED"),
 ];
 
-fn verdict_value(verdict: QuotaVerdict) -> Value {
-    let index = VERDICTS
+/// The index of a verdict's symbol in `QuotaVerdict`.
+pub(crate) fn verdict_index(verdict: QuotaVerdict) -> usize {
+    VERDICTS
         .iter()
         .position(|(v, _)| *v == verdict)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The verdict of a symbol's index in `QuotaVerdict`.
+pub(crate) fn verdict_at(index: usize) -> Option<QuotaVerdict> {
+    VERDICTS.get(index).map(|(verdict, _)| *verdict)
+}
+
+fn verdict_value(verdict: QuotaVerdict) -> Value {
+    let index = verdict_index(verdict);
     Value::Enum(index as u32, VERDICTS[index].1.to_string())
 }
 

@@ -1,6 +1,6 @@
 //! Avro binary written straight from the domain types and read straight into them, for the
-//! records every decision makes (a reservation's outcome, in the decided log, the changelog and
-//! the reply; a section's count).
+//! records every decision makes (a reservation's command; its outcome, in the decided log, the
+//! changelog and the reply; a section's count).
 //!
 //! The generic path builds an Avro `Value` tree of the record (a `String` and a `Vec` per field),
 //! checks it against the schema and then writes it, or reads such a tree and converts it:
@@ -15,11 +15,14 @@
 //! branch's index and the value, an array as one block (count, items) and the empty block (0).
 
 use seatflow_aggregates::{
-    Checkout, Completed, Rejection, Reservation, ReservationId, Seat, Status,
+    Checkout, Command, Completed, Millis, QuotaVerdict, Rejection, Reservation, ReservationId,
+    Reserve, Seat, SeatRequest, SectionKey, Status,
 };
 
 use crate::codec::DecodeError;
-use crate::convert::{field_error, rejection_of, rejection_parts, status_at, status_index};
+use crate::convert::{
+    field_error, rejection_of, rejection_parts, status_at, status_index, verdict_at, verdict_index,
+};
 
 pub(crate) fn long(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
@@ -65,6 +68,43 @@ fn seat(out: &mut Vec<u8>, seat: Seat) {
     int(out, i32::from(seat.seat));
 }
 
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.push(u8::from(value));
+}
+
+fn reservation_id(out: &mut Vec<u8>, id: ReservationId) {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    string(out, id.0.hyphenated().encode_lower(&mut text));
+}
+
+fn seats(out: &mut Vec<u8>, seats: &[Seat]) {
+    if !seats.is_empty() {
+        long(out, seats.len() as i64);
+        for s in seats {
+            seat(out, *s);
+        }
+    }
+    long(out, 0);
+}
+
+/// A `ReservationCommand` datum holding a `Reserve` (branch 1), the command of every request.
+pub(crate) fn reserve_command(out: &mut Vec<u8>, reserve: &Reserve) {
+    string(out, &reserve.key.event_id);
+    string(out, &reserve.key.section);
+    long(out, reserve.requested_at);
+    long(out, 1);
+    reservation_id(out, reserve.reservation_id);
+    string(out, &reserve.user_id);
+    let picked: &[Seat] = match &reserve.request {
+        SeatRequest::Adjacent(_) => &[],
+        SeatRequest::Picked(picked) => picked,
+    };
+    int(out, i32::from(reserve.request.seat_count()));
+    seats(out, picked);
+    int(out, verdict_index(reserve.quota) as i32);
+    boolean(out, reserve.waitlist);
+}
+
 fn status(out: &mut Vec<u8>, value: Status) {
     int(out, status_index(value) as i32);
 }
@@ -72,20 +112,13 @@ fn status(out: &mut Vec<u8>, value: Status) {
 /// A `ReservationCompleted` datum: a reservation and its section's count after it (also branch 1
 /// of `SeatEvent.event` and branch 0 of `CommandReply.outcome`).
 pub(crate) fn completed(out: &mut Vec<u8>, r: &Reservation, available: u32) {
-    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    string(out, r.id.0.hyphenated().encode_lower(&mut id));
+    reservation_id(out, r.id);
     string(out, &r.key.event_id);
     string(out, &r.key.section);
     string(out, &r.user_id);
     status(out, r.status);
     int(out, i32::from(r.requested_seats));
-    if !r.seats.is_empty() {
-        long(out, r.seats.len() as i64);
-        for s in &r.seats {
-            seat(out, *s);
-        }
-    }
-    long(out, 0);
+    seats(out, &r.seats);
     match &r.reason {
         None => null(out),
         Some(rejection) => {
@@ -264,6 +297,62 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn boolean(&mut self) -> Result<bool, DecodeError> {
+        let Some((&byte, rest)) = self.bytes.split_first() else {
+            return Err(self.corrupt("the datum ends inside a boolean"));
+        };
+        self.bytes = rest;
+        match byte {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.corrupt("a boolean that is neither 0 nor 1")),
+        }
+    }
+
+    fn reservation_id(&mut self, field: &'static str) -> Result<ReservationId, DecodeError> {
+        let text = self.str()?;
+        uuid::Uuid::parse_str(text)
+            .map(ReservationId)
+            .map_err(|e| field_error(self.contract, field, format!("{text:?}: {e}")))
+    }
+
+    /// A `ReservationCommand` datum: its section, its time and its branch, and the command when
+    /// the branch is a `Reserve` (`None`: another command, for the generic reader).
+    pub(crate) fn reserve_command(&mut self) -> Result<Option<Command>, DecodeError> {
+        let key = SectionKey::new(self.str()?, self.str()?);
+        let requested_at: Millis = self.long()?;
+        if self.long()? != 1 {
+            return Ok(None);
+        }
+        let reservation_id = self.reservation_id("reservationId")?;
+        let user_id = self.str()?.to_owned();
+        let count = self.small("seatCount")?;
+        let picked = self.seats()?;
+        let request = if picked.is_empty() {
+            SeatRequest::Adjacent(count)
+        } else {
+            SeatRequest::Picked(picked)
+        };
+        let index = self.index()?;
+        let quota: QuotaVerdict = verdict_at(index).ok_or_else(|| {
+            field_error(
+                self.contract,
+                "quota",
+                format!("unknown verdict index {index}"),
+            )
+        })?;
+        let waitlist = self.boolean()?;
+        Ok(Some(Command::Reserve(Reserve {
+            reservation_id,
+            key,
+            user_id,
+            request,
+            requested_at,
+            quota,
+            waitlist,
+        })))
+    }
+
     fn rejection(&mut self) -> Result<Rejection, DecodeError> {
         let code = self.index()?;
         let seat = if self.some("seat")? {
@@ -325,7 +414,7 @@ impl<'a> Reader<'a> {
         Ok(Completed {
             reservation: Reservation {
                 id,
-                key: seatflow_aggregates::SectionKey::new(event_id, section),
+                key: SectionKey::new(event_id, section),
                 user_id,
                 status,
                 requested_seats,

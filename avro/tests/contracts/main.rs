@@ -522,6 +522,14 @@ fn read_as_through_values<T: Contract + PartialEq + std::fmt::Debug>(
 
 proptest! {
     #[test]
+    fn commands_are_written_and_read_as_the_generic_path_does(
+        record in command(), at in any::<prop::sample::Index>(), byte in any::<u8>(),
+    ) {
+        same_bytes_as_through_values(&record)?;
+        read_as_through_values(&record, at, byte)?;
+    }
+
+    #[test]
     fn completions_are_read_as_the_generic_reader_does(
         record in completed(), at in any::<prop::sample::Index>(), byte in any::<u8>(),
     ) {
