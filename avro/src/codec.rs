@@ -10,7 +10,6 @@ use apache_avro::{Schema, rabin::Rabin};
 /// The two marker bytes of Avro single-object encoding.
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
-pub(crate) const SINGLE_OBJECT_HEADER_LEN: usize = HEADER_LEN;
 
 /// A record type with an Avro schema and a conversion to and from Avro values.
 pub trait Contract: Sized {
@@ -199,14 +198,20 @@ pub(crate) fn is_single_object(bytes: &[u8]) -> bool {
     bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC
 }
 
-/// Decode a single-object framed record written with any committed version of its schema.
-pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// The schema fingerprint and the datum of a single-object framed record.
+pub(crate) fn single_object_frame(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     if !is_single_object(bytes) {
         return Err(DecodeError::NotSingleObject);
     }
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-    read_datum(&fp, &bytes[HEADER_LEN..])
+    Ok((fp, &bytes[HEADER_LEN..]))
+}
+
+/// Decode a single-object framed record written with any committed version of its schema.
+pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (fp, datum) = single_object_frame(bytes)?;
+    read_datum(&fp, datum)
 }
 
 /// Read a datum written with the schema of `fp` (any committed version) into the record.
@@ -226,12 +231,8 @@ pub(crate) fn read_through_values<T: Contract>(datum: &[u8]) -> Result<T, Decode
 /// [`decode`] through an Avro value and [`Contract::from_value`]: the reference the direct
 /// readers of the decided path are tested against (same records), and nothing else.
 pub fn decode_through_values<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
-    if !is_single_object(bytes) {
-        return Err(DecodeError::NotSingleObject);
-    }
-    let mut fp = [0u8; 8];
-    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-    T::from_value(read_value::<T>(&fp, &bytes[HEADER_LEN..])?)
+    let (fp, datum) = single_object_frame(bytes)?;
+    T::from_value(read_value::<T>(&fp, datum)?)
 }
 
 /// Read a datum written with the schema of `fp` as an Avro value of `T`'s current schema.

@@ -8,6 +8,10 @@
 //! current schema: that is where schema evolution lives, and the tests prove that each schema
 //! still reads data written with its previous committed version.
 //!
+//! The records every decision makes (a reservation's command and outcome, a section's count)
+//! are written and read field by field instead of through Avro values (the `direct` module;
+//! the contract tests hold them to the generic writer and reader byte for byte).
+//!
 //! On Kafka, [`Wire`] writes the Confluent wire format instead when a Schema Registry is
 //! configured, and reads both.
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use apache_avro::Schema;
 
 use crate::codec::{
-    Contract, DecodeError, EncodeError, SINGLE_OBJECT_HEADER_LEN, decode, fingerprint_bytes,
-    is_single_object, read_datum, read_value, write_datum,
+    Contract, DecodeError, EncodeError, decode, fingerprint_bytes, is_single_object, read_datum,
+    read_value, single_object_frame, write_datum,
 };
 
 const CONFLUENT_MAGIC: u8 = 0;
@@ -111,9 +111,7 @@ impl Wire {
     /// log: `seatflow log`).
     pub fn decode_json<T: Contract>(&self, bytes: &[u8]) -> Result<serde_json::Value, DecodeError> {
         let (fingerprint, datum) = if is_single_object(bytes) {
-            let mut fingerprint = [0u8; 8];
-            fingerprint.copy_from_slice(&bytes[2..SINGLE_OBJECT_HEADER_LEN]);
-            (fingerprint, &bytes[SINGLE_OBJECT_HEADER_LEN..])
+            single_object_frame(bytes)?
         } else {
             self.confluent_frame::<T>(bytes)?
         };
