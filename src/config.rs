@@ -41,6 +41,7 @@ pub const SETTINGS: &[&str] = &[
     "kafka_min_insync_replicas",
     "gateway_reply_partition",
     "gateway_linger_ms",
+    "seat_processor_producers",
     "schema_registry_url",
     "database_url",
     "redis_url",
@@ -134,6 +135,7 @@ pub fn path_of(name: &str) -> Option<&'static str> {
         "kafka_min_insync_replicas" => "kafka.min_insync_replicas",
         "gateway_reply_partition" => "kafka.gateway_reply_partition",
         "gateway_linger_ms" => "kafka.gateway_linger_ms",
+        "seat_processor_producers" => "kafka.seat_processor_producers",
         "schema_registry_url" => "kafka.schema_registry_url",
         "database_url" => "audit.database_url",
         "redis_url" => "redis.url",
@@ -332,6 +334,11 @@ pub struct KafkaSettings {
     /// produce requests (the broker's cost is mostly per request); alone, it is that much
     /// added to an answer. Measured in docs/BENCHMARK.md.
     pub gateway_linger_ms: u32,
+    /// Transactional producers of a seat processor (`SEATFLOW_SEAT_PROCESSOR_PRODUCERS`,
+    /// 1..=16): a batch that touches more than 6 partitions is split over up to this many
+    /// transactions, each on its own producer and connection, flushed at once (D50; measured
+    /// in docs/BENCHMARK.md).
+    pub seat_processor_producers: u32,
     /// A Confluent-compatible Schema Registry, `http://host:port` (`SEATFLOW_SCHEMA_REGISTRY_URL`).
     /// Set: records on the public topics use the Confluent wire format with the registry's ids
     /// (schemas registered at start). Unset: single-object framing, no registry needed.
@@ -421,6 +428,7 @@ impl Default for KafkaSettings {
             min_insync_replicas: 2,
             gateway_reply_partition: None,
             gateway_linger_ms: 5,
+            seat_processor_producers: 4,
             schema_registry_url: None,
         }
     }
@@ -619,6 +627,12 @@ impl Config {
             bail!(
                 "kafka.gateway_linger_ms must be between 0 and 100 (got {})",
                 kafka.gateway_linger_ms
+            );
+        }
+        if !(1..=16).contains(&kafka.seat_processor_producers) {
+            bail!(
+                "kafka.seat_processor_producers must be between 1 and 16 (got {})",
+                kafka.seat_processor_producers
             );
         }
         if kafka
@@ -919,6 +933,13 @@ mod tests {
             let error = Config::load(None, &Overrides::default()).expect_err("rejected");
             assert!(error.to_string().contains("gateway_linger_ms"), "{error}");
             jail.set_env("SEATFLOW_GATEWAY_LINGER_MS", "5");
+            jail.set_env("SEATFLOW_SEAT_PROCESSOR_PRODUCERS", "0");
+            let error = Config::load(None, &Overrides::default()).expect_err("rejected");
+            assert!(
+                error.to_string().contains("seat_processor_producers"),
+                "{error}"
+            );
+            jail.set_env("SEATFLOW_SEAT_PROCESSOR_PRODUCERS", "4");
             jail.create_file("typo.toml", "[http]\nmax_seats_per_reservations = 2\n")?;
             let error = Config::load(
                 Some(std::path::Path::new("typo.toml")),

@@ -6,8 +6,10 @@
 //! (`section-snapshots`: where a gateway starts, and the section half of the changelog)
 //! together with the consumer offsets in ONE Kafka transaction.
 //!
-//! One consumer and one transactional producer per process; each assigned partition is one
-//! task (its own [`Partition`]), so workers == partitions across the group. The loop never
+//! One consumer and a few transactional producers per process: a batch over many partitions is
+//! split over several transactions, each on its own producer and broker connection (D50);
+//! each assigned partition is one task (its own [`Partition`]), so workers == partitions across
+//! the group. The loop never
 //! keeps a transaction open across a poll that could rebalance; records of partitions revoked
 //! while a batch was collected are dropped from it (their next owner gets them).
 //!
@@ -64,6 +66,11 @@ pub struct SeatProcessorConfig {
     pub instance_id: String,
     pub data_dir: PathBuf,
     pub max_batch: usize,
+    /// Transactional producers (at least 1): the most transactions one batch is split over
+    /// (one per 6 partitions it touches), each flushed over its
+    /// own connection at once (librdkafka sends one partition per produce request, at most five
+    /// at a time on a connection: D50).
+    pub producers: usize,
     /// How each partition owner is set up (waitlist limit, what it keeps between batches).
     pub partition: PartitionSettings,
     pub sync_writes: bool,
@@ -186,33 +193,14 @@ pub fn run(
             .create_with_context(RebalanceContext::default())?,
     );
     consumer.subscribe(&[&names.commands])?;
-    let producer: ClosesWithin<BaseProducer> = ClosesWithin::new(
-        "seat processor producer",
-        client_config(&config.brokers)
-            .set(
-                "transactional.id",
-                format!("{group}-{}", config.instance_id),
-            )
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("compression.type", "lz4")
-            .set("queue.buffering.max.messages", "1000000")
-            // A failed record fails the transaction anyway (abortable error at commit), so only
-            // failures need a report. Without this every delivered record waits in the event queue
-            // until it is polled, and the flush before the commit waits for them.
-            .set("delivery.report.only.error", "true")
-            // librdkafka 2.12 can wait forever in send_offsets_to_transaction when the group
-            // coordinator's broker died: it waits for a broker state change that a decommissioned
-            // broker never makes (librdkafka issues #5511, #5456; seen in our broker-kill test).
-            // Closing idle connections makes such a change within a few seconds of the stall (no
-            // record is produced while it lasts), and the coordinator is looked up again.
-            .set("connections.max.idle.ms", "5000")
-            .create()?,
-    );
+    let producers = (0..config.producers.max(1))
+        .map(|index| transactional_producer(config, &group, index))
+        .collect::<Result<Vec<_>, _>>()?;
     let watchdog = Watchdog::start(stop.clone());
-    producer.init_transactions(TXN_TIMEOUT)?;
-    info!(group, instance = %config.instance_id, "seat processor running");
+    for producer in &producers {
+        producer.init_transactions(TXN_TIMEOUT)?;
+    }
+    info!(group, instance = %config.instance_id, producers = producers.len(), "seat processor running");
 
     let mut tasks: HashMap<i32, Partition> = HashMap::new();
     let mut marks_due: HashSet<i32> = HashSet::new();
@@ -301,14 +289,14 @@ pub fn run(
         if batch.is_empty() {
             if !due.is_empty() {
                 process_clock(
-                    &consumer, &producer, &watchdog, &store, &names, &mut tasks, &due,
+                    &consumer, &producers, &watchdog, &store, &names, &mut tasks, &due,
                 )?;
             }
             continue;
         }
         process_batch(
             &consumer,
-            &producer,
+            &producers,
             &watchdog,
             &store,
             &names,
@@ -322,14 +310,75 @@ pub fn run(
     Ok(())
 }
 
-/// Decide a batch and make it visible in ONE transaction, then write the local state. A batch
-/// that fails before its commit is aborted and read again from the committed offsets.
-/// `marks_due` are the partitions whose snapshots still have to be marked complete; the
-/// partitions of `clocks_due` are decided too, without inputs if they have none (their clock).
+/// The transactional producer `index` of this process. The first keeps the id every version
+/// before D50 used, so that an upgraded process fences its predecessor's open transaction.
+fn transactional_producer(
+    config: &SeatProcessorConfig,
+    group: &str,
+    index: usize,
+) -> Result<ClosesWithin<BaseProducer>, KafkaError> {
+    let transactional_id = match index {
+        0 => format!("{group}-{}", config.instance_id),
+        _ => format!("{group}-{}-{index}", config.instance_id),
+    };
+    Ok(ClosesWithin::new(
+        "seat processor producer",
+        client_config(&config.brokers)
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", "1000000")
+            // A failed record fails the transaction anyway (abortable error at commit), so only
+            // failures need a report. Without this every delivered record waits in the event queue
+            // until it is polled, and the flush before the commit waits for them.
+            .set("delivery.report.only.error", "true")
+            // librdkafka 2.12 can wait forever in send_offsets_to_transaction when the group
+            // coordinator's broker died: it waits for a broker state change that a decommissioned
+            // broker never makes (librdkafka issues #5511, #5456; seen in our broker-kill test).
+            // Closing idle connections makes such a change within a few seconds of the stall (no
+            // record is produced while it lasts), and the coordinator is looked up again.
+            .set("connections.max.idle.ms", "5000")
+            .create()?,
+    ))
+}
+
+/// How many partitions a batch puts in one transaction before it uses another producer. Each
+/// partition of a transaction costs its flush about four produce requests that one connection
+/// carries one after another; each transaction costs the broker its markers and offsets. Measured
+/// on 20 partitions (docs/BENCHMARK.md): 4-5 partitions per transaction answered fastest; on 4
+/// partitions under full load one transaction per partition cost the broker a third more CPU.
+const PARTITIONS_PER_TRANSACTION: usize = 6;
+
+/// A batch's partitions dealt over its transactions: one transaction per
+/// [`PARTITIONS_PER_TRANSACTION`] partitions, at most one per producer, every partition in
+/// exactly one (with all of its inputs, in order).
+fn split_for_transactions<T: Clone>(
+    by_partition: &BTreeMap<i32, Vec<T>>,
+    producers: usize,
+) -> Vec<BTreeMap<i32, Vec<T>>> {
+    let transactions = by_partition
+        .len()
+        .div_ceil(PARTITIONS_PER_TRANSACTION)
+        .clamp(1, producers.max(1));
+    let mut parts = vec![BTreeMap::new(); transactions];
+    for (at, (partition, inputs)) in by_partition.iter().enumerate() {
+        parts[at % transactions].insert(*partition, inputs.clone());
+    }
+    parts.retain(|part| !part.is_empty());
+    parts
+}
+
+/// Decide a batch and make it visible in one transaction per producer, then write the local
+/// state. A producer's part of the batch that fails before its commit is aborted and read again
+/// from the committed offsets; the other parts stand. `marks_due` are the partitions whose
+/// snapshots still have to be marked complete; the partitions of `clocks_due` are decided too,
+/// without inputs if they have none (their clock).
 #[allow(clippy::too_many_arguments)]
 fn process_batch(
     consumer: &BaseConsumer<RebalanceContext>,
-    producer: &BaseProducer,
+    producers: &[ClosesWithin<BaseProducer>],
     watchdog: &Watchdog,
     store: &Store,
     names: &Names,
@@ -361,7 +410,7 @@ fn process_batch(
         .collect();
     let committed = transact(
         consumer,
-        producer,
+        producers,
         watchdog,
         store,
         names,
@@ -369,46 +418,72 @@ fn process_batch(
         &by_partition,
         &marking,
     )?;
-    if committed {
-        for partition in &marking {
-            marks_due.remove(partition);
-        }
-        seatflow_telemetry::metrics().batch_decided(batch.len(), started.elapsed());
+    for partition in &committed {
+        marks_due.remove(partition);
+    }
+    let decided = batch
+        .iter()
+        .filter(|input| committed.contains(&input.partition))
+        .count();
+    if decided > 0 {
+        seatflow_telemetry::metrics().batch_decided(decided, started.elapsed());
     }
     Ok(())
 }
 
-/// Inside ONE transaction: mark `marking`'s snapshots complete, decide each partition's inputs
-/// (none: its clock), produce what that makes happen and commit with the input offsets; then
-/// write the local state. Whether it committed: a batch that failed before its commit is
-/// aborted and read again from the committed offsets (an error only when that is fatal).
+/// Inside one transaction per producer: mark `marking`'s snapshots complete, decide each
+/// partition's inputs (none: its clock), produce what that makes happen and commit with the
+/// input offsets; then write the local state. Every producer's records are queued before the
+/// first commit waits for its acknowledgements, so the producers' connections carry them at
+/// once. Which partitions committed: a producer's part that failed before its commit is aborted
+/// and read again from the committed offsets (an error only when that is fatal).
 #[allow(clippy::too_many_arguments)]
 fn transact(
     consumer: &BaseConsumer<RebalanceContext>,
-    producer: &BaseProducer,
+    producers: &[ClosesWithin<BaseProducer>],
     watchdog: &Watchdog,
     store: &Store,
     names: &Names,
     tasks: &mut HashMap<i32, Partition>,
     by_partition: &BTreeMap<i32, Vec<&Input>>,
     marking: &[i32],
-) -> Result<bool, SeatProcessorError> {
-    producer.begin_transaction()?;
-    let committed = mark_snapshots_complete(producer, names, marking)
-        .and_then(|()| produce_batch(producer, store, names, tasks, by_partition, now_millis()))
-        .and_then(|writes| {
+) -> Result<HashSet<i32>, SeatProcessorError> {
+    let parts = split_for_transactions(by_partition, producers.len());
+    let now = now_millis();
+    let mut produced = Vec::with_capacity(parts.len());
+    for (part, producer) in parts.into_iter().zip(producers) {
+        producer.begin_transaction()?;
+        let marks: Vec<i32> = marking
+            .iter()
+            .copied()
+            .filter(|partition| part.contains_key(partition))
+            .collect();
+        let writes = mark_snapshots_complete(producer, names, &marks)
+            .and_then(|()| produce_batch(producer, store, names, tasks, &part, now));
+        produced.push((producer, part, writes));
+    }
+    let mut committed = Vec::new();
+    let mut fatal = None;
+    for (producer, part, writes) in produced {
+        let writes = writes.and_then(|writes| {
             commit_transaction(consumer, producer, watchdog, names, &writes)?;
             Ok(writes)
         });
-    match committed {
-        Ok(writes) => {
-            store_locally(store, tasks, writes);
-            Ok(true)
+        match writes {
+            Ok(writes) => committed.extend(writes),
+            Err(error) if fatal.is_none() => {
+                fatal = abort_batch(consumer, producer, names, tasks, &part, error).err();
+            }
+            // After a fatal error the process ends: the next incarnation fences what is open.
+            Err(_) => {}
         }
-        Err(error) => {
-            abort_batch(consumer, producer, names, tasks, by_partition, error)?;
-            Ok(false)
-        }
+    }
+    let partitions = committed.iter().map(|write| write.partition).collect();
+    // What committed is written before a fatal error ends the process (one write, one sync).
+    store_locally(store, tasks, committed);
+    match fatal {
+        Some(error) => Err(error),
+        None => Ok(partitions),
     }
 }
 
@@ -455,12 +530,12 @@ fn mark_snapshots_complete(
     Ok(())
 }
 
-/// Decide the partitions' clocks (no input) and make what they decide visible in ONE
-/// transaction, then write the local state: holds that ended expire, exactly once, like any
+/// Decide the partitions' clocks (no input) and make what they decide visible in one
+/// transaction per producer, then write the local state: holds that ended expire, exactly once, like any
 /// other decision.
 fn process_clock(
     consumer: &BaseConsumer<RebalanceContext>,
-    producer: &BaseProducer,
+    producers: &[ClosesWithin<BaseProducer>],
     watchdog: &Watchdog,
     store: &Store,
     names: &Names,
@@ -471,7 +546,7 @@ fn process_clock(
         partitions.iter().map(|p| (*p, Vec::new())).collect();
     transact(
         consumer,
-        producer,
+        producers,
         watchdog,
         store,
         names,
@@ -915,6 +990,9 @@ fn abort_batch(
 /// The transaction committed: now the local state, with the next input offset as each
 /// partition's position, for every partition of the batch in one write (one sync).
 fn store_locally(store: &Store, tasks: &mut HashMap<i32, Partition>, writes: Vec<LocalWrite>) {
+    if writes.is_empty() {
+        return;
+    }
     let partitions: Vec<i32> = writes.iter().map(|w| w.partition).collect();
     let batches: Vec<CommitBatch> = writes
         .into_iter()
@@ -1352,3 +1430,50 @@ fn latest_records(
 
 /// Per partition, the latest payload of each key.
 type LatestRecords = HashMap<i32, HashMap<Vec<u8>, Vec<u8>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(partitions: impl IntoIterator<Item = i32>) -> BTreeMap<i32, Vec<(i32, u32)>> {
+        partitions
+            .into_iter()
+            .map(|partition| (partition, vec![(partition, 0), (partition, 1)]))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_over_few_partitions_stays_one_transaction() {
+        for producers in [1, 4, 16] {
+            let parts = split_for_transactions(&batch(0..4), producers);
+            assert_eq!(parts, vec![batch(0..4)], "{producers} producers");
+        }
+        assert_eq!(split_for_transactions(&batch([]), 4).len(), 0);
+    }
+
+    #[test]
+    fn a_batch_over_many_partitions_is_dealt_over_the_producers() {
+        let all = batch(0..20);
+        for (producers, expected) in [(1, 1), (2, 2), (4, 4), (16, 4)] {
+            let parts = split_for_transactions(&all, producers);
+            assert_eq!(parts.len(), expected, "{producers} producers");
+            assert!(
+                parts
+                    .iter()
+                    .all(|part| part.len() <= 20usize.div_ceil(expected)),
+                "{parts:?}"
+            );
+            // Every partition in exactly one part, with its inputs in order.
+            let mut joined = BTreeMap::new();
+            for part in parts {
+                for (partition, inputs) in part {
+                    assert!(
+                        joined.insert(partition, inputs).is_none(),
+                        "{partition} twice"
+                    );
+                }
+            }
+            assert_eq!(joined, all);
+        }
+    }
+}

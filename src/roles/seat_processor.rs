@@ -19,6 +19,7 @@ pub async fn run_seat_processor(config: Config) -> anyhow::Result<()> {
         instance_id: config.instance_id.clone(),
         data_dir: config.processor.data_dir.clone(),
         max_batch: config.processor.max_batch,
+        producers: config.kafka.seat_processor_producers as usize,
         partition: config.processor.partition(),
         sync_writes: config.processor.sync_writes,
         wire: crate::wire(&config).await?,

@@ -148,6 +148,7 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
         instance_id: "p0".into(),
         data_dir: disk.path().to_owned(),
         max_batch: 64,
+        producers: 2,
         partition: seatflow_aggregates::PartitionSettings::default(),
         sync_writes: true,
         wire: seatflow_kafka::Wire::single_object(),
@@ -300,4 +301,123 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
         resold.reservation.seats, held.seats,
         "the freed seat, and only it, sells again"
     );
+}
+
+/// A batch over many partitions is committed in several transactions, one per producer: every
+/// command is still decided exactly once, across a restart with the disk and one without it.
+#[test]
+fn a_batch_split_over_several_producers_decides_every_command_once() {
+    let topics = TopicsConfig {
+        prefix: unique_prefix(),
+        partitions: 12,
+        replication: 1,
+        min_insync_replicas: 1,
+    };
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(create_topics(&brokers(), &topics.specs()))
+        .expect("topics");
+    let disk = tempfile::tempdir().expect("dir");
+    let config = SeatProcessorConfig {
+        brokers: brokers(),
+        topics: topics.clone(),
+        instance_id: "split".into(),
+        data_dir: disk.path().to_owned(),
+        max_batch: 256,
+        producers: 3,
+        partition: seatflow_aggregates::PartitionSettings::default(),
+        sync_writes: true,
+        wire: seatflow_kafka::Wire::single_object(),
+    };
+    // 24 sections of 2 seats over the 12 partitions, 3 requests for each: sent before the
+    // processor starts, so that its first batches hold most partitions at once.
+    let sections: Vec<String> = (0..24).map(|n| format!("S{n}")).collect();
+    let touched: HashSet<u32> = sections
+        .iter()
+        .map(|section| {
+            seatflow_aggregates::partition_of_command(
+                &init(section, 1, 2),
+                topics.partitions as u32,
+            )
+        })
+        .collect();
+    assert!(
+        touched.len() > 6,
+        "the batch spans more partitions than one transaction takes"
+    );
+    let mut commands: Vec<Command> = sections.iter().map(|section| init(section, 1, 2)).collect();
+    for section in &sections {
+        for user in 0..3 {
+            commands.push(reserve(
+                section,
+                &format!("{section}-u{user}"),
+                SeatRequest::Adjacent(1),
+            ));
+        }
+    }
+    send_commands(&topics, &commands);
+    let processor = start(&config);
+    let decided = |expected: usize| {
+        read_until(
+            &topics,
+            "reservation-completed",
+            |b| decode::<Event>(b).expect("event"),
+            move |e| e.len() >= expected,
+        )
+    };
+    let events = decided(96);
+    assert_eq!(events.len(), 96, "24 inits + 72 outcomes, each once");
+    let done = completions(&events);
+    for section in &sections {
+        let confirmed: Vec<&&Completed> = done
+            .iter()
+            .filter(|c| &c.reservation.key.section == section)
+            .filter(|c| c.reservation.status == Status::Confirmed)
+            .collect();
+        let seats: HashSet<_> = confirmed
+            .iter()
+            .flat_map(|c| c.reservation.seats.clone())
+            .collect();
+        assert_eq!((confirmed.len(), seats.len()), (2, 2), "section {section}");
+    }
+    processor.stop();
+
+    // Restarted with its disk, then without it: nothing is decided again, and what comes
+    // after is decided on the state the split transactions left.
+    let processor = start(&config);
+    let late: Vec<Command> = sections
+        .iter()
+        .map(|section| {
+            reserve(
+                section,
+                &format!("{section}-late"),
+                SeatRequest::Adjacent(1),
+            )
+        })
+        .collect();
+    send_commands(&topics, &late[..12]);
+    let events = decided(108);
+    assert_eq!(events.len(), 108, "nothing decided twice after the restart");
+    processor.stop();
+    let fresh = tempfile::tempdir().expect("dir");
+    let processor = start(&SeatProcessorConfig {
+        data_dir: fresh.path().to_owned(),
+        ..config
+    });
+    send_commands(&topics, &late[12..]);
+    let events = decided(120);
+    assert_eq!(events.len(), 120, "nothing decided twice after the rebuild");
+    let late_outcomes: Vec<&Completed> = completions(&events)
+        .into_iter()
+        .filter(|c| c.reservation.user_id.ends_with("-late"))
+        .collect();
+    assert_eq!(late_outcomes.len(), 24);
+    assert!(
+        late_outcomes
+            .iter()
+            .all(|c| c.reservation.status == Status::Rejected
+                && c.reservation.reason == Some(Rejection::SoldOut)),
+        "every section was sold out by the split transactions"
+    );
+    processor.stop();
 }
