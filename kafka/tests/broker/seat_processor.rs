@@ -44,6 +44,38 @@ impl Running {
     }
 }
 
+/// Fresh topics of `partitions` partitions and a processor's settings on a fresh disk.
+fn new_processor(
+    partitions: i32,
+    instance_id: &str,
+    max_batch: usize,
+    producers: usize,
+) -> (TopicsConfig, tempfile::TempDir, SeatProcessorConfig) {
+    let topics = TopicsConfig {
+        prefix: unique_prefix(),
+        partitions,
+        replication: 1,
+        min_insync_replicas: 1,
+    };
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(create_topics(&brokers(), &topics.specs()))
+        .expect("topics");
+    let disk = tempfile::tempdir().expect("dir");
+    let config = SeatProcessorConfig {
+        brokers: brokers(),
+        topics: topics.clone(),
+        instance_id: instance_id.into(),
+        data_dir: disk.path().to_owned(),
+        max_batch,
+        producers,
+        partition: seatflow_aggregates::PartitionSettings::default(),
+        sync_writes: true,
+        wire: seatflow_kafka::Wire::single_object(),
+    };
+    (topics, disk, config)
+}
+
 fn send_commands(topics: &TopicsConfig, commands: &[Command]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -131,28 +163,7 @@ fn completions(events: &[Event]) -> Vec<&Completed> {
 
 #[test]
 fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_lost_disks() {
-    let topics = TopicsConfig {
-        prefix: unique_prefix(),
-        partitions: 2,
-        replication: 1,
-        min_insync_replicas: 1,
-    };
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(create_topics(&brokers(), &topics.specs()))
-        .expect("topics");
-    let disk = tempfile::tempdir().expect("dir");
-    let config = SeatProcessorConfig {
-        brokers: brokers(),
-        topics: topics.clone(),
-        instance_id: "p0".into(),
-        data_dir: disk.path().to_owned(),
-        max_batch: 64,
-        producers: 2,
-        partition: seatflow_aggregates::PartitionSettings::default(),
-        sync_writes: true,
-        wire: seatflow_kafka::Wire::single_object(),
-    };
+    let (topics, _disk, config) = new_processor(2, "p0", 64, 2);
 
     // A 2x3 section and 8 users asking for one seat each; one command is delivered twice.
     let mut commands = vec![init("A", 2, 3)];
@@ -307,28 +318,7 @@ fn commands_are_decided_once_through_kafka_and_the_state_survives_restarts_and_l
 /// command is still decided exactly once, across a restart with the disk and one without it.
 #[test]
 fn a_batch_split_over_several_producers_decides_every_command_once() {
-    let topics = TopicsConfig {
-        prefix: unique_prefix(),
-        partitions: 12,
-        replication: 1,
-        min_insync_replicas: 1,
-    };
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(create_topics(&brokers(), &topics.specs()))
-        .expect("topics");
-    let disk = tempfile::tempdir().expect("dir");
-    let config = SeatProcessorConfig {
-        brokers: brokers(),
-        topics: topics.clone(),
-        instance_id: "split".into(),
-        data_dir: disk.path().to_owned(),
-        max_batch: 256,
-        producers: 3,
-        partition: seatflow_aggregates::PartitionSettings::default(),
-        sync_writes: true,
-        wire: seatflow_kafka::Wire::single_object(),
-    };
+    let (topics, _disk, config) = new_processor(12, "split", 256, 3);
     // 24 sections of 2 seats over the 12 partitions, 3 requests for each: sent before the
     // processor starts, so that its first batches hold most partitions at once.
     let sections: Vec<String> = (0..24).map(|n| format!("S{n}")).collect();
