@@ -58,10 +58,14 @@ const PREVIOUS: usize = 1;
 /// touched only as it fills): beyond it, a larger configured capacity grows as it is written.
 const PRESIZED_OUTCOMES: usize = 1 << 17;
 
+/// From how many outcomes a dropped generation is freed on a thread of its own: a small one
+/// (a small configured capacity rotates often) costs less to free than a thread to start.
+const RETIRED_ON_A_THREAD_FROM: usize = 4_096;
+
 /// Free a dropped generation away from the seat worker that filled it (measured: ~50,000
 /// outcomes took milliseconds to free, on the path of a batch's answers).
 fn retire(generation: Generation) {
-    if generation.by_id.is_empty() {
+    if generation.by_id.len() < RETIRED_ON_A_THREAD_FROM {
         return;
     }
     // Without a thread (the system refuses one), the generation is freed here, as before.
