@@ -512,26 +512,49 @@ async fn create_event(target: &Target, args: &BenchArgs) -> anyhow::Result<Strin
     post_event(target, body).await
 }
 
-/// Create an event from its JSON `body` as the organizer: its id.
+/// How long the event's creation is retried while the server answers 503 (on Kafka, a seat
+/// processor that has not taken its partitions yet).
+const CREATE_EVENT_WITHIN: Duration = Duration::from_secs(60);
+
+/// Create an event from its JSON `body` as the organizer: its id. Every attempt carries the
+/// same `Idempotency-Key`, so a retry after a 503 reaches the event the first attempt may still
+/// have made instead of making a second one.
 async fn post_event(target: &Target, body: Vec<u8>) -> anyhow::Result<String> {
-    let mut sender = connect(target).await?;
-    let (status, bytes) = send_with(
-        &mut sender,
-        target,
-        "POST",
-        "/api/events",
-        Some(body),
-        Some(ORGANIZER),
-    )
-    .await?;
-    if status != 201 {
-        bail!(
-            "creating the event answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
+    let key = uuid::Uuid::now_v7().to_string();
+    let deadline = Instant::now() + CREATE_EVENT_WITHIN;
+    loop {
+        let mut sender = connect(target).await?;
+        sender.ready().await?;
+        let (name, value) = target.credentials(ORGANIZER)?;
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/events")
+            .header("host", &target.authority)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &key)
+            .header(name, value)
+            .body(Full::new(Bytes::from(body.clone())))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        match status {
+            201 => {
+                let event: EventOut = serde_json::from_slice(&bytes)?;
+                return Ok(event.event_id);
+            }
+            503 if Instant::now() < deadline => {
+                eprintln!(
+                    "creating the event answered 503 ({}); retrying with the same Idempotency-Key",
+                    String::from_utf8_lossy(&bytes)
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => bail!(
+                "creating the event answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
     }
-    let event: EventOut = serde_json::from_slice(&bytes)?;
-    Ok(event.event_id)
 }
 
 /// Run the load against `path` and tally the answers.

@@ -7,6 +7,7 @@
 //! outcome once the decision is on disk.
 
 mod dedup;
+mod event_key;
 mod room;
 mod status;
 pub mod text;
@@ -75,6 +76,7 @@ pub const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 use tracing::instrument;
 
 pub use dedup::{Claim, Dedup, DedupFuture, DedupStore, Held};
+pub use event_key::{EventKey, NewEvent};
 pub use room::RoomPolicy;
 pub use status::StatusCache;
 
@@ -153,6 +155,15 @@ fn unexpected(what: &str) -> CommandError {
     CommandError::Unavailable(BusError::Unavailable(format!(
         "unexpected outcome for {what}"
     )))
+}
+
+/// 422 for an organizer's `Idempotency-Key` that made `event_id` with other settings (as a
+/// reservation's key used for another section is).
+pub fn key_used_for(event_id: &str) -> CommandError {
+    invalid(
+        "Idempotency-Key",
+        format!("was used for event {event_id} with other settings; use a new key for a new event"),
+    )
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CommandError {
@@ -646,14 +657,14 @@ impl CommandService {
         }
     }
 
-    /// Create an event with its sections; returns its id once every section exists.
-    #[instrument(level = "debug", skip(self, sections), fields(sections = sections.len()))]
-    pub async fn create_event(
+    /// Validate an event's creation: its name, sections and rules as they will be submitted
+    /// (and as a repeated creation under the same `Idempotency-Key` is compared with).
+    pub fn plan_event(
         &self,
         name: &str,
         sections: &[NewSection],
         policy: SalePolicy,
-    ) -> Result<String, CommandError> {
+    ) -> Result<NewEvent, CommandError> {
         let rules = policy.rules()?;
         let room = policy.room_rules()?;
         let name = text::bounded("name", name, 200)?;
@@ -666,18 +677,16 @@ impl CommandService {
                 ),
             ));
         }
-        let mut layouts = Vec::with_capacity(sections.len());
-        let mut names: Vec<String> = Vec::with_capacity(sections.len());
+        let mut planned: Vec<(String, Layout)> = Vec::with_capacity(sections.len());
         let mut seats_in_event = 0u64;
         for section in sections {
             let name = text::section_name("sections[].section", &section.section)?;
-            if names.contains(&name) {
+            if planned.iter().any(|(listed, _)| *listed == name) {
                 return Err(invalid(
                     "sections[].section",
                     format!("{name:?} is listed twice"),
                 ));
             }
-            names.push(name);
             let rows = u16::try_from(section.rows).unwrap_or(u16::MAX);
             let seats = u16::try_from(section.seats_per_row).unwrap_or(u16::MAX);
             let layout = Layout::new(rows, seats).map_err(|e| match e {
@@ -695,22 +704,47 @@ impl CommandService {
                     ),
                 ));
             }
-            layouts.push(layout);
+            planned.push((name, layout));
         }
-        let event_id = uuid::Uuid::now_v7().to_string();
+        Ok(NewEvent {
+            name,
+            sections: planned,
+            rules,
+            room,
+        })
+    }
+
+    /// Create `event`; returns its id once every section exists. With `key` (an organizer's
+    /// `Idempotency-Key`, see [`event_id_for_key`]) the id is the key's: a repeat reaches the
+    /// sections the first creation made, whose owners take an identical initialisation as
+    /// done, and refuse one with other seats or rules ([`key_used_for`]).
+    #[instrument(level = "debug", skip_all, fields(sections = event.sections.len()))]
+    pub async fn create_event(
+        &self,
+        event: &NewEvent,
+        key: Option<&EventKey<'_>>,
+    ) -> Result<String, CommandError> {
+        let NewEvent {
+            name,
+            sections,
+            rules,
+            room,
+        } = event;
+        let (rules, room) = (*rules, *room);
+        let event_id = key.map_or_else(|| uuid::Uuid::now_v7().to_string(), EventKey::event_id);
         // The room exists before any section says it has one.
         if let Some(room) = room {
             self.open_room(&event_id, room).await?;
         }
         let requested_at = now_millis();
         let mut submissions = tokio::task::JoinSet::new();
-        for (position, (section, layout)) in names.iter().zip(layouts).enumerate() {
+        for (position, (section, layout)) in sections.iter().enumerate() {
             let bus = self.bus.clone();
             let command = Command::InitSection(InitSection {
                 key: SectionKey::new(event_id.as_str(), section.as_str()),
                 event_name: name.clone(),
                 position: position as u32,
-                layout,
+                layout: *layout,
                 rules,
                 requested_at,
             });
@@ -724,6 +758,9 @@ impl CommandService {
             };
             match outcome {
                 Outcome::SectionReady => {}
+                Outcome::Refused(Rejection::SectionExists) if key.is_some() => {
+                    return Err(key_used_for(&event_id));
+                }
                 Outcome::Refused(rejection) => {
                     tracing::warn!(event = %event_id, %rejection, "section initialisation refused");
                     return Err(CommandError::Refused(rejection));

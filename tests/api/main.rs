@@ -8,6 +8,7 @@ mod crash;
 #[path = "../support/embedded.rs"]
 mod embedded;
 mod errors;
+mod events;
 mod helpers;
 mod lifecycle;
 mod limit;

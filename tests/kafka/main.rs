@@ -20,6 +20,7 @@ use seatflow_kafka::{REPLY_PARTITION_HEADER, TopicsConfig, create_topics};
 
 #[path = "../support/database.rs"]
 mod database;
+mod events;
 mod lifecycle;
 mod limit;
 #[path = "../support/receiver.rs"]

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use seatflow_aggregates::{Seat, SectionKey};
-use seatflow_commands::{NewSection, RoomPolicy, SalePolicy};
+use seatflow_commands::{CommandError, EventKey, NewEvent, NewSection, RoomPolicy, SalePolicy};
+use seatflow_projections::EventView;
 
 use super::model::{CreateEventDto, EventDto, SeatMapDto, UuidText};
 use super::{AppState, Tag, default_limit};
@@ -32,25 +33,9 @@ pub struct EventsApi {
     pub state: AppState,
 }
 
-#[OpenApi(tag = "Tag::Events")]
 impl EventsApi {
-    /// Create an event with its sections (the `organizer` role).
-    #[oai(path = "/api/events", method = "post", operation_id = "createEvent")]
-    async fn create_event(
-        &self,
-        caller: Data<&Caller>,
-        address: Data<&ClientAddress>,
-        body: JsonBody<CreateEventDto>,
-    ) -> Result<CreatedEvent, ApiError> {
-        caller.require(Role::Organizer, "creating an event")?;
-        if let Some(wait) = self
-            .state
-            .limiter
-            .check_new_event(caller.user(), address.0.0)
-        {
-            return Err(ApiError::too_many_events(wait));
-        }
-        let body = body.0;
+    /// The creation a body asks for, validated (the field at fault named).
+    fn planned(&self, body: CreateEventDto) -> Result<NewEvent, ApiError> {
         let on_sale_at = body
             .on_sale_at
             .as_ref()
@@ -69,32 +54,102 @@ impl EventsApi {
                 seats_per_row: u32::try_from(s.seats_per_row).unwrap_or(0),
             })
             .collect();
-        let event_id = self
+        let policy = SalePolicy {
+            hold_seconds: body.hold_seconds,
+            max_seats_per_user: body.max_seats_per_user,
+            avoid_single_seats: body.avoid_single_seats,
+            on_sale_at,
+            waiting_room: body.waiting_room.map(|room| RoomPolicy {
+                admit_per_minute: room.admit_per_minute,
+                max_active: room.max_active,
+                session_seconds: room.session_seconds,
+                opens_before_seconds: room.opens_before_seconds,
+            }),
+        };
+        Ok(self
             .state
             .commands
-            .create_event(
-                &body.name,
-                &sections,
-                SalePolicy {
-                    hold_seconds: body.hold_seconds,
-                    max_seats_per_user: body.max_seats_per_user,
-                    avoid_single_seats: body.avoid_single_seats,
-                    on_sale_at,
-                    waiting_room: body.waiting_room.map(|room| RoomPolicy {
-                        admit_per_minute: room.admit_per_minute,
-                        max_active: room.max_active,
-                        session_seconds: room.session_seconds,
-                        opens_before_seconds: room.opens_before_seconds,
-                    }),
-                },
-            )
-            .await?;
+            .plan_event(&body.name, &sections, policy)?)
+    }
+}
+
+/// The answer to a creation under an `Idempotency-Key` whose event exists: that event if it is
+/// the one asked for, else 422 naming the key. A waiting room's rules are not compared: the organizer may
+/// change them after the creation.
+fn same_event(asked: &NewEvent, made: EventView) -> Result<CreatedEvent, ApiError> {
+    let sections_match = made.sections.len() == asked.sections.len()
+        && made
+            .sections
+            .iter()
+            .zip(&asked.sections)
+            .all(|(made, (name, layout))| made.section == *name && made.layout == *layout);
+    if made.name == asked.name
+        && made.rules == asked.rules
+        && made.room.is_some() == asked.room.is_some()
+        && sections_match
+    {
+        Ok(CreatedEvent::Created(Json(EventDto::from(&made))))
+    } else {
+        Err(seatflow_commands::key_used_for(&made.event_id).into())
+    }
+}
+
+#[OpenApi(tag = "Tag::Events")]
+impl EventsApi {
+    /// Create an event with its sections (the `organizer` role). With an `Idempotency-Key`
+    /// the creation may be repeated safely: the same organizer and key answer with the event
+    /// the first creation made (201 again), not a second one; the same key with other settings
+    /// answers 422 naming `Idempotency-Key`.
+    #[oai(path = "/api/events", method = "post", operation_id = "createEvent")]
+    async fn create_event(
+        &self,
+        caller: Data<&Caller>,
+        address: Data<&ClientAddress>,
+        body: JsonBody<CreateEventDto>,
+        /// A key of the organizer's choosing: a creation repeated with it (after a timeout, a
+        /// 503, a lost answer) reaches the same event.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<CreatedEvent, ApiError> {
+        caller.require(Role::Organizer, "creating an event")?;
+        let event = self.planned(body.0)?;
+        // Without authentication (`auth.mode = none`) every organizer shares one set of keys.
+        let key = idempotency_key.0.as_deref().map(|key| EventKey {
+            organizer: caller.user().unwrap_or_default(),
+            key,
+        });
+        // A repeat this gateway already knows of is answered from what it knows.
+        if let Some(key) = &key
+            && let Some(view) = self.state.read.event(&key.event_id())
+        {
+            return same_event(&event, view);
+        }
+        if let Some(wait) = self
+            .state
+            .limiter
+            .check_new_event(caller.user(), address.0.0)
+        {
+            return Err(ApiError::too_many_events(wait));
+        }
+        let event_id = match self.state.commands.create_event(&event, key.as_ref()).await {
+            Ok(event_id) => event_id,
+            // Its sections may still be made (the commands are durable): a retry with the same
+            // key reaches them, one without makes another event.
+            Err(CommandError::Unavailable(e)) => {
+                return Err(ApiError::unavailable(format!(
+                    "{e}; the event may still be created: retry with the same Idempotency-Key \
+                     to reach it instead of making another"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         match self
             .state
             .read
-            .event_with_sections(&event_id, sections.len(), READABLE_WITHIN)
+            .event_with_sections(&event_id, event.sections.len(), READABLE_WITHIN)
             .await
         {
+            Some(view) if key.is_some() => same_event(&event, view),
             Some(view) => Ok(CreatedEvent::Created(Json(EventDto::from(&view)))),
             None => Err(ApiError::unavailable(format!(
                 "event {event_id} was created but is not readable yet; retry GET /api/events/{event_id}"

@@ -233,3 +233,112 @@ async fn a_command_handed_on_before_a_crash_is_decided_at_the_next_start() {
     drop(processor);
     workers.join();
 }
+
+/// A read model that has heard of nothing yet: a gateway on Kafka behind the log, or one whose
+/// creation timed out before the decision.
+struct KnowsNothing;
+
+impl seatflow_commands::SectionDirectory for KnowsNothing {
+    fn layout(&self, _: &seatflow_aggregates::SectionKey) -> Option<seatflow_aggregates::Layout> {
+        None
+    }
+    fn rules(&self, _: &seatflow_aggregates::SectionKey) -> Option<seatflow_aggregates::SaleRules> {
+        None
+    }
+    fn event_exists(&self, _: &str) -> bool {
+        false
+    }
+    fn reservation(
+        &self,
+        _: seatflow_aggregates::ReservationId,
+    ) -> Option<seatflow_aggregates::Reservation> {
+        None
+    }
+    fn held_by(
+        &self,
+        _: &str,
+        _: &seatflow_aggregates::SectionKey,
+        _: seatflow_aggregates::Millis,
+    ) -> Option<seatflow_aggregates::Reservation> {
+        None
+    }
+    fn note_accepted(&self, _: &seatflow_aggregates::Reservation) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_created_again_under_its_key_reaches_the_sections_it_made() {
+    use seatflow_commands::{CommandError, CommandService, EventKey, NewSection, SalePolicy};
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config();
+    let sink = Arc::new(Collect::default());
+    let store = open_store(dir.path(), &config).expect("open");
+    let (processor, _workers) = Processor::start(store, &config, sink.clone()).expect("start");
+    let commands = CommandService::new(
+        Arc::new(processor),
+        Arc::new(KnowsNothing),
+        Arc::new(seatflow_commands::StatusCache::new()),
+        Arc::new(seatflow_commands::Dedup::new(
+            std::time::Duration::from_secs(60),
+        )),
+        seatflow_commands::Limits::default(),
+    );
+    let sections = |rows| {
+        vec![
+            NewSection {
+                section: "A".into(),
+                rows,
+                seats_per_row: 10,
+            },
+            NewSection {
+                section: "B".into(),
+                rows: 2,
+                seats_per_row: 5,
+            },
+        ]
+    };
+    let planned = |rows| {
+        commands
+            .plan_event("Spring tour", &sections(rows), SalePolicy::default())
+            .expect("valid")
+    };
+    let key = EventKey {
+        organizer: "org-1",
+        key: "tour-2027",
+    };
+    let first = commands
+        .create_event(&planned(3), Some(&key))
+        .await
+        .expect("created");
+    assert_eq!(first, key.event_id());
+    let again = commands
+        .create_event(&planned(3), Some(&key))
+        .await
+        .expect("the same creation again");
+    assert_eq!(again, first);
+    let initialized = |sink: &Collect| {
+        sink.0
+            .lock()
+            .iter()
+            .filter(|record| matches!(record.event, Event::SectionInitialized(_)))
+            .count()
+    };
+    assert_eq!(initialized(&sink), 2, "each section made once");
+
+    // The same key with other seats: refused by the section's owner, nothing made.
+    match commands.create_event(&planned(4), Some(&key)).await {
+        Err(CommandError::Invalid { field, message }) => {
+            assert_eq!(field, "Idempotency-Key");
+            assert!(message.contains(&first), "{message}");
+        }
+        other => panic!("expected the key refused, got {other:?}"),
+    }
+    assert_eq!(initialized(&sink), 2);
+
+    // Without a key, another event.
+    let other = commands
+        .create_event(&planned(3), None)
+        .await
+        .expect("created");
+    assert_ne!(other, first);
+    assert_eq!(initialized(&sink), 4);
+}
