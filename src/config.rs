@@ -241,6 +241,7 @@ impl WebhookSettings {
             timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
             parallel: self.parallel.max(1),
             window: 64,
+            allow_private: self.allow_private_urls,
         }
     }
 }

@@ -11,6 +11,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use reqwest::Url;
+use seatflow_projections::webhooks::address::is_private;
 use seatflow_projections::webhooks::sign::new_secret;
 use seatflow_projections::webhooks::{
     Delivery, DeliveryStatus, Topic, Webhook, WebhookStore, WebhookStoreError,
@@ -427,8 +428,8 @@ fn unavailable(e: WebhookStoreError) -> ApiError {
 
 /// The URL as it will be posted to, if acceptable: http(s), a host, not too long, and unless
 /// allowed not on this machine or a private network (an organizer must not make the server
-/// post into its own network). A name is not resolved here: a public name that resolves to a
-/// private address is not caught.
+/// post into its own network). A name is checked where it is posted to: the senders resolve it
+/// to its public addresses only (`webhooks::address`), whatever it resolves to later.
 fn checked_url(text: &str, allow_private: bool) -> Result<String, ApiError> {
     let refuse = |why: &str| ApiError::unprocessable("url", why);
     if text.chars().count() > MAX_URL_CHARS {
@@ -453,29 +454,6 @@ fn checked_url(text: &str, allow_private: bool) -> Result<String, ApiError> {
         ));
     }
     Ok(url.to_string())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => {
-            let [a, b, ..] = ip.octets();
-            ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(ip) => {
-            let first = ip.segments()[0];
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || ip.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct SendSettings {
     pub parallel: usize,
     /// Pending deliveries a sender looks at at once (its webhook's oldest).
     pub window: usize,
+    /// Post to names that resolve to loopback, private or link-local addresses too.
+    pub allow_private: bool,
 }
 
 impl Default for SendSettings {
@@ -40,6 +42,7 @@ impl Default for SendSettings {
             timeout: Duration::from_secs(10),
             parallel: 4,
             window: 64,
+            allow_private: false,
         }
     }
 }
@@ -78,14 +81,7 @@ pub async fn run(
     queued: watch::Receiver<u64>,
     stop: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout)
-        // A receiver's redirect is not followed: the registered address is the one posted to.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("seatflow-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match client(&settings) {
         Ok(client) => client,
         Err(e) => {
             warn!(error = %e, "cannot build the webhook HTTP client: no webhook is delivered");
@@ -137,6 +133,21 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     info!("webhook senders stopped");
+}
+
+/// The senders' HTTP client.
+fn client(settings: &SendSettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        // A receiver's redirect is not followed: the registered address is the one posted to.
+        .redirect(reqwest::redirect::Policy::none())
+        // A name is posted to only at the public addresses it resolves to (`address`).
+        .dns_resolver(Arc::new(super::address::PublicOnly {
+            allow_private: settings.allow_private,
+        }))
+        .user_agent(concat!("seatflow-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// What became of one post.
@@ -299,4 +310,59 @@ fn now_millis() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A receiver on this machine answering every post 200; how many connections it took.
+    async fn local_receiver() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = taken.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, taken)
+    }
+
+    #[tokio::test]
+    async fn the_senders_do_not_post_to_a_name_of_this_machine_unless_allowed() {
+        let (port, taken) = local_receiver().await;
+        let url = format!("http://localhost:{port}/hook");
+        let refused = client(&SendSettings::default())
+            .expect("client")
+            .post(&url)
+            .send()
+            .await
+            .expect_err("refused");
+        let text = transport_error(&refused);
+        assert!(text.contains("resolves only to loopback"), "{text}");
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        let allowed = SendSettings {
+            allow_private: true,
+            ..SendSettings::default()
+        };
+        let answer = client(&allowed)
+            .expect("client")
+            .post(&url)
+            .send()
+            .await
+            .expect("posted");
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }

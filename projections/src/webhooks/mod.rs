@@ -13,6 +13,7 @@
 //! The mapping from events to notifications ([`notify`]), the signature ([`sign`]) and the
 //! retry plan ([`plan`]) are pure; the sender loop ([`deliver`]) and the stores are I/O.
 
+pub mod address;
 pub mod deliver;
 pub mod notify;
 pub mod plan;
