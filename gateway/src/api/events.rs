@@ -74,8 +74,8 @@ impl EventsApi {
 }
 
 /// The answer to a creation under an `Idempotency-Key` whose event exists: that event if it is
-/// the one asked for, else 422 naming the key. A waiting room's rules are not compared: the organizer may
-/// change them after the creation.
+/// the one asked for, else 422 naming the key. A waiting room's rules are not compared: the
+/// organizer may change them after the creation.
 fn same_event(asked: &NewEvent, made: EventView) -> Result<CreatedEvent, ApiError> {
     let sections_match = made.sections.len() == asked.sections.len()
         && made
